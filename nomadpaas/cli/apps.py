@@ -1,0 +1,9 @@
+"""`nomadpaas apps` commands (placeholder registration; filled in by its owner)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""

@@ -1,0 +1,110 @@
+"""Shared test helpers: free loopback ports, real server processes, readiness waits.
+
+Every server binds 127.0.0.1 on a random free port and is killed by PID when the test
+ends. Nothing here is a fake: these start the real agent and the real S3 server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until `url` answers with any status < 500; fail early if `proc` died."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            r = httpx.get(url, timeout=1.0)
+            if r.status_code < 500:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s (last error: {last})")
+
+
+@dataclass
+class ServerProcess:
+    """A real server run as a child process; restartable on the same port and data dir."""
+
+    argv: Sequence[str]
+    ready_path: str
+    port: int
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        env = {**os.environ, **self.env}
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            list(self.argv), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        wait_http(self.url + self.ready_path, timeout=timeout, proc=self.proc)
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the server (SIGKILL by default: the crash case) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def restart(self) -> ServerProcess:
+        self.kill()
+        return self.start()
+
+
+def agent_process(
+    data_dir: Path, acl_token_file: Path | None = None, log_path: Path | None = None
+) -> ServerProcess:
+    """`nomadpaas agent --dev` on random loopback ports (not started yet)."""
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "nomadpaas", "agent", "--dev",
+        "--bind", "127.0.0.1",
+        "--http-port", str(port),
+        "--consul-port", str(free_port()),
+        "--data-dir", str(data_dir),
+    ]  # fmt: skip
+    if acl_token_file is not None:
+        argv += ["--acl-token-file", str(acl_token_file)]
+    return ServerProcess(argv, "/v1/status/leader", port, data_dir, log_path=log_path)
+
+
+def s3_process(data_dir: Path, log_path: Path | None = None) -> ServerProcess:
+    """The embedded, durable S3 server on a random loopback port (not started yet)."""
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "nomadpaas.stack.s3server",
+        "--bind", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
+    ]  # fmt: skip
+    return ServerProcess(argv, "/", port, data_dir, log_path=log_path)
