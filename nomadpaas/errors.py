@@ -1,4 +1,4 @@
-"""Typed errors of the nomadpaas library: each carries a message, the user's next step and an exit code.
+"""Typed errors of the library: each has a message, the user's next step and an exit code.
 
 The library raises these; only the CLI renders them (message, hint, exit code; never a
 traceback). Exit codes are the contract of DESIGN.md §6:
@@ -89,7 +89,7 @@ class Conflict(NomadPaasError):
 class PermissionDenied(NomadPaasError):
     """The server refused the credentials."""
 
-    default_hint = "Check NOMAD_TOKEN (for the embedded stack: eval \"$(nomadpaas up --env)\")."
+    default_hint = 'Check NOMAD_TOKEN (for the embedded stack: eval "$(nomadpaas up --env)").'
 
 
 class BuildFailed(NomadPaasError):

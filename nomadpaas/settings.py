@@ -6,6 +6,7 @@ nothing else in the library reads `os.environ` for configuration.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -15,7 +16,12 @@ from urllib.parse import urlsplit
 
 from nomadpaas.errors import InvalidInput
 
-__all__ = ["Settings", "default_home"]
+__all__ = ["STACK_FILE", "Settings", "default_home", "read_stack_file"]
+
+#: Written by `nomadpaas up` under NOMADPAAS_HOME: the embedded stack's addresses,
+#: credentials file and process IDs. Read here as the fallback for unset variables, so
+#: `nomadpaas up && nomadpaas apps create x` works without `eval "$(nomadpaas up --env)"`.
+STACK_FILE = "stack.json"
 
 #: S3 bucket names: 3-63 chars, lowercase letters, digits, dots and hyphens.
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -41,6 +47,25 @@ def _url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
+def read_stack_file(home: Path) -> dict[str, object] | None:
+    """The embedded stack's record under `home`, or None when no stack was started there.
+
+    Keys: nomad_addr, consul_addr, s3_endpoint, s3_bucket, token_file,
+    aws_access_key_id, aws_secret_access_key, processes.
+    """
+    path = home / STACK_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _stack_str(stack: Mapping[str, object] | None, key: str) -> str | None:
+    value = stack.get(key) if stack else None
+    return value if isinstance(value, str) and value else None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the platform's Nomad, Consul and S3 are, and who we are to them.
@@ -56,6 +81,8 @@ class Settings:
         home: `NOMADPAAS_HOME`, where the embedded stack keeps its state.
         app: `NOMADPAAS_APP`, the default for `--app`.
         aws: the standard AWS variables that were set (credential chain inputs).
+        embedded: True when the addresses came from the embedded stack's record
+            (`$NOMADPAAS_HOME/stack.json`) because NOMAD_ADDR was unset.
     """
 
     nomad_addr: str = "http://127.0.0.1:4646"
@@ -68,11 +95,18 @@ class Settings:
     home: Path = field(default_factory=default_home)
     app: str | None = None
     aws: Mapping[str, str] = field(default_factory=dict)
+    embedded: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and validate the environment; raise InvalidInput naming the bad variable."""
         env = os.environ if environ is None else environ
+        home_var = env.get("NOMADPAAS_HOME")
+        home = Path(home_var) if home_var else default_home(env)
+        # Unset NOMAD_ADDR + a running embedded stack: use the stack's record.
+        stack = None if env.get("NOMAD_ADDR") else read_stack_file(home)
+        if stack is not None:
+            env = _overlay_stack(env, stack)
         consul = env.get("CONSUL_HTTP_ADDR") or "http://127.0.0.1:8500"
         if "://" not in consul:  # Consul's own clients accept host:port
             consul = "http://" + consul
@@ -89,7 +123,6 @@ class Settings:
                 hint="Use 3-63 lowercase letters, digits, dots and hyphens.",
             )
         endpoint = env.get("NOMADPAAS_S3_ENDPOINT") or None
-        home = env.get("NOMADPAAS_HOME")
         aws_keys = (
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
@@ -106,7 +139,33 @@ class Settings:
             s3_endpoint=_url("NOMADPAAS_S3_ENDPOINT", endpoint) if endpoint else None,
             s3_bucket=bucket,
             domain=(env.get("NOMADPAAS_DOMAIN") or "localhost").strip(".").lower(),
-            home=Path(home) if home else default_home(env),
+            home=home,
             app=env.get("NOMADPAAS_APP") or None,
             aws={k: env[k] for k in aws_keys if env.get(k)},
+            embedded=stack is not None,
         )
+
+
+def _overlay_stack(env: Mapping[str, str], stack: Mapping[str, object]) -> dict[str, str]:
+    """The environment with the stack's values filled in wherever a variable is unset."""
+    merged = dict(env)
+    fills = {
+        "NOMAD_ADDR": _stack_str(stack, "nomad_addr"),
+        "CONSUL_HTTP_ADDR": _stack_str(stack, "consul_addr"),
+        "NOMADPAAS_S3_ENDPOINT": _stack_str(stack, "s3_endpoint"),
+        "NOMADPAAS_S3_BUCKET": _stack_str(stack, "s3_bucket"),
+        "AWS_ACCESS_KEY_ID": _stack_str(stack, "aws_access_key_id"),
+        "AWS_SECRET_ACCESS_KEY": _stack_str(stack, "aws_secret_access_key"),
+    }
+    token_file = _stack_str(stack, "token_file")
+    if token_file and not env.get("NOMAD_TOKEN"):
+        try:
+            fills["NOMAD_TOKEN"] = Path(token_file).read_text().strip() or None
+        except OSError:
+            pass
+    for key, value in fills.items():
+        if value and not merged.get(key):
+            merged[key] = value
+    if merged.get("AWS_ACCESS_KEY_ID") and not merged.get("AWS_DEFAULT_REGION"):
+        merged.setdefault("AWS_REGION", "us-east-1")
+    return merged

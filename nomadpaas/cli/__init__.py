@@ -16,6 +16,7 @@ import typer
 from nomadpaas import __version__
 from nomadpaas.cli import agent, apps, config, releases, stack
 from nomadpaas.cli.output import error as render_error
+from nomadpaas.cli.output import set_global_json
 from nomadpaas.errors import NomadPaasError
 
 app = typer.Typer(
@@ -35,7 +36,6 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    ctx: typer.Context,
     json_: Annotated[
         bool, typer.Option("--json", help="Write JSON to stdout (also accepted after a command).")
     ] = False,
@@ -44,7 +44,7 @@ def _root(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
-    ctx.obj = {"json": json_}
+    set_global_json(json_)
 
 
 apps.register(app)
@@ -65,7 +65,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo(" !     Interrupted.", err=True)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+    except Exception as exc:  # the last line of defence against tracebacks
         if os.environ.get("NOMADPAAS_DEBUG"):
             raise
         typer.echo(f" !     Internal error: {type(exc).__name__}: {exc}", err=True)

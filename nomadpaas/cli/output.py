@@ -15,12 +15,18 @@ STEP = "-----> "
 INDENT = "       "
 
 
+#: Set by the root callback when `--json` comes before the command name.
+_global_json = False
+
+
+def set_global_json(value: bool) -> None:
+    global _global_json
+    _global_json = value
+
+
 def wants_json(local: bool) -> bool:
     """`--json` given after the command name, or globally before it."""
-    ctx = typer.get_current_context(silent=True)
-    root = ctx.find_root() if ctx is not None else None
-    global_json = bool(root.obj and root.obj.get("json")) if root is not None else False
-    return local or global_json
+    return local or _global_json
 
 
 def print_json(doc: Any) -> None:

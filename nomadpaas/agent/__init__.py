@@ -1,0 +1,1 @@
+"""The embedded single-machine Nomad agent: Nomad's HTTP API over local processes."""

@@ -1,0 +1,1 @@
+"""The client half of the agent: alloc and task runners; mirrors client/."""

@@ -1,0 +1,1 @@
+"""Runs one allocation; mirrors client/allocrunner."""

@@ -1,0 +1,1 @@
+"""Runs one task through its lifecycle; mirrors client/allocrunner/taskrunner."""

@@ -1,0 +1,1 @@
+"""Artifact download and hardened unpacking; mirrors client/allocrunner/taskrunner/getter."""

@@ -1,0 +1,1 @@
+"""Client helpers shared by endpoints; mirrors client/lib."""

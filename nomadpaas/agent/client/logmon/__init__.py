@@ -1,0 +1,1 @@
+"""Task log capture and rotation; mirrors client/logmon."""

@@ -1,0 +1,1 @@
+"""Task drivers; mirrors plugins/drivers and drivers/."""

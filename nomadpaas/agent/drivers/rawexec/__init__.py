@@ -1,0 +1,1 @@
+"""The raw_exec driver: tasks as host processes in their own process group; drivers/rawexec."""

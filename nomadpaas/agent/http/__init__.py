@@ -1,0 +1,1 @@
+"""The agent's HTTP endpoints; mirrors command/agent/*_endpoint.go."""

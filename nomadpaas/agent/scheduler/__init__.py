@@ -1,0 +1,1 @@
+"""Schedulers and the pure reconciler; mirrors scheduler/."""

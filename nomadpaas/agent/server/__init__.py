@@ -1,0 +1,1 @@
+"""The server half of the agent: state store, brokers, watchers; mirrors nomad/."""

@@ -1,0 +1,1 @@
+"""The state store: single writer, raft-like index, persistence; mirrors nomad/state."""

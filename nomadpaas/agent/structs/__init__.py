@@ -1,0 +1,1 @@
+"""Nomad's wire objects as PascalCase dicts: defaults, validation; mirrors nomad/structs."""

@@ -1,0 +1,1 @@
+"""Frozen dataclasses of the library: App, Release, ConfigVars and progress events (placeholder)."""

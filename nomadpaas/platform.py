@@ -1,0 +1,1 @@
+"""The Platform facade: the library API every command calls (placeholder until filled in)."""
