@@ -1,1 +1,155 @@
-"""The Platform facade: the library API every command calls (placeholder until filled in)."""
+"""The Platform facade: the library API every command (and every Python script) calls.
+
+It never prints and never exits; it returns models and raises `nomadpaas.errors`.
+
+Usage::
+
+    from nomadpaas import Platform
+
+    with Platform() as platform:            # Settings.from_env()
+        platform.create_app("demo")
+        release = platform.config_set("demo", {"A": "1"})
+        print(release.name)                 # v1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from nomadpaas import apps, config, releases
+from nomadpaas.errors import NotFound
+from nomadpaas.models import App, ConfigVars, Release
+from nomadpaas.names import validate_config_key
+from nomadpaas.settings import Settings
+
+if TYPE_CHECKING:
+    from nomadpaas.nomad.client import NomadClient
+    from nomadpaas.store import VariableStore
+
+__all__ = ["Platform"]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class Platform:
+    """Apps, config and releases of one nomadpaas installation.
+
+    Parameters:
+        settings: where Nomad is and who we are; `Settings.from_env()` when None.
+        client: a ready `NomadClient` (tests pass one on a mock transport); built from
+            `settings` when None, and closed by `close()` only in that case.
+        clock: returns "now" in UTC; tests pin it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        client: NomadClient | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        self._client = client
+        self._owns_client = client is None
+        self._store: VariableStore | None = None
+        self._clock = clock
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> Platform:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP connections this Platform opened."""
+        if self._client is not None and self._owns_client:
+            self._client.close()
+            self._client = None
+            self._store = None
+
+    @property
+    def nomad(self) -> NomadClient:
+        """The Nomad HTTP client (created on first use, so building a Platform is cheap)."""
+        if self._client is None:
+            from nomadpaas.nomad.client import NomadClient
+
+            self._client = NomadClient(
+                self.settings.nomad_addr,
+                token=self.settings.nomad_token,
+                namespace=self.settings.nomad_namespace,
+            )
+        return self._client
+
+    @property
+    def store(self) -> VariableStore:
+        """Nomad Variables, where apps, config and releases live."""
+        if self._store is None:
+            from nomadpaas.nomad.variables import Variables
+
+            self._store = Variables(self.nomad)
+        return self._store
+
+    # -- apps --------------------------------------------------------------------------
+
+    def create_app(self, name: str) -> App:
+        """Create app `name`: InvalidInput for a bad name, AlreadyExists when taken."""
+        return apps.create(self.store, name, self._clock(), self.settings.domain)
+
+    def list_apps(self) -> list[App]:
+        """Every app, sorted by name."""
+        return apps.list_apps(self.store, self.settings.domain)
+
+    def app_info(self, name: str) -> App:
+        """App `name`, or NotFound with the `apps create` hint."""
+        return apps.get(self.store, name, self.settings.domain)
+
+    def destroy_app(self, name: str) -> None:
+        """Delete the app's releases, config and record. Irreversible."""
+        apps.destroy(self.store, name)
+
+    # -- config ------------------------------------------------------------------------
+
+    def config(self, app: str) -> ConfigVars:
+        """The app's config vars."""
+        return config.read(self.store, app)
+
+    def config_get(self, app: str, key: str) -> str:
+        """One config var's value; NotFound when it is not set."""
+        validate_config_key(key)
+        values = config.read(self.store, app).vars
+        if key not in values:
+            raise NotFound(
+                f"Config var {key} is not set on {app}.",
+                hint=f"See the config vars with `nomadpaas config -a {app}`.",
+            )
+        return values[key]
+
+    def config_set(self, app: str, values: Mapping[str, str]) -> Release:
+        """Set config vars (CAS with retry) and record the new release."""
+        return config.update(self.store, app, self._clock(), set_values=values)
+
+    def config_unset(self, app: str, keys: Sequence[str]) -> Release:
+        """Remove config vars (absent ones are ignored) and record the new release."""
+        return config.update(self.store, app, self._clock(), unset_keys=keys)
+
+    # -- releases ----------------------------------------------------------------------
+
+    def releases(self, app: str) -> list[Release]:
+        """Every release of the app, newest first."""
+        return releases.list_releases(self.store, app)
+
+    def release_info(self, app: str, version: int | str) -> Release:
+        """Release `version` (`v3`, `3` or 3); NotFound when there is none."""
+        return releases.get(self.store, app, version)

@@ -23,3 +23,15 @@ TimeoutOpt = Annotated[
 DetachOpt = Annotated[
     bool, typer.Option("--detach", help="Return at once; the operation goes on in the cluster.")
 ]
+
+
+def require_app(app: str | None) -> str:
+    """The `--app` value (or $NOMADPAAS_APP); a usage error (exit 2) when neither is set."""
+    if app:
+        return app
+    from nomadpaas.errors import InvalidInput
+
+    raise InvalidInput(
+        "No app given.",
+        hint="Pass -a/--app APP or set NOMADPAAS_APP; `nomadpaas apps` lists the apps.",
+    )

@@ -65,3 +65,21 @@ def error(err: NomadPaasError, as_json: bool) -> None:
     typer.echo(f" !     {err.message}", err=True)
     if err.hint:
         typer.echo(f" !     {err.hint}", err=True)
+
+
+def heading(title: str) -> None:
+    """A Heroku-style `=== title` line on stdout."""
+    typer.echo(f"=== {title}")
+
+
+def key_values(pairs: Iterable[tuple[str, Any]], separator: str = ":") -> None:
+    """Aligned `Key: value` lines on stdout (Heroku's info layout); None shows as empty."""
+    rows = [(f"{key}{separator}", "" if value is None else str(value)) for key, value in pairs]
+    width = max((len(key) for key, _ in rows), default=0)
+    for key, value in rows:
+        typer.echo(f"{key.ljust(width)} {value}".rstrip())
+
+
+def note(message: str) -> None:
+    """A plain status line on stderr (`Setting A on demo... done, v2`)."""
+    typer.echo(message, err=True)

@@ -1,0 +1,155 @@
+"""The release ledger v1..vN: encode/decode release variables, create, list, read.
+
+A release is written once at `nomadpaas/apps/<app>/releases/v<N>` with `cas=0` after N
+came from a CAS bump of the app record (`apps.next_release_number`), so N is never reused
+even when writers race; a crash between the two writes leaves a gap, never a duplicate.
+Items values must be strings: structured fields are JSON-encoded.
+
+The config snapshot is read *after* N is taken. Config writes are CAS-serialised and each
+writer takes its number after its write, so the newest release's snapshot contains every
+config write whose writer already holds a number: two `config set`s racing cannot leave
+the newest release running the older config.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from nomadpaas import apps
+from nomadpaas.errors import Conflict, InvalidInput, NotFound
+from nomadpaas.models import Release, iso, parse_iso
+from nomadpaas.names import parse_version
+from nomadpaas.nomad.variables import MAX_ITEMS_BYTES, CasConflict, Variable, items_size
+from nomadpaas.store import (
+    CAS_ATTEMPTS,
+    VariableStore,
+    config_path,
+    release_path,
+    releases_prefix,
+)
+
+__all__ = ["check_size", "create", "decode", "encode", "get", "latest", "list_releases"]
+
+#: Widest number `encode` may have to hold, used when sizing a release before N is known.
+_WIDEST_VERSION = 10**12
+
+
+def encode(release: Release) -> dict[str, str]:
+    """Release → Items (strings only; optional fields left out when None)."""
+    items = {
+        "version": str(release.version),
+        "description": release.description,
+        "created_at": iso(release.created_at),
+        "status": release.status,
+        "config": json.dumps(dict(release.config), sort_keys=True),
+        "process_types": json.dumps(dict(release.process_types), sort_keys=True),
+        "formation": json.dumps(dict(release.formation), sort_keys=True),
+    }
+    for key, value in (
+        ("slug_key", release.slug_key),
+        ("slug_sha256", release.slug_sha256),
+        ("source_digest", release.source_digest),
+    ):
+        if value is not None:
+            items[key] = value
+    return items
+
+
+def decode(app: str, variable: Variable) -> Release:
+    """Items → Release; tolerant of missing optional fields."""
+    items = variable.items
+    return Release(
+        app=app,
+        version=int(items.get("version") or variable.path.rsplit("/v", 1)[-1]),
+        description=items.get("description", ""),
+        created_at=parse_iso(items.get("created_at")),
+        status=items.get("status", "succeeded"),
+        config=_json_map(items.get("config")),
+        slug_key=items.get("slug_key"),
+        slug_sha256=items.get("slug_sha256"),
+        process_types=_json_map(items.get("process_types")),
+        formation={k: int(v) for k, v in _json_map(items.get("formation")).items()},
+        source_digest=items.get("source_digest"),
+    )
+
+
+def check_size(release: Release) -> None:
+    """InvalidInput when the release would not fit in one Nomad variable (64 KiB)."""
+    size = items_size(encode(replace(release, version=_WIDEST_VERSION)))
+    if size > MAX_ITEMS_BYTES:
+        raise InvalidInput(
+            f"Release of {release.app} would take {size} bytes; Nomad variables hold at most "
+            f"{MAX_ITEMS_BYTES} bytes (64 KiB).",
+            hint="Keep config vars small: store large files in S3 and put their URL in config.",
+        )
+
+
+def create(store: VariableStore, release: Release, snapshot_config: bool = True) -> Release:
+    """Record `release` under the next free number; its own `version` is ignored.
+
+    With `snapshot_config` (the default) its `config` is replaced by the app's config as
+    it is once the number is taken; pass False to keep the given config (a rollback).
+    """
+    check_size(release)
+    for _ in range(CAS_ATTEMPTS):
+        number = apps.next_release_number(store, release.app)
+        numbered = replace(release, version=number)
+        if snapshot_config:
+            current = store.get(config_path(release.app))
+            numbered = replace(numbered, config=dict(current.items) if current else {})
+            check_size(numbered)
+        try:
+            store.put(release_path(release.app, number), encode(numbered), cas=0)
+        except CasConflict:
+            # v<N> exists though the counter said otherwise (a record restored by hand):
+            # skip the number rather than overwrite an immutable release.
+            continue
+        return numbered
+    raise Conflict(f"Could not record a release for {release.app}: too many concurrent writers.")
+
+
+def list_releases(store: VariableStore, app: str) -> list[Release]:
+    """Every release of `app`, newest first."""
+    apps.record(store, app)
+    releases = []
+    for meta in store.list(releases_prefix(app)):
+        variable = store.get(meta.path)
+        if variable is not None:
+            releases.append(decode(app, variable))
+    return sorted(releases, key=lambda r: r.version, reverse=True)
+
+
+def get(store: VariableStore, app: str, version: int | str) -> Release:
+    """Release `version` (`v3`, `3` or 3) of `app`, or NotFound."""
+    number = parse_version(version)
+    apps.record(store, app)
+    variable = store.get(release_path(app, number))
+    if variable is None:
+        raise NotFound(
+            f"Release v{number} of {app} does not exist.",
+            hint=f"List the releases with `nomadpaas releases -a {app}`.",
+        )
+    return decode(app, variable)
+
+
+def latest(store: VariableStore, app: str) -> Release | None:
+    """The newest release, or None before the first one."""
+    record = apps.record(store, app)
+    number = int(record.items.get("latest_release") or 0)
+    if number == 0:
+        return None
+    # Fast path: the counter's number; it may be a gap (a writer died after the bump).
+    variable = store.get(release_path(app, number))
+    if variable is not None:
+        return decode(app, variable)
+    found = list_releases(store, app)
+    return found[0] if found else None
+
+
+def _json_map(value: str | None) -> dict[str, Any]:
+    if not value:
+        return {}
+    decoded = json.loads(value)
+    return decoded if isinstance(decoded, dict) else {}

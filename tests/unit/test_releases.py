@@ -1,0 +1,75 @@
+"""Release records: Items encoding (strings only), decoding, sizing, JSON form."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from nomadpaas import releases
+from nomadpaas.errors import InvalidInput
+from nomadpaas.models import App, ConfigVars, Release, iso, parse_iso
+from nomadpaas.nomad.variables import Variable
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+
+FULL = Release(
+    app="demo",
+    version=7,
+    description="Deploy abc1234",
+    created_at=NOW,
+    status="succeeded",
+    config={"B": "2", "A": "1"},
+    slug_key="slugs/demo/abc.tar.gz",
+    slug_sha256="ab" * 32,
+    process_types={"web": "gunicorn app:app"},
+    formation={"web": 2, "worker": 0},
+    source_digest="cd" * 32,
+)
+BARE = Release(app="demo", version=1, description="Set A config var", created_at=NOW)
+
+
+@pytest.mark.parametrize("release", [FULL, BARE])
+def test_encode_is_strings_only_and_decodes_back(release: Release) -> None:
+    items = releases.encode(release)
+    assert all(isinstance(v, str) for v in items.values())
+    variable = Variable(path=f"nomadpaas/apps/demo/releases/v{release.version}", items=items)
+    assert releases.decode("demo", variable) == release
+
+
+def test_missing_optional_fields_are_left_out_not_written_as_none() -> None:
+    items = releases.encode(BARE)
+    assert "slug_key" not in items
+    assert json.loads(items["config"]) == {}
+
+
+def test_decode_tolerates_a_sparse_record() -> None:
+    variable = Variable(path="nomadpaas/apps/demo/releases/v3", items={"description": "x"})
+    release = releases.decode("demo", variable)
+    assert (release.version, release.status, release.config) == (3, "succeeded", {})
+
+
+def test_check_size_refuses_releases_over_64_kib() -> None:
+    releases.check_size(FULL)
+    big = Release(
+        app="demo", version=1, description="d", created_at=NOW, config={"A": "x" * 66_000}
+    )
+    with pytest.raises(InvalidInput):
+        releases.check_size(big)
+
+
+def test_to_dict_is_json_ready() -> None:
+    doc = FULL.to_dict()
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["name"] == "v7"
+    assert doc["created_at"] == "2026-11-28T12:00:00Z"
+    assert list(doc["config"]) == ["A", "B"]
+    app = App(name="demo", created_at=NOW, latest_release=7, web_url="http://demo.localhost")
+    assert app.to_dict()["latest_release"] == 7
+    assert ConfigVars(app="demo", vars={"B": "1", "A": "2"}).to_dict() == {"A": "2", "B": "1"}
+
+
+def test_iso_roundtrip() -> None:
+    assert parse_iso(iso(NOW)) == NOW
+    assert parse_iso(None) == datetime.fromtimestamp(0, UTC)
