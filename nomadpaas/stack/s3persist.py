@@ -1,0 +1,303 @@
+"""The embedded S3 server's durable directory: buckets and objects as crash-safe files.
+
+Layout under the data dir (`--data-dir`)::
+
+    LOCK                                   flock'ed by the one server using the dir
+    buckets/<bucket>.json                  {"Name", "Region", "AccountId", "CreationDate"}
+    objects/<bucket>/<h>.json              sidecar: Key, Data, Size, ETag, LastModified,
+                                           Metadata (incl. Content-Type), StorageClass, Tags
+    objects/<bucket>/<h>.<gen>.data        the bytes; <h> = sha256(key), <gen> unique
+
+Keys may hold `/`, `..` or any character, so files are named by the key's sha256 and the
+key itself lives in the sidecar. Bucket directories are the url-quoted bucket name.
+
+Crash safety: a new object's data goes to a fresh `<h>.<gen>.data` file and is fsync'ed;
+then the sidecar naming it is written to a temporary file, fsync'ed and renamed over
+`<h>.json` (the commit point), then the directory is fsync'ed. Only after that is the
+previous generation's data file removed. A crash at any point leaves either the old or
+the new object; unreferenced data files and temporaries are swept by `load()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+__all__ = ["DataDirLocked", "ObjectStore", "StoredBucket", "StoredObject"]
+
+log = logging.getLogger(__name__)
+
+#: Sidecar format version; bump on incompatible change.
+FORMAT_VERSION = 1
+_TMP_MARK = ".tmp-"
+
+
+class DataDirLocked(RuntimeError):
+    """Another server process holds the data directory."""
+
+
+@dataclass(frozen=True)
+class StoredBucket:
+    """A bucket as recorded on disk."""
+
+    name: str
+    region: str
+    account_id: str
+    creation_date: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "Name": self.name,
+            "Region": self.region,
+            "AccountId": self.account_id,
+            "CreationDate": self.creation_date,
+        }
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object as recorded on disk; `data` is its data file's name ("" before writing)."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    storage_class: str = "STANDARD"
+    tags: dict[str, str] = field(default_factory=dict)
+    data: str = ""
+
+    def same_bytes(self, other: StoredObject) -> bool:
+        """True when both describe the same upload (so the data file can be kept)."""
+        return (self.etag, self.size, self.last_modified) == (
+            other.etag,
+            other.size,
+            other.last_modified,
+        )
+
+    def same_record(self, other: StoredObject) -> bool:
+        """True when nothing in the sidecar would change (ignoring the data file name)."""
+        return replace(self, data="") == replace(other, data="")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "Version": FORMAT_VERSION,
+            "Bucket": self.bucket,
+            "Key": self.key,
+            "Data": self.data,
+            "Size": self.size,
+            "ETag": self.etag,
+            "LastModified": self.last_modified,
+            "Metadata": self.metadata,
+            "StorageClass": self.storage_class,
+            "Tags": self.tags,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> StoredObject:
+        return cls(
+            bucket=str(d["Bucket"]),
+            key=str(d["Key"]),
+            size=int(d["Size"]),
+            etag=str(d["ETag"]),
+            last_modified=str(d["LastModified"]),
+            metadata={str(k): str(v) for k, v in dict(d.get("Metadata") or {}).items()},
+            storage_class=str(d.get("StorageClass") or "STANDARD"),
+            tags={str(k): str(v) for k, v in dict(d.get("Tags") or {}).items()},
+            data=str(d["Data"]),
+        )
+
+
+def key_hash(key: str) -> str:
+    """The file stem for `key`: its sha256, so any key maps to one safe name."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def bucket_dirname(bucket: str) -> str:
+    """`bucket` url-quoted into a single path component."""
+    name = quote(bucket, safe="-_")  # quote() keeps dots; buckets are >= 3 chars
+    if name in ("", ".", ".."):
+        raise ValueError(f"unusable bucket name {bucket!r}")
+    return name
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the directory's entries (creations, renames, unlinks) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f"{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class ObjectStore:
+    """The data directory: one writer process, crash-safe object and bucket files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._buckets = root / "buckets"
+        self._objects = root / "objects"
+        self._lock_fd: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the layout and take the directory lock; DataDirLocked if taken."""
+        # No authentication in front of this data (see s3server): keep it owner-only.
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for d in (self._buckets, self._objects):
+            d.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataDirLocked(f"{self.root} is in use by another S3 server") from None
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def load(self) -> tuple[list[StoredBucket], list[StoredObject]]:
+        """Every recorded bucket and object; sweeps temporaries and orphaned data."""
+        buckets: list[StoredBucket] = []
+        for path in sorted(self._buckets.iterdir()):
+            if _TMP_MARK in path.name:
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                d = json.loads(path.read_text(encoding="utf-8"))
+                buckets.append(
+                    StoredBucket(
+                        str(d["Name"]),
+                        str(d["Region"]),
+                        str(d["AccountId"]),
+                        str(d.get("CreationDate", "")),
+                    )
+                )
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("skipping unreadable bucket record %s: %s", path, exc)
+        known = {bucket_dirname(b.name) for b in buckets}
+        objects: list[StoredObject] = []
+        for bdir in sorted(self._objects.iterdir()):
+            if bdir.name not in known:
+                # A bucket deleted (it was empty) before its directory went away.
+                _remove_tree(bdir)
+                continue
+            objects.extend(self._load_bucket_dir(bdir))
+        return buckets, objects
+
+    def _load_bucket_dir(self, bdir: Path) -> Iterator[StoredObject]:
+        referenced: set[str] = set()
+        entries = sorted(bdir.iterdir())
+        for path in entries:
+            if _TMP_MARK in path.name:
+                path.unlink(missing_ok=True)
+            elif path.suffix == ".json":
+                try:
+                    obj = StoredObject.from_json(json.loads(path.read_text(encoding="utf-8")))
+                    size = (bdir / obj.data).stat().st_size
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("skipping unreadable object record %s: %s", path, exc)
+                    continue
+                if size != obj.size:
+                    log.warning(
+                        "skipping %s: data is %d bytes, record says %d", path, size, obj.size
+                    )
+                    continue
+                referenced.add(obj.data)
+                yield obj
+        for path in entries:
+            if path.suffix == ".data" and path.name not in referenced:
+                path.unlink(missing_ok=True)  # written, never committed
+
+    # -- buckets ----------------------------------------------------------------------
+
+    def put_bucket(self, bucket: StoredBucket) -> None:
+        bdir = self._objects / bucket_dirname(bucket.name)
+        if not bdir.exists():
+            bdir.mkdir()
+            fsync_dir(self._objects)
+        _write_json_atomic(self._buckets / f"{bucket_dirname(bucket.name)}.json", bucket.to_json())
+
+    def delete_bucket(self, name: str) -> None:
+        record = self._buckets / f"{bucket_dirname(name)}.json"
+        record.unlink(missing_ok=True)
+        fsync_dir(self._buckets)  # commit point; leftovers are swept by load()
+        _remove_tree(self._objects / bucket_dirname(name))
+
+    # -- objects ----------------------------------------------------------------------
+
+    def data_path(self, obj: StoredObject) -> Path:
+        return self._objects / bucket_dirname(obj.bucket) / obj.data
+
+    def put_object(
+        self,
+        obj: StoredObject,
+        write_data: Callable[[IO[bytes]], None] | None,
+        previous: StoredObject | None,
+    ) -> StoredObject:
+        """Record `obj`; `write_data` writes its bytes (None: keep `previous`'s data file).
+
+        Returns the record as committed (with its data file name).
+        """
+        bdir = self._objects / bucket_dirname(obj.bucket)
+        stem = key_hash(obj.key)
+        if write_data is None:
+            if previous is None:
+                raise ValueError("no data to keep for a new object")
+            committed = replace(obj, data=previous.data)
+        else:
+            committed = replace(obj, data=f"{stem}.{uuid.uuid4().hex}.data")
+            path = bdir / committed.data
+            try:
+                with open(path, "wb") as f:
+                    write_data(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+        _write_json_atomic(bdir / f"{stem}.json", committed.to_json())  # commit point
+        if previous is not None and previous.data != committed.data:
+            (bdir / previous.data).unlink(missing_ok=True)
+        return committed
+
+    def delete_object(self, obj: StoredObject) -> None:
+        bdir = self._objects / bucket_dirname(obj.bucket)
+        (bdir / f"{key_hash(obj.key)}.json").unlink(missing_ok=True)
+        fsync_dir(bdir)  # commit point
+        (bdir / obj.data).unlink(missing_ok=True)
+
+
+def _remove_tree(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        for child in path.iterdir():
+            if child.is_dir():
+                _remove_tree(child)
+            else:
+                child.unlink(missing_ok=True)
+        path.rmdir()
