@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from nomadpaas.cli.options import JsonOpt, TimeoutOpt
 from nomadpaas.cli.output import INDENT, STEP, print_json, step, wants_json
 from nomadpaas.settings import Settings
-from nomadpaas.stack import (
-    DoctorReport,
-    StackEvent,
-    StackRecord,
-    diagnose,
-    down,
-    shell_exports,
-    up,
-)
+
+if TYPE_CHECKING:  # the stack manager is imported only when a command runs (fast --help)
+    from nomadpaas.stack import DoctorReport, StackEvent, StackRecord
 
 
 def _port_option(flag: str, what: str) -> Any:  # typer.Option is typed as Any
@@ -44,6 +38,8 @@ def _summary(record: StackRecord, already: bool) -> None:
     typer.echo(f"{INDENT}Home    {record.home}  (logs in {record.home / 'logs'})")
     typer.echo(f'{INDENT}For this shell: eval "$(nomadpaas up --env)"')
     typer.echo("")
+    from nomadpaas.stack import shell_exports
+
     typer.echo(shell_exports(record.env()), nl=False)
 
 
@@ -63,6 +59,8 @@ def up_command(
     Ports: last time's, else 4646 (Nomad), 8500 (Consul), 4649 (S3), else any free one.
     Running twice never starts a second copy. `--json` includes the token.
     """
+    from nomadpaas.stack import shell_exports, up
+
     as_json = wants_json(json_)
     settings = Settings.from_env()
     result = up(
@@ -98,6 +96,8 @@ def down_command(
     json_: JsonOpt = False,
 ) -> None:
     """Stop the servers `nomadpaas up` started (only those, by PID); keep their data."""
+    from nomadpaas.stack import down
+
     as_json = wants_json(json_)
     settings = Settings.from_env()
     result = down(settings.home, timeout=timeout, on_event=_quiet if as_json else _render_event)
@@ -123,6 +123,8 @@ def doctor_command(json_: JsonOpt = False) -> None:
 
     Exit 0 when every check passes, 6 when something cannot be reached, 1 otherwise.
     """
+    from nomadpaas.stack import diagnose
+
     report = diagnose(Settings.from_env())
     if wants_json(json_):
         print_json([c.to_json() for c in report.checks])
