@@ -1,0 +1,1 @@
+print("this app never starts: it has no Procfile")

@@ -1,0 +1,187 @@
+"""Find, select and run classic buildpacks (`bin/detect`, `bin/compile`, `bin/release`).
+
+Selection (reference/buildpacks.md §1.4), first match wins:
+
+1. the ``BUILDPACK_URL`` config var (one buildpack; detection skipped);
+2. a ``.buildpacks`` file in the app (one buildpack per line, ``#`` comments);
+3. ``buildpacks`` in ``app.json`` (``[{"url": …}, …]``);
+4. detection: the first buildpack of DETECTION_ORDER whose `bin/detect` exits 0.
+
+Names resolve to directories under the buildpacks dir (top-level `buildpacks/`):
+``python``, ``buildpacks/python``, ``heroku/python`` and URLs ending in
+``heroku-buildpack-python`` (optionally ``.git`` and ``#ref``) all mean ``buildpacks/python``.
+Nothing is fetched from git: the build machine only reaches PyPI and npm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nomadpaas.errors import BuildFailed
+
+__all__ = [
+    "DETECTION_ORDER",
+    "Buildpack",
+    "detect",
+    "explicit_selection",
+    "resolve",
+    "run_phase",
+]
+
+# Most specific first. `function` precedes the languages because a function app is also a
+# Python/Node app; Node precedes Python as on Heroku/herokuish (package.json +
+# requirements.txt builds as Node); `procfile` (null) is the catch-all for apps with a Procfile.
+DETECTION_ORDER = ("function", "nodejs", "python", "static", "procfile")
+DETECT_TIMEOUT_S = 30.0
+_URL_NAME_RE = re.compile(r"(?:heroku-buildpack-|buildpack-)?([A-Za-z0-9_.-]+?)(?:\.git)?$")
+
+
+@dataclass(frozen=True)
+class Buildpack:
+    """One buildpack directory with `bin/detect`, `bin/compile` and maybe `bin/release`."""
+
+    name: str
+    path: Path
+
+    @property
+    def export_file(self) -> Path:
+        return self.path / "export"
+
+    def script(self, phase: str) -> Path:
+        return self.path / "bin" / phase
+
+
+def resolve(spec: str, buildpacks_dir: Path) -> Buildpack:
+    """Map a buildpack name or URL to a directory under `buildpacks_dir`."""
+    cleaned = spec.strip().split("#", 1)[0].rstrip("/")
+    last = cleaned.rsplit("/", 1)[-1]
+    match = _URL_NAME_RE.fullmatch(last)
+    name = match.group(1) if match else last
+    candidate = buildpacks_dir / name
+    if name and "/" not in name and name not in (".", "..") and (candidate / "bin").is_dir():
+        return Buildpack(name=name, path=candidate)
+    available = ", ".join(available_names(buildpacks_dir))
+    raise BuildFailed(
+        f"Unknown buildpack {spec!r}: only the bundled buildpacks can be used ({available})",
+        hint="Set BUILDPACK_URL or .buildpacks to one of those names, or remove it to detect.",
+    )
+
+
+def available_names(buildpacks_dir: Path) -> list[str]:
+    return sorted(p.name for p in buildpacks_dir.iterdir() if (p / "bin" / "compile").is_file())
+
+
+def explicit_selection(
+    build_dir: Path, env: Mapping[str, str], buildpacks_dir: Path
+) -> tuple[list[Buildpack], str] | None:
+    """Buildpacks chosen by the user, with where the choice came from; None to detect."""
+    if env.get("BUILDPACK_URL", "").strip():
+        return [resolve(env["BUILDPACK_URL"], buildpacks_dir)], "BUILDPACK_URL"
+    dotfile = build_dir / ".buildpacks"
+    if dotfile.is_file():
+        specs = [
+            line.strip()
+            for line in dotfile.read_text(errors="replace").splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ]
+        if specs:
+            return [resolve(s, buildpacks_dir) for s in specs], ".buildpacks"
+    app_json = build_dir / "app.json"
+    if app_json.is_file():
+        try:
+            manifest = json.loads(app_json.read_text())
+        except ValueError as exc:
+            raise BuildFailed(f"app.json is not valid JSON: {exc}") from exc
+        entries = manifest.get("buildpacks") if isinstance(manifest, dict) else None
+        if isinstance(entries, list) and entries:
+            specs = [e.get("url", "") if isinstance(e, dict) else str(e) for e in entries]
+            return [resolve(s, buildpacks_dir) for s in specs], "app.json"
+    return None
+
+
+def detect(buildpack: Buildpack, build_dir: Path, env: Mapping[str, str]) -> str | None:
+    """Run `bin/detect`; the framework name it printed, or None when it does not apply.
+
+    Output of a failing detect is dropped: it is meant for users who forced the buildpack.
+    """
+    try:
+        done = subprocess.run(
+            [str(buildpack.script("detect")), str(build_dir)],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=DETECT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else buildpack.name
+
+
+def run_phase(
+    buildpack: Buildpack,
+    phase: str,
+    args: list[str],
+    *,
+    env: Mapping[str, str],
+    exports: list[Path],
+    log: Callable[[str], None] | None,
+    timeout_s: float,
+) -> tuple[int, list[str]]:
+    """Run `bin/<phase>` after sourcing earlier buildpacks' `export` files.
+
+    Streams merged stdout/stderr to `log` line by line (when given) and returns
+    (exit code, all output lines). The process gets its own session so a timeout kills
+    its whole tree; a timeout raises BuildFailed.
+    """
+    # Sourcing happens in the same bash that execs the phase, so exports reach it.
+    wrapper = 'for f in "${@:2:$1}"; do . "$f"; done; shift $(($1 + 1)); exec "$@"'
+    argv = ["bash", "-c", wrapper, "bash", str(len(exports)), *map(str, exports)]
+    argv += [str(buildpack.script(phase)), *args]
+    lines: list[str] = []
+    with subprocess.Popen(
+        argv,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    ) as proc:
+        assert proc.stdout is not None
+        # Reading blocks until the tree closes its output, so the deadline is a timer.
+        timed_out = threading.Event()
+        timer = threading.Timer(timeout_s, _kill_group, args=(proc.pid, timed_out))
+        timer.start()
+        try:
+            for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip("\n")
+                lines.append(line)
+                if log is not None:
+                    log(line)
+            code = proc.wait()
+        finally:
+            timer.cancel()
+    if timed_out.is_set():
+        raise BuildFailed(
+            f"bin/{phase} of the {buildpack.name} buildpack took longer than {timeout_s:.0f} s "
+            "and was killed"
+        )
+    return code, lines
+
+
+def _kill_group(pid: int, timed_out: threading.Event) -> None:
+    timed_out.set()
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

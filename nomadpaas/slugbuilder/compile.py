@@ -1,0 +1,397 @@
+"""The build pipeline: source dir/tarball + cache dir + config → slug tarball + metadata.
+
+    stage source → .slugignore → Procfile check → select/detect buildpacks → ENV_DIR →
+    compile each (sourcing earlier `export`s) → last `bin/release` → merge process types →
+    launcher → pack ./app → sha256 → slug.json
+
+Everything is local paths: fetching the source and cache, uploading the slug and cache
+(presigned URLs) and the build record wrap `build_slug` from outside (the build task).
+Progress goes to a `log` callable line by line in Heroku's style (``-----> `` steps,
+7-space details); nothing here prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nomadpaas.errors import BuildFailed
+from nomadpaas.procfile import Procfile, ProcfileError, is_dns_label, parse_procfile
+from nomadpaas.slugbuilder.archive import ArchiveError, extract_tarball, pack_directory
+from nomadpaas.slugbuilder.buildpacks import (
+    DETECTION_ORDER,
+    Buildpack,
+    detect,
+    explicit_selection,
+    run_phase,
+)
+from nomadpaas.slugbuilder.launcher import LAUNCHER_RELPATH, write_launcher
+from nomadpaas.slugbuilder.release import ReleaseFormatError, ReleaseInfo, parse_release
+from nomadpaas.slugbuilder.slugignore import apply_slugignore
+
+__all__ = [
+    "DEFAULT_STACK",
+    "BuildRequest",
+    "BuildResult",
+    "CompileFailed",
+    "SlugMetadata",
+    "build_slug",
+    "default_buildpacks_dir",
+]
+
+Log = Callable[[str], None]
+
+# Our "stack": the build machine's own python3 and node; part of every cache key.
+DEFAULT_STACK = "nomadpaas-1"
+COMPILE_TIMEOUT_S = 15 * 60.0  # Heroku's compile limit
+RELEASE_TIMEOUT_S = 60.0
+SLUG_SOFT_LIMIT_BYTES = 300 * 1024**2  # Heroku's warning threshold (compressed)
+SLUG_HARD_LIMIT_BYTES = 1024**3  # Heroku's 2026 default maximum (compressed)
+LOG_TAIL_LINES = 15
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The build task's own variables that buildpacks may see; anything else (credentials,
+# presigned URLs) stays out. UV_*/PIP_*/npm_config_* are the operator's installer settings.
+_PASSTHROUGH = (
+    "PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
+    "https_proxy", "no_proxy", "NOMADPAAS_PYTHON", "NOMADPAAS_NO_UV",
+)  # fmt: skip
+_PASSTHROUGH_PREFIXES = ("UV_", "PIP_", "npm_config_", "NPM_CONFIG_")
+
+
+def default_buildpacks_dir() -> Path:
+    """$NOMADPAAS_BUILDPACKS_DIR, else the repository's top-level `buildpacks/`."""
+    configured = os.environ.get("NOMADPAAS_BUILDPACKS_DIR")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "buildpacks"
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Inputs of one build.
+
+    Parameters:
+        source: the app source, a directory or a .tar.gz (entries relative to the app root).
+        work_dir: scratch space for this build (created; `app/` in it becomes the slug).
+        cache_dir: kept between builds of the same app (may be empty); CACHE_DIR.
+        output_dir: receives `slug.tar.gz` and `slug.json`.
+        config: the app's config vars, given to buildpacks as ENV_DIR files.
+    """
+
+    source: Path
+    work_dir: Path
+    cache_dir: Path
+    output_dir: Path
+    config: Mapping[str, str] = field(default_factory=dict)
+    buildpacks_dir: Path = field(default_factory=default_buildpacks_dir)
+    stack: str = DEFAULT_STACK
+    commit: str | None = None
+    build_id: str | None = None
+    compile_timeout_s: float = COMPILE_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class SlugMetadata:
+    """What `slug.json` holds next to the slug (and the release record will copy)."""
+
+    process_types: dict[str, str]
+    buildpacks: list[str]
+    buildpack_description: str
+    stack: str
+    sha256: str
+    compressed_bytes: int
+    uncompressed_bytes: int
+    files: int
+    launcher: str
+    addons: list[str]
+    commit: str | None
+    build_id: str | None
+    build_seconds: float
+    created_at: str
+    warnings: list[str]
+    format: int = 1
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    slug_path: Path
+    metadata_path: Path
+    metadata: SlugMetadata
+
+
+class CompileFailed(BuildFailed):
+    """A buildpack's compile exited non-zero; `log_tail` holds its last output lines."""
+
+    def __init__(self, message: str, log_tail: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.log_tail = log_tail
+
+
+def build_slug(request: BuildRequest, log: Log | None = None) -> BuildResult:
+    """Run the whole pipeline; raise BuildFailed (or CompileFailed) saying why.
+
+    The output dir gets `slug.tar.gz` (entries under ``./app/``; run it with
+    ``app/.nomadpaas/start <type>`` from any directory) and `slug.json` (SlugMetadata).
+    """
+    emit: Log = log or (lambda _line: None)
+    started = time.monotonic()
+    warnings: list[str] = []
+    work = request.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    build_dir, env_dir, home = work / "app", work / "env", work / "home"
+    for scratch in (build_dir, env_dir, home, work / "buildpacks"):
+        if scratch.exists():
+            shutil.rmtree(scratch)
+    request.cache_dir.mkdir(parents=True, exist_ok=True)
+    request.output_dir.mkdir(parents=True, exist_ok=True)
+
+    _stage_source(request.source, build_dir)
+    ignored = apply_slugignore(build_dir)
+    for warning in ignored.warnings:
+        _warn(emit, warnings, warning)
+    if ignored.removed:
+        emit(f"-----> Removed {len(ignored.removed)} path(s) matched by .slugignore or .git")
+    procfile = _read_procfile(build_dir, emit, warnings)
+
+    # Copies: `export` files are written next to bin/, and the repository stays clean.
+    buildpacks_dir = work / "buildpacks"
+    shutil.copytree(request.buildpacks_dir, buildpacks_dir, symlinks=True)
+    env = _buildpack_env(request, home)
+    selected, description = _select(build_dir, request, buildpacks_dir, env, emit)
+    _write_env_dir(env_dir, request.config, emit, warnings)
+
+    exports: list[Path] = []
+    for buildpack in selected:
+        args = [str(build_dir), str(request.cache_dir), str(env_dir)]
+        code, lines = run_phase(
+            buildpack, "compile", args, env=env, exports=exports, log=emit,
+            timeout_s=request.compile_timeout_s,
+        )  # fmt: skip
+        if code != 0:
+            tail = [line for line in lines if line.strip()][-LOG_TAIL_LINES:]
+            raise CompileFailed(
+                f"The {buildpack.name} buildpack failed to compile the app (exit code {code})",
+                log_tail=tail,
+                hint="Read the build output above for the cause, fix the app and push again.",
+            )
+        if buildpack.export_file.is_file():
+            exports.append(buildpack.export_file)
+
+    release = _release(selected[-1], build_dir, env, exports)
+    procfile = _read_procfile(build_dir, None, [])
+    processes = _merge_process_types(procfile, release, selected[-1], emit, warnings)
+    _write_config_vars(build_dir, release.config_vars)
+    write_launcher(build_dir, processes)
+
+    emit("-----> Compressing...")
+    slug_path = request.output_dir / "slug.tar.gz"
+    try:
+        stats = pack_directory(build_dir, slug_path, prefix="app")
+    except ArchiveError as exc:
+        raise BuildFailed(f"The slug cannot be packed: {exc}") from exc
+    if stats.compressed_bytes > SLUG_HARD_LIMIT_BYTES:
+        raise BuildFailed(
+            f"Compiled slug size is {_mb(stats.compressed_bytes)}, over the "
+            f"{_mb(SLUG_HARD_LIMIT_BYTES)} limit",
+            hint="List build-only files in .slugignore.",
+        )
+    if stats.compressed_bytes > SLUG_SOFT_LIMIT_BYTES:
+        _warn(emit, warnings, f"the slug is over {_mb(SLUG_SOFT_LIMIT_BYTES)}: slower starts")
+    emit(f"       Done: {_mb(stats.compressed_bytes)}")
+    metadata = SlugMetadata(
+        process_types=processes,
+        buildpacks=[b.name for b in selected],
+        buildpack_description=description,
+        stack=request.stack,
+        sha256=stats.sha256,
+        compressed_bytes=stats.compressed_bytes,
+        uncompressed_bytes=stats.uncompressed_bytes,
+        files=stats.files,
+        launcher=f"app/{LAUNCHER_RELPATH}",
+        addons=release.addons,
+        commit=request.commit,
+        build_id=request.build_id,
+        build_seconds=round(time.monotonic() - started, 3),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        warnings=warnings,
+    )
+    metadata_path = request.output_dir / "slug.json"
+    metadata_path.write_text(json.dumps(metadata.to_dict(), indent=2) + "\n")
+    emit(f"-----> Compiled slug size is {_mb(stats.compressed_bytes)} (sha256 {stats.sha256[:12]})")
+    return BuildResult(slug_path=slug_path, metadata_path=metadata_path, metadata=metadata)
+
+
+def _stage_source(source: Path, build_dir: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, build_dir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        return
+    if not source.is_file():
+        raise BuildFailed(f"The source {source} does not exist")
+    try:
+        extract_tarball(source, build_dir)
+    except ArchiveError as exc:
+        raise BuildFailed(f"The source tarball was refused: {exc}") from exc
+
+
+def _read_procfile(build_dir: Path, emit: Log | None, warnings: list[str]) -> Procfile | None:
+    path = build_dir / "Procfile"
+    if not path.is_file():
+        return None
+    try:
+        procfile = parse_procfile(path.read_text(errors="replace"))
+    except ProcfileError as exc:
+        raise BuildFailed(exc.message, hint=exc.hint) from exc
+    if emit is not None:
+        for problem in procfile.warnings:
+            _warn(emit, warnings, f"Procfile {problem}")
+    return procfile
+
+
+def _buildpack_env(request: BuildRequest, home: Path) -> dict[str, str]:
+    home.mkdir(parents=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in _PASSTHROUGH or k.startswith(_PASSTHROUGH_PREFIXES)
+    }
+    # When the project's venv ships uv, put it on PATH for the python buildpack.
+    venv_bin = Path(sys.executable).parent
+    if (venv_bin / "uv").exists():
+        env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', os.defpath)}"
+    env.setdefault("PATH", os.defpath)
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(HOME=str(home), STACK=request.stack)
+    if request.commit:
+        env["SOURCE_VERSION"] = request.commit
+    if request.build_id:
+        env["REQUEST_ID"] = request.build_id
+    return env
+
+
+def _select(
+    build_dir: Path,
+    request: BuildRequest,
+    buildpacks_dir: Path,
+    env: Mapping[str, str],
+    emit: Log,
+) -> tuple[list[Buildpack], str]:
+    explicit = explicit_selection(build_dir, request.config, buildpacks_dir)
+    if explicit is not None:
+        selected, origin = explicit
+        names = ", ".join(b.name for b in selected)
+        emit(f"-----> Using buildpack(s) from {origin}: {names}")
+        last = selected[-1]
+        description = detect(last, build_dir, env) or last.name
+        return selected, description
+    for name in DETECTION_ORDER:
+        candidate = Buildpack(name=name, path=buildpacks_dir / name)
+        if not candidate.script("detect").is_file():
+            continue
+        found = detect(candidate, build_dir, env)
+        if found is not None:
+            emit(f"-----> {found} app detected")
+            return [candidate], found
+    raise BuildFailed(
+        "No buildpack detected this app (tried " + ", ".join(DETECTION_ORDER) + ")",
+        hint="Add a Procfile, requirements.txt, pyproject.toml, package.json or index.html, "
+        "or choose a buildpack with BUILDPACK_URL or .buildpacks.",
+    )
+
+
+def _write_env_dir(
+    env_dir: Path, config: Mapping[str, str], emit: Log, warnings: list[str]
+) -> None:
+    env_dir.mkdir(parents=True)
+    env_dir.chmod(0o700)  # config vars are often secrets
+    for name, value in config.items():
+        if _ENV_NAME_RE.fullmatch(name) is None:
+            _warn(
+                emit, warnings, f"config var {name!r} is not a valid name; not given to the build"
+            )
+            continue
+        (env_dir / name).write_text(value)
+
+
+def _release(
+    buildpack: Buildpack, build_dir: Path, env: Mapping[str, str], exports: list[Path]
+) -> ReleaseInfo:
+    if not buildpack.script("release").is_file():
+        return ReleaseInfo()
+    code, lines = run_phase(
+        buildpack, "release", [str(build_dir)], env=env, exports=exports, log=None,
+        timeout_s=RELEASE_TIMEOUT_S,
+    )  # fmt: skip
+    if code != 0:
+        raise BuildFailed(f"bin/release of the {buildpack.name} buildpack exited with {code}")
+    try:
+        return parse_release("\n".join(lines))
+    except ReleaseFormatError as exc:
+        raise BuildFailed(
+            f"bin/release of the {buildpack.name} buildpack printed unsupported YAML: {exc}"
+        ) from exc
+
+
+def _merge_process_types(
+    procfile: Procfile | None,
+    release: ReleaseInfo,
+    buildpack: Buildpack,
+    emit: Log,
+    warnings: list[str],
+) -> dict[str, str]:
+    """Procfile entries win; the last buildpack's defaults fill in the other types."""
+    processes = dict(procfile.processes) if procfile else {}
+    defaults = {k: v for k, v in release.default_process_types.items() if k not in processes}
+    processes.update(defaults)
+    emit("-----> Discovering process types")
+    if procfile:
+        emit(f"       Procfile declares types     -> {', '.join(procfile.processes) or '(none)'}")
+    if defaults:
+        emit(f"       Default types for buildpack -> {', '.join(defaults)}")
+    if not processes:
+        raise BuildFailed(
+            f"No process types: there is no Procfile and the {buildpack.name} buildpack "
+            "declares no default web process",
+            hint="Add a Procfile with a `web:` line, e.g. `web: gunicorn app:app`.",
+        )
+    for name, command in processes.items():
+        if not command.strip() or "\n" in command or ":" in name:
+            raise BuildFailed(f"Process type {name!r} from the buildpack is invalid")
+        if not is_dns_label(name) and name in defaults:
+            _warn(emit, warnings, f"process type {name!r} is not a lowercase DNS label")
+    if "web" not in processes:
+        _warn(emit, warnings, "no web process: this app gets no HTTP traffic")
+    return processes
+
+
+def _write_config_vars(build_dir: Path, config_vars: Mapping[str, str]) -> None:
+    """Deprecated `config_vars` become a .profile.d script, as herokuish does."""
+    if not config_vars:
+        return
+    profile_d = build_dir / ".profile.d"
+    profile_d.mkdir(exist_ok=True)
+    lines = []
+    for name, value in config_vars.items():
+        if _ENV_NAME_RE.fullmatch(name):
+            quoted = value.replace("'", "'\\''")
+            # Defaults only: the user's config var wins.
+            lines.append(f"[ -n \"${{{name}+x}}\" ] || export {name}='{quoted}'\n")
+    (profile_d / "000_config_vars.sh").write_text("".join(lines))
+
+
+def _warn(emit: Log, warnings: list[str], message: str) -> None:
+    warnings.append(message)
+    emit(f" !     Warning: {message}")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024**2:.1f} MB"

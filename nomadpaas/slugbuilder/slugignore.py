@@ -1,0 +1,116 @@
+"""Apply `.slugignore` to the build dir before any buildpack runs (Heroku's order).
+
+Deleting first means ignored files cannot affect the build, and build output is never
+dropped by a pattern meant for source files (reference/buildpacks.md §2.2). The syntax
+is roughly `.gitignore`'s:
+
+- blank lines and ``#`` comments are skipped; ``!`` negation is not supported (warned);
+- a pattern without ``/`` matches a file or directory name at any depth (``*.psd``);
+- a leading ``/`` or a ``/`` inside anchors the pattern to the app root (``/docs``,
+  ``assets/raw``); ``**`` matches across directories; a trailing ``/`` matches only
+  directories. ``*`` may cross ``/`` in anchored patterns (fnmatch semantics).
+
+`.git` is always removed: history never belongs in a slug.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["IgnorePattern", "SlugignoreResult", "apply_slugignore", "parse_slugignore"]
+
+ALWAYS_REMOVED = (".git",)
+
+
+@dataclass(frozen=True)
+class IgnorePattern:
+    """One `.slugignore` line, compiled."""
+
+    text: str
+    regex: re.Pattern[str]
+    anchored: bool
+    directories_only: bool
+
+    def matches(self, relpath: str, is_dir: bool) -> bool:
+        if self.directories_only and not is_dir:
+            return False
+        subject = relpath if self.anchored else relpath.rsplit("/", 1)[-1]
+        return self.regex.fullmatch(subject) is not None
+
+
+@dataclass(frozen=True)
+class SlugignoreResult:
+    """What was removed (relative POSIX paths) and warnings about unsupported lines."""
+
+    removed: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def parse_slugignore(text: str) -> tuple[list[IgnorePattern], list[str]]:
+    """Compile `.slugignore` text; returns (patterns, warnings)."""
+    patterns: list[IgnorePattern] = []
+    warnings: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("!"):
+            warnings.append(f".slugignore line {number}: negation ({line!r}) is not supported")
+            continue
+        directories_only = line.endswith("/")
+        body = line.rstrip("/")
+        anchored = body.startswith("/") or "/" in body
+        body = body.lstrip("/")
+        if not body or any(part == ".." for part in body.split("/")):
+            warnings.append(f".slugignore line {number}: ignoring pattern {line!r}")
+            continue
+        patterns.append(
+            IgnorePattern(
+                line, _compile(body), anchored=anchored, directories_only=directories_only
+            )
+        )
+    return patterns, warnings
+
+
+def _compile(glob: str) -> re.Pattern[str]:
+    # "**/" matches zero or more directories; the rest is fnmatch's translation.
+    pieces = [fnmatch.translate(part)[4:-3] for part in glob.split("**/")]
+    return re.compile("(?:.*/)?".join(pieces), re.DOTALL)
+
+
+def apply_slugignore(build_dir: Path) -> SlugignoreResult:
+    """Delete `.git` and everything `.slugignore` matches inside `build_dir`.
+
+    Symlinks are removed as links, never followed, so a pattern cannot reach outside.
+    """
+    ignore_file = build_dir / ".slugignore"
+    patterns: list[IgnorePattern] = []
+    warnings: list[str] = []
+    if ignore_file.is_file() and not ignore_file.is_symlink():
+        patterns, warnings = parse_slugignore(ignore_file.read_text(errors="replace"))
+    removed: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(build_dir):
+        base = Path(dirpath)
+        rel_base = base.relative_to(build_dir).as_posix()
+        for name in list(dirnames):
+            rel = name if rel_base == "." else f"{rel_base}/{name}"
+            path = base / name
+            is_dir = not path.is_symlink()
+            if (rel in ALWAYS_REMOVED) or any(p.matches(rel, is_dir) for p in patterns):
+                if is_dir:
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(rel)
+                dirnames.remove(name)
+        for name in filenames:
+            rel = name if rel_base == "." else f"{rel_base}/{name}"
+            if any(p.matches(rel, False) for p in patterns):
+                (base / name).unlink()
+                removed.append(rel)
+    return SlugignoreResult(removed=tuple(sorted(removed)), warnings=tuple(warnings))

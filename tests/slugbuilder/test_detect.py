@@ -1,0 +1,97 @@
+"""Every buildpack's bin/detect against every example app, and the selection rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nomadpaas.errors import BuildFailed
+from nomadpaas.slugbuilder.buildpacks import (
+    DETECTION_ORDER,
+    Buildpack,
+    detect,
+    explicit_selection,
+    resolve,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+BUILDPACKS = REPO / "buildpacks"
+
+# example -> {buildpack: what detect prints}; buildpacks not listed must not detect.
+MATRIX: dict[str, dict[str, str]] = {
+    "flask": {"python": "Python", "procfile": "Procfile"},
+    "fastapi": {"python": "Python", "procfile": "Procfile"},
+    "express": {"nodejs": "Node.js"},
+    "python-function": {"function": "Python function"},
+    "node-function": {"function": "Node.js function", "nodejs": "Node.js"},
+    "static-site": {"static": "Static"},
+    "shell-worker": {"procfile": "Procfile"},
+    "fail-bad-requirements": {"python": "Python", "procfile": "Procfile"},
+    "fail-bad-procfile": {"static": "Static", "procfile": "Procfile"},
+    "fail-no-web": {"python": "Python"},
+    "fail-crash-on-boot": {"procfile": "Procfile"},
+}
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+
+
+def test_every_example_is_in_the_matrix() -> None:
+    assert {p.name for p in EXAMPLES.iterdir() if p.is_dir()} == set(MATRIX)
+
+
+@pytest.mark.parametrize("example", sorted(MATRIX))
+@pytest.mark.parametrize("name", DETECTION_ORDER)
+def test_detect(example: str, name: str) -> None:
+    found = detect(Buildpack(name, BUILDPACKS / name), EXAMPLES / example, ENV)
+    assert found == MATRIX[example].get(name)
+
+
+def test_function_with_a_web_process_is_a_plain_app(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("def main(request):\n    return 'x'\n")
+    fn = Buildpack("function", BUILDPACKS / "function")
+    assert detect(fn, tmp_path, ENV) == "Python function"
+    (tmp_path / "Procfile").write_text("web: python main.py\n")
+    assert detect(fn, tmp_path, ENV) is None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "python",
+        "buildpacks/python",
+        "heroku/python",
+        "https://github.com/heroku/heroku-buildpack-python",
+        "https://github.com/heroku/heroku-buildpack-python.git#v351",
+    ],
+)
+def test_resolve_names_and_urls(spec: str) -> None:
+    assert resolve(spec, BUILDPACKS) == Buildpack("python", BUILDPACKS / "python")
+
+
+@pytest.mark.parametrize("spec", ["ruby", "https://example.com/x.tgz", "..", ""])
+def test_resolve_refuses_unknown(spec: str) -> None:
+    with pytest.raises(BuildFailed, match="Unknown buildpack") as info:
+        resolve(spec, BUILDPACKS)
+    assert "python" in info.value.message  # lists what is available
+
+
+def test_explicit_selection_precedence(tmp_path: Path) -> None:
+    assert explicit_selection(tmp_path, {}, BUILDPACKS) is None
+    (tmp_path / "app.json").write_text(json.dumps({"buildpacks": [{"url": "heroku/nodejs"}]}))
+    assert _names(explicit_selection(tmp_path, {}, BUILDPACKS)) == (["nodejs"], "app.json")
+    (tmp_path / ".buildpacks").write_text(
+        "# comment\nnodejs\n\nhttps://x/heroku-buildpack-python\n"
+    )
+    assert _names(explicit_selection(tmp_path, {}, BUILDPACKS)) == (
+        ["nodejs", "python"],
+        ".buildpacks",
+    )
+    env = {"BUILDPACK_URL": "static"}
+    assert _names(explicit_selection(tmp_path, env, BUILDPACKS)) == (["static"], "BUILDPACK_URL")
+
+
+def _names(selection: tuple[list[Buildpack], str] | None) -> tuple[list[str], str]:
+    assert selection is not None
+    return [b.name for b in selection[0]], selection[1]
