@@ -1,0 +1,158 @@
+"""Benchmark: N raw_exec tasks (wrapper + FIFO logging) against N bare subprocess.Popen.
+
+Prints start-time ratio, the driver process's RSS growth, and the per-task overhead (the sh
+wrappers' RSS and PSS divided by N). Cleans up everything it started, whatever happens.
+
+    .venv/bin/python bench/bench_tasks.py            # N = 1000
+    .venv/bin/python bench/bench_tasks.py --n 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from nomadpaas.agent.client.allocdir import AllocDir
+from nomadpaas.agent.client.logmon.logmon import LogMon, LogmonConfig
+from nomadpaas.agent.drivers.base import TaskConfig, TaskHandle
+from nomadpaas.agent.drivers.rawexec.driver import RawExecDriver
+
+KIB = 1024
+
+
+def _status_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def bench_popen(n: int) -> float:
+    procs: list[subprocess.Popen[bytes]] = []
+    t0 = time.monotonic()
+    try:
+        for _ in range(n):
+            procs.append(
+                subprocess.Popen(
+                    ["sleep", "300"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        return time.monotonic() - t0
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def bench_driver(n: int, data_dir: str) -> dict[str, float]:
+    rss_before = _status_kib(os.getpid(), "VmRSS")
+    logmon = LogMon()
+    driver = RawExecDriver()
+    # One allocation per task, as the agent would have (one log dir per allocation).
+    allocs = [AllocDir(data_dir, f"alloc-{i}") for i in range(n)]
+    handles: list[TaskHandle] = []
+    out: dict[str, float] = {}
+    try:
+        t0 = time.monotonic()
+        for i, alloc in enumerate(allocs):
+            name = f"t{i}"
+            td = alloc.build(["web"])["web"]
+            logmon.start(
+                name,
+                LogmonConfig(
+                    td.log_dir,
+                    "web.stdout",
+                    "web.stderr",
+                    td.stdout_fifo,
+                    td.stderr_fifo,
+                ),
+            )
+            handles.append(
+                driver.start_task(
+                    TaskConfig(
+                        id=name,
+                        alloc_id=alloc.alloc_id,
+                        name=name,
+                        command="sleep",
+                        args=("300",),
+                        env=dict(os.environ),
+                        task_dir=td.dir,
+                        stdout_path=td.stdout_fifo,
+                        stderr_path=td.stderr_fifo,
+                    )
+                )
+            )
+        out["start_s"] = time.monotonic() - t0  # includes alloc dir build and logmon start
+        time.sleep(1.0)  # let the wrappers settle at their steady state
+        wrappers = [int(h.driver_state["WrapperPID"]) for h in handles]
+        out["wrapper_rss_kib"] = sum(_status_kib(p, "VmRSS") for p in wrappers) / n
+        out["wrapper_pss_kib"] = sum(_pss_kib(p) for p in wrappers) / n
+        out["agent_rss_mib"] = _status_kib(os.getpid(), "VmRSS") / KIB
+        out["agent_rss_growth_mib"] = (out["agent_rss_mib"] * KIB - rss_before) / KIB
+        t0 = time.monotonic()
+        for h in handles:
+            driver.stop_task(h.task_id, 5.0)
+        out["stop_s"] = time.monotonic() - t0
+        for h in handles:
+            driver.destroy_task(h.task_id, force=True)
+            logmon.stop(h.task_id)
+        handles.clear()
+    finally:
+        for h in handles:  # only after a failure: kill the rest hard
+            try:
+                os.killpg(int(h.driver_state["PGID"]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                driver.destroy_task(h.task_id, force=True)
+            except Exception:
+                pass
+        logmon.close()
+        for alloc in allocs:
+            alloc.destroy()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="number of tasks (default 1000)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-tasks-") as data_dir:
+        popen_s = bench_popen(args.n)
+        result = bench_driver(args.n, data_dir)
+    print(f"tasks                      {args.n}")
+    print(f"start, subprocess.Popen    {popen_s:.2f} s")
+    print(f"start, raw_exec + logmon   {result['start_s']:.2f} s")
+    print(f"ratio driver/Popen         {result['start_s'] / popen_s:.1f}x")
+    print(f"stop all (SIGINT)          {result['stop_s']:.2f} s")
+    print(f"wrapper RSS per task       {result['wrapper_rss_kib']:.0f} KiB")
+    print(f"wrapper PSS per task       {result['wrapper_pss_kib']:.0f} KiB")
+    print(f"driver process RSS         {result['agent_rss_mib']:.1f} MiB")
+    print(f"driver RSS growth          {result['agent_rss_growth_mib']:.1f} MiB")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

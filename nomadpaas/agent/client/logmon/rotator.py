@@ -1,0 +1,125 @@
+"""Writes one log stream into size-rotated files; mirrors client/logmon/logging/rotator.go.
+
+Files are ``<dir>/<base>.<n>`` (``web.stdout.0``, ``.1`` …); the highest ``n`` is the active file.
+A file rotates when it reaches ``file_size_bytes``; files beyond ``max_files`` are deleted oldest
+first. Complete lines are written at once; a rotation cuts at the last newline that fits, so lines
+are only split when one line is longer than a whole file. A trailing partial line waits in the
+buffer until its newline arrives or ``flush()`` (logmon calls it after 100 ms) writes it anyway.
+On open, writing resumes in the highest existing file: restarts append, never truncate.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+# A partial line is written out once it is this long even without a newline (memory bound).
+MAX_PENDING_BYTES = 64 * 1024
+FILE_PERMS = 0o644
+
+
+class FileRotator:
+    def __init__(self, log_dir: str, base_name: str, max_files: int, file_size_bytes: int) -> None:
+        if max_files < 1 or file_size_bytes < 1:
+            raise ValueError("max_files and file_size_bytes must be positive")
+        self.log_dir = log_dir
+        self.base_name = base_name
+        self.max_files = max_files
+        self.file_size_bytes = file_size_bytes
+        self._pattern = re.compile(re.escape(base_name) + r"\.(\d+)")
+        self._pending = bytearray()
+        existing = self._indexes()
+        self._index = existing[-1] if existing else 0
+        self._fd = self._open(self._index)
+        self._size = os.fstat(self._fd).st_size
+        self._purge()
+
+    @property
+    def index(self) -> int:
+        """The number of the active file."""
+        return self._index
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.log_dir, f"{self.base_name}.{index}")
+
+    def write(self, data: bytes) -> None:
+        """Take bytes from the stream; complete lines go to disk now, a partial one waits."""
+        self._pending += data
+        cut = self._pending.rfind(b"\n") + 1
+        if len(self._pending) - cut >= MAX_PENDING_BYTES:
+            cut = len(self._pending)
+        if cut:
+            self._write_out(bytes(self._pending[:cut]))
+            del self._pending[:cut]
+
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def flush(self) -> None:
+        """Write everything buffered, including a partial last line."""
+        if self._pending:
+            self._write_out(bytes(self._pending))
+            self._pending.clear()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _write_out(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            room = self.file_size_bytes - self._size
+            if room <= 0:
+                self._rotate()
+                continue
+            if len(view) <= room:
+                self._write_all(view)
+                return
+            newline = data.rfind(b"\n", len(data) - len(view), len(data) - len(view) + room)
+            if newline >= 0:
+                end = newline + 1 - (len(data) - len(view))
+                self._write_all(view[:end])
+                view = view[end:]
+            elif self._size > 0:
+                pass  # start the long line in a fresh file rather than split it
+            else:
+                self._write_all(view[:room])  # one line longer than a file: must split
+                view = view[room:]
+            self._rotate()
+
+    def _write_all(self, view: memoryview) -> None:
+        while view:
+            n = os.write(self._fd, view)
+            self._size += n
+            view = view[n:]
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        self._index += 1
+        self._fd = self._open(self._index)
+        self._size = os.fstat(self._fd).st_size
+        self._purge()
+
+    def _open(self, index: int) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        return os.open(self.path(index), flags, FILE_PERMS)
+
+    def _indexes(self) -> list[int]:
+        found = []
+        for name in os.listdir(self.log_dir):
+            match = self._pattern.fullmatch(name)
+            if match:
+                found.append(int(match.group(1)))
+        return sorted(found)
+
+    def _purge(self) -> None:
+        oldest_kept = self._index - self.max_files + 1
+        for index in self._indexes():
+            if index < oldest_kept:
+                try:
+                    os.unlink(self.path(index))
+                except FileNotFoundError:
+                    pass

@@ -1,0 +1,344 @@
+"""The raw_exec driver: tasks as host processes in own process groups; drivers/rawexec/driver.go.
+
+Each task runs under a tiny sh wrapper (see handle.py) in its own session and process group.
+``stop_task`` sends ``KillSignal`` (default SIGINT) to the main PID, waits up to ``KillTimeout``,
+SIGKILLs the PID, then SIGKILLs the whole process group, as Nomad's executor does. Tasks outlive
+the agent: ``recover_task`` re-attaches from a persisted ``TaskHandle`` without restarting them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from nomadpaas.agent.drivers.base import (
+    TASK_HANDLE_VERSION,
+    TASK_STATE_EXITED,
+    TASK_STATE_RUNNING,
+    DriverError,
+    ExitResult,
+    RecoverError,
+    TaskConfig,
+    TaskHandle,
+    TaskNotFoundError,
+    TaskStatus,
+)
+from nomadpaas.agent.drivers.rawexec.handle import (
+    ACK_FIFO,
+    EXIT_FILE,
+    PID_FILE,
+    START_TIMEOUT_S,
+    WRAPPER_NAME,
+    WRAPPER_SCRIPT,
+    ProcessState,
+    TaskProcess,
+    proc_start_time,
+    readable,
+)
+from nomadpaas.agent.drivers.rawexec.state import TaskStore
+
+DRIVER_NAME = "raw_exec"
+# raw_exec's default when the task's KillSignal is "" (Nomad: executor default is SIGINT).
+DEFAULT_KILL_SIGNAL = "SIGINT"
+# After the final group SIGKILL, how long to wait for the wrapper to record the exit status.
+STOP_EXIT_WAIT_S = 10.0
+_STATE_SUBDIR = os.path.join("private", "rawexec")
+
+
+def lookup_bin(task_dir: str, command: str) -> str:
+    """Find the binary as Nomad's executor does: local/, task dir, absolute host path, $PATH."""
+    relative = command.lstrip("/")
+    for candidate in (os.path.join(task_dir, "local", relative), os.path.join(task_dir, relative)):
+        if relative and os.path.exists(candidate):
+            return candidate
+    if command.startswith("/") and os.path.exists(command):
+        return command
+    if "/" not in command:
+        found = shutil.which(command)
+        if found:
+            return found
+    raise DriverError(f'binary "{command}" could not be found')
+
+
+def parse_signal(name: str) -> int:
+    """``"SIGINT"``/``"INT"``/``"2"`` → 2; Nomad's error text for anything else."""
+    text = name.strip().upper() or DEFAULT_KILL_SIGNAL
+    if text.isdigit():
+        return int(text)
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(signal.Signals[text])
+    except KeyError:
+        raise DriverError(f'Unknown signal: "{name}"') from None
+
+
+def _host_tool(name: str) -> str:
+    path = shutil.which(name, path=os.defpath + os.pathsep + os.environ.get("PATH", ""))
+    if path is None:
+        raise DriverError(f"raw_exec needs {name}(1) on the host")
+    return path
+
+
+class RawExecDriver:
+    """raw_exec: start/wait/stop/destroy/signal/inspect/recover host processes."""
+
+    name = DRIVER_NAME
+
+    def __init__(self) -> None:
+        self._tasks = TaskStore()
+        self._setsid = _host_tool("setsid")
+        self._env = _host_tool("env")
+
+    # -- start ------------------------------------------------------------------------------
+
+    def start_task(self, cfg: TaskConfig) -> TaskHandle:
+        if self._tasks.get(cfg.id) is not None:
+            raise DriverError(f"task with ID {cfg.id!r} already started")
+        binary = lookup_bin(cfg.task_dir, cfg.command)
+        state_dir = os.path.join(cfg.task_dir, _STATE_SUBDIR)
+        _prepare_state_dir(state_dir)
+        announce_r, announce_w = os.pipe2(os.O_CLOEXEC)
+        argv = [
+            "/bin/sh", "-c", WRAPPER_SCRIPT, WRAPPER_NAME,
+            state_dir, self._setsid, *self._signal_reset(), binary, *cfg.args,
+        ]  # fmt: skip
+        out = _open_stream(cfg.stdout_path)
+        err = _open_stream(cfg.stderr_path)
+        try:
+            wrapper = subprocess.Popen(
+                argv,
+                stdin=announce_w,
+                stdout=out,
+                stderr=err,
+                # raw_exec's work_dir: absolute, or relative to the task dir.
+                cwd=os.path.join(cfg.task_dir, cfg.work_dir) if cfg.work_dir else cfg.task_dir,
+                env=dict(cfg.env),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(announce_r)
+            raise DriverError(f"failed to launch command with executor: {exc}") from exc
+        finally:
+            os.close(out)
+            os.close(err)
+            os.close(announce_w)
+        started_at = time.time_ns()
+        try:
+            pid = self._wait_pid(wrapper, announce_r)
+        except BaseException:
+            _abort_start(wrapper, state_dir)
+            raise
+        finally:
+            os.close(announce_r)
+        state = ProcessState(
+            state_dir=state_dir,
+            wrapper_pid=wrapper.pid,
+            wrapper_start_time=proc_start_time(wrapper.pid) or 0,
+            pid=pid,
+            pid_start_time=_start_time_or_zero(pid),
+            pgid=pid,
+            started_at_ns=started_at,
+        )
+        self._tasks.put(cfg.id, TaskProcess(cfg.id, cfg.name, state, wrapper))
+        return TaskHandle(
+            task_id=cfg.id, driver=DRIVER_NAME, driver_state=state.to_dict(), task_name=cfg.name
+        )
+
+    def _signal_reset(self) -> list[str]:
+        """An agent started with SIGINT/SIGQUIT ignored (``nomadpaas agent &`` from a script)
+        passes that on through exec, and a shell cannot undo it, so the task would shrug off its
+        KillSignal. env(1) --default-signal restores the defaults, costing one exec, only then."""
+        ignored = [
+            name
+            for name, sig in (("INT", signal.SIGINT), ("QUIT", signal.SIGQUIT))
+            if signal.getsignal(sig) == signal.SIG_IGN
+        ]
+        return [self._env, "--default-signal=" + ",".join(ignored)] if ignored else []
+
+    @staticmethod
+    def _wait_pid(wrapper: subprocess.Popen[bytes], announce: int) -> int:
+        """Read the task PID the wrapper announces; EOF first means the task never started."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        data = b""
+        while not data.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not readable(announce, remaining):
+                break
+            chunk = os.read(announce, 64)
+            if not chunk:
+                break
+            data += chunk
+        if data.endswith(b"\n"):
+            return int(data)
+        raise DriverError("failed to launch command with executor: task process did not start")
+
+    # -- wait, inspect, signal, stop ---------------------------------------------------------
+
+    def wait_task(self, task_id: str, timeout_s: float | None = None) -> ExitResult | None:
+        """Block until the task exits and return how; None if ``timeout_s`` passes first."""
+        return self._get(task_id).wait(timeout_s)
+
+    def inspect_task(self, task_id: str) -> TaskStatus:
+        proc = self._get(task_id)
+        result = proc.poll()
+        return TaskStatus(
+            id=task_id,
+            name=proc.name,
+            state=TASK_STATE_RUNNING if result is None else TASK_STATE_EXITED,
+            started_at_ns=proc.state.started_at_ns,
+            completed_at_ns=0 if result is None else proc.completed_at_ns,
+            exit_result=result,
+        )
+
+    def signal_task(self, task_id: str, signal: str) -> None:
+        self._get(task_id).signal(parse_signal(signal))
+
+    def stop_task(self, task_id: str, timeout_s: float, signal: str = "") -> None:
+        """KillSignal → wait ``timeout_s`` → SIGKILL PID → SIGKILL the process group.
+
+        Returns once the exit status is recorded (``wait_task`` then returns at once). The group
+        kill is also done by the wrapper whenever the task exits, so it holds for natural exits
+        and for tasks that exit while the agent is down.
+        """
+        proc = self._get(task_id)
+        sig = parse_signal(signal or DEFAULT_KILL_SIGNAL)
+        if proc.poll() is None:
+            proc.signal(sig)
+            if proc.wait(timeout_s) is None:
+                proc.signal(_SIGKILL)
+                # The leader is at most a zombie now, so its PGID is still this task's.
+                proc.kill_group()
+        if proc.wait(STOP_EXIT_WAIT_S) is None:
+            raise DriverError(f"executor failed to record the exit of task {task_id!r}")
+
+    def destroy_task(self, task_id: str, force: bool = False) -> None:
+        """Forget the task; release its wrapper. A running task needs ``force`` (then SIGKILL)."""
+        proc = self._get(task_id)
+        if proc.poll() is None:
+            if not force:
+                raise DriverError("cannot destroy running task")
+            self.stop_task(task_id, 0.0, "SIGKILL")
+        proc.release()
+        self._tasks.delete(task_id)
+        for name in (PID_FILE, EXIT_FILE):
+            try:
+                os.unlink(os.path.join(proc.state.state_dir, name))
+            except FileNotFoundError:
+                pass
+
+    # -- recover -----------------------------------------------------------------------------
+
+    def recover_task(self, handle: TaskHandle) -> None:
+        """Re-attach to a task started by an earlier agent process; never restarts it."""
+        if self._tasks.get(handle.task_id) is not None:
+            return
+        if handle.driver != DRIVER_NAME:
+            raise RecoverError(f"handle is for driver {handle.driver!r}, not {DRIVER_NAME!r}")
+        if handle.version != TASK_HANDLE_VERSION:
+            raise RecoverError(f"unsupported task handle version {handle.version}")
+        try:
+            state = ProcessState.from_dict(handle.driver_state)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecoverError(f"failed to decode driver state: {exc}") from exc
+        name = handle.task_name or handle.task_id.rsplit("/", 1)[-1]
+        proc = TaskProcess(handle.task_id, name, state, wrapper=None)
+        result = proc.poll()
+        if result is not None and result.err:
+            # Without the wrapper nobody can report the exit code: fail the restore, and kill a
+            # task still running so the restarted one does not find its port taken.
+            if proc.task_alive():
+                proc.kill_group()
+            raise RecoverError("failed to reattach to executor: executor process is gone")
+        self._tasks.put(handle.task_id, proc)
+
+    def task_ids(self) -> list[str]:
+        return self._tasks.ids()
+
+    def _get(self, task_id: str) -> TaskProcess:
+        proc = self._tasks.get(task_id)
+        if proc is None:
+            raise TaskNotFoundError(task_id)
+        return proc
+
+
+_SIGKILL = int(signal.SIGKILL)
+
+
+def kill_orphaned_tasks(data_dir: str) -> int:
+    """SIGKILL every raw_exec task (and its wrapper) whose state lives under ``data_dir``.
+
+    For `-dev` agents and test fixtures: tasks outlive a killed agent by design, so whoever
+    throws a data dir away must end its tasks. Matches wrappers by their exact argv (script and
+    name) and state dir, and a task only if it is the wrapper's child. Returns the tasks killed.
+    """
+    root = os.path.realpath(data_dir) + os.sep
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv[:4] != [b"/bin/sh", b"-c", WRAPPER_SCRIPT.encode(), WRAPPER_NAME.encode()]:
+            continue
+        state_dir = os.fsdecode(argv[4]) if len(argv) > 4 else ""
+        if not os.path.realpath(state_dir).startswith(root):
+            continue
+        wrapper = int(entry)
+        try:
+            with open(os.path.join(state_dir, PID_FILE)) as f:
+                pid = int(f.read())
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                raw = f.read()
+            if int(raw[raw.rindex(b")") + 2 :].split()[1]) == wrapper:  # ppid: ours, not reused
+                os.killpg(pid, signal.SIGKILL)
+                killed += 1
+        except (OSError, ValueError):
+            pass
+        try:
+            os.kill(wrapper, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return killed
+
+
+def _start_time_or_zero(pid: int) -> int:
+    # A task that already exited and was reaped has no /proc entry; 0 never matches later.
+    return proc_start_time(pid) or 0
+
+
+def _abort_start(wrapper: subprocess.Popen[bytes], state_dir: str) -> None:
+    """A start that failed half-way must not leave a task or wrapper behind."""
+    try:
+        with open(os.path.join(state_dir, PID_FILE)) as f:
+            pid = int(f.read())
+        os.killpg(pid, signal.SIGKILL)  # the task is its own group leader
+    except (OSError, ValueError):
+        pass
+    wrapper.kill()
+    wrapper.wait()
+
+
+def _prepare_state_dir(state_dir: str) -> None:
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    for name in (PID_FILE, EXIT_FILE):
+        try:
+            os.unlink(os.path.join(state_dir, name))
+        except FileNotFoundError:
+            pass
+    ack = os.path.join(state_dir, ACK_FIFO)
+    if not os.path.exists(ack):
+        os.mkfifo(ack, 0o600)
+
+
+def _open_stream(path: str) -> int:
+    """The task side of a log FIFO, opened O_RDWR so writers never get SIGPIPE or block on open."""
+    if not path:
+        return os.open(os.devnull, os.O_WRONLY)
+    return os.open(path, os.O_RDWR | os.O_CLOEXEC)
