@@ -8,6 +8,14 @@ from pathlib import Path
 import pytest
 from testsupport import ServerProcess, agent_process, s3_process
 
+from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
+
+
+def _stop_agent(server: ServerProcess) -> None:
+    """Kill the agent, then its tasks: tasks outlive a killed agent by design (re-attach)."""
+    server.kill()
+    kill_orphaned_tasks(str(server.data_dir))
+
 
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[ServerProcess]:
@@ -17,7 +25,7 @@ def agent(tmp_path: Path) -> Iterator[ServerProcess]:
     try:
         yield server
     finally:
-        server.kill()
+        _stop_agent(server)
 
 
 @pytest.fixture
@@ -31,7 +39,7 @@ def acl_agent(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
     try:
         yield server, token_file.read_text().strip()
     finally:
-        server.kill()
+        _stop_agent(server)
 
 
 @pytest.fixture
