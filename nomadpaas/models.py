@@ -1,4 +1,4 @@
-"""Frozen dataclasses the library returns: App, Release, ConfigVars.
+"""Frozen dataclasses the library returns: App, Release, ConfigVars, Build, BuildEvent.
 
 snake_case in Python; Nomad's PascalCase lives only in `nomadpaas.nomad`. Each model has
 `to_dict()`, the JSON form the CLI prints with `--json`.
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["App", "ConfigVars", "Release", "iso", "parse_iso"]
+__all__ = ["App", "Build", "BuildEvent", "ConfigVars", "Release", "iso", "parse_iso"]
 
 
 def iso(moment: datetime) -> str:
@@ -115,4 +115,101 @@ class Release:
             "process_types": dict(self.process_types),
             "formation": dict(self.formation),
             "source_digest": self.source_digest,
+        }
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """One progress event of `Platform.build`, for the CLI to render or print as NDJSON.
+
+    `kind` is one of:
+
+    - `packed`: the source tarball is ready (data: files, bytes, sha256, ignored, warnings)
+    - `upload`: upload progress (data: sent, total bytes); `uploaded` when done
+    - `source-exists`: an identical source is in storage already; nothing uploaded
+    - `job-registered` / `job-current`: the build job was (re)registered / was up to date
+    - `dispatched`: the build was dispatched (data: job_id, eval_id, deduplicated)
+    - `allocated`: the build has an allocation (data: alloc_id)
+    - `log`: one line of build output, `message` verbatim (live, as the task prints it)
+    - `finished`: the build ended (data: status)
+    - `warning`: something the user should know (`message`)
+    """
+
+    kind: str
+    message: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, "message": self.message, **dict(self.data)}
+
+
+@dataclass(frozen=True)
+class Build:
+    """One build: its source, the Nomad job that ran it and, when it succeeded, its slug.
+
+    Parameters:
+        app: the app name.
+        build_id: unique per build; the build record is `builds/<app>/<build_id>.json`.
+        status: `pending` (dispatched with `detach`), `succeeded` or `failed`.
+        source_sha256: digest of the uploaded source tarball.
+        source_key: its S3 key.
+        job_id: the dispatched child job (`nomadpaas-build/dispatch-…`).
+        alloc_id: the allocation that ran it.
+        slug_key, slug_sha256, slug_bytes: the slug (content-addressed), when built.
+        process_types: Procfile process type → command, from the slug metadata.
+        buildpack: the detected buildpack's description (`Python`, `Node.js`, …).
+        stack: the build stack.
+        commit: the source's commit, when known.
+        started_at, finished_at, duration_s: timings from the build record.
+        step: the last build step reached (the failing one for a failed build).
+        error: why it failed.
+        log_tail: the last lines of build output.
+        warnings: build warnings.
+    """
+
+    app: str
+    build_id: str
+    status: str
+    source_sha256: str
+    source_key: str
+    job_id: str | None = None
+    alloc_id: str | None = None
+    slug_key: str | None = None
+    slug_sha256: str | None = None
+    slug_bytes: int | None = None
+    process_types: Mapping[str, str] = field(default_factory=dict)
+    buildpack: str | None = None
+    stack: str | None = None
+    commit: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    step: str | None = None
+    error: str | None = None
+    log_tail: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "build_id": self.build_id,
+            "status": self.status,
+            "source_sha256": self.source_sha256,
+            "source_key": self.source_key,
+            "job_id": self.job_id,
+            "alloc_id": self.alloc_id,
+            "slug_key": self.slug_key,
+            "slug_sha256": self.slug_sha256,
+            "slug_bytes": self.slug_bytes,
+            "process_types": dict(self.process_types),
+            "buildpack": self.buildpack,
+            "stack": self.stack,
+            "commit": self.commit,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": self.duration_s,
+            "step": self.step,
+            "error": self.error,
+            "log_tail": list(self.log_tail),
+            "warnings": list(self.warnings),
         }

@@ -26,7 +26,12 @@ from nomadpaas.names import validate_config_key
 from nomadpaas.settings import Settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from nomadpaas.build import EventCallback
+    from nomadpaas.models import Build
     from nomadpaas.nomad.client import NomadClient
+    from nomadpaas.storage import Storage
     from nomadpaas.store import VariableStore
 
 __all__ = ["Platform"]
@@ -44,6 +49,8 @@ class Platform:
         client: a ready `NomadClient` (tests pass one on a mock transport); built from
             `settings` when None, and closed by `close()` only in that case.
         clock: returns "now" in UTC; tests pin it.
+        storage: the blob store (tests pass a LocalStorage or an S3Storage on the test
+            server); `S3Storage.from_settings(settings)` on first use when None.
     """
 
     def __init__(
@@ -52,12 +59,14 @@ class Platform:
         *,
         client: NomadClient | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        storage: Storage | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
         self._client = client
         self._owns_client = client is None
         self._store: VariableStore | None = None
         self._clock = clock
+        self._storage = storage
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -100,6 +109,15 @@ class Platform:
 
             self._store = Variables(self.nomad)
         return self._store
+
+    @property
+    def storage(self) -> Storage:
+        """S3, where sources, slugs, caches and build records live (created on first use)."""
+        if self._storage is None:
+            from nomadpaas.storage.s3 import S3Storage
+
+            self._storage = S3Storage.from_settings(self.settings)
+        return self._storage
 
     # -- apps --------------------------------------------------------------------------
 
@@ -153,3 +171,51 @@ class Platform:
     def release_info(self, app: str, version: int | str) -> Release:
         """Release `version` (`v3`, `3` or 3); NotFound when there is none."""
         return releases.get(self.store, app, version)
+
+    # -- builds ------------------------------------------------------------------------
+
+    def build(
+        self,
+        app: str,
+        path: str | Path,
+        *,
+        on_event: EventCallback | None = None,
+        timeout: float | None = None,
+        detach: bool = False,
+        commit: str | None = None,
+        build_id: str | None = None,
+    ) -> Build:
+        """Build the source at `path` into a slug on Nomad (the build half of `push`).
+
+        Packs the source (.gitignore/.slugignore honoured, 500 MB limit), uploads it if
+        this content was never uploaded, dispatches the `nomadpaas-build` job with the
+        app's config vars and presigned URLs, reports progress and every build output
+        line to `on_event` (`nomadpaas.models.BuildEvent`), and returns the `Build`.
+        Makes no release. Raises NotFound for an unknown app, InvalidInput for an
+        oversized source, BuildFailed (3) with the failing step and log tail, TimedOut
+        (5) after `timeout` seconds (the build goes on), NomadUnreachable /
+        StorageUnreachable (6). With `detach`, returns right after the dispatch
+        (status `pending`).
+        """
+        from nomadpaas.build import run_build
+
+        apps.get(self.store, app, self.settings.domain)  # NotFound with the create hint
+        return run_build(
+            self.nomad,
+            self.storage,
+            app,
+            path,
+            on_event=on_event,
+            timeout=timeout,
+            detach=detach,
+            build_id=build_id,
+            config=config.read(self.store, app).vars,
+            commit=commit,
+        )
+
+    def build_info(self, app: str, build_id: str) -> Build:
+        """A finished build from its record `builds/<app>/<build_id>.json` (after a
+        `build(..., detach=True)`); NotFound while it has not finished."""
+        from nomadpaas.build import read_build
+
+        return read_build(self.storage, app, build_id)

@@ -6,6 +6,11 @@
 
 Streams the build log to stdout; exit 0 with `slug.tar.gz` and `slug.json` in the output
 dir, 3 when the build failed (the last line says why), 2 for bad arguments.
+
+    python -m nomadpaas.slugbuilder task
+
+The `nomadpaas-build` job's command: inputs from the dispatch meta (`NOMAD_META_*`),
+objects moved through presigned URLs; see dispatched.py.
 """
 
 from __future__ import annotations
@@ -45,6 +50,12 @@ def _line(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["task"]:
+        # The dispatched build job's entry: inputs come from NOMAD_META_* (dispatched.py).
+        from nomadpaas.slugbuilder.dispatched import main as task_main
+
+        return task_main(argv[1:])
     args = _parser().parse_args(argv)
     config: dict[str, str] = {}
     if args.config_json is not None:

@@ -1,0 +1,422 @@
+"""Platform-side build: pack the source, upload it, dispatch `nomadpaas-build`, follow it.
+
+DESIGN.md §4 (push, up to "read the build record")::
+
+    pack (sourcepack) → sha256 → upload sources/<app>/<sha>.tar.gz if absent
+      → register `nomadpaas-build` if missing or different → dispatch with presigned URLs
+      (+ ?idempotency_token) → find the child's allocation → stream its stdout live
+      → allocation terminal → read builds/<app>/<id>.json → Build, or BuildFailed (3)
+
+The build task receives presigned URLs only (no credentials). It uploads the slug to a
+staging key, because the slug's digest is unknown until it is built; the platform then
+checks the slug against the digest in the build record and moves it to its
+content-addressed key `slugs/<app>/<sha256>.tar.gz`.
+
+Errors: build failed → BuildFailed (3) with the failing step and the log tail; the wait
+exceeded `timeout` → TimedOut (5; the build goes on); Nomad or S3 not answering →
+NomadUnreachable / StorageUnreachable (6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nomadpaas import jobspec
+from nomadpaas.buildwatch import BuildWatcher, LineSplitter, task_failure
+from nomadpaas.errors import BuildFailed, Conflict, NomadPaasError, NotFound
+from nomadpaas.models import Build, BuildEvent
+from nomadpaas.nomad.allocations import Allocation, Allocations
+from nomadpaas.nomad.client import NomadClient
+from nomadpaas.nomad.jobs import Jobs
+from nomadpaas.sourcepack import MAX_SOURCE_BYTES, pack_source
+from nomadpaas.storage import Storage, build_record_key, cache_key, slug_key, source_key
+from nomadpaas.storage.keys import sha256_file, validate_app, validate_key
+
+__all__ = [
+    "DEFAULT_STACK",
+    "DEFAULT_TIMEOUT_S",
+    "BuildJobFailed",
+    "EventCallback",
+    "ensure_build_job",
+    "idempotency_token",
+    "new_build_id",
+    "read_build",
+    "run_build",
+]
+
+EventCallback = Callable[[BuildEvent], None]
+
+#: The slug builder's stack name (slugbuilder.compile.DEFAULT_STACK), part of the cache key.
+DEFAULT_STACK = "nomadpaas-1"
+#: Default wait for a build after dispatch: the job's 20-minute run limit plus queueing.
+DEFAULT_TIMEOUT_S = 30 * 60.0
+#: Presigned URLs outlive the longest build the job allows (20 min) plus queueing.
+PRESIGN_EXPIRY_S = 2 * 3600
+#: Upload progress events: at most one per this many bytes (plus the last).
+PROGRESS_STEP_BYTES = 1024 * 1024
+
+
+class BuildJobFailed(BuildFailed):
+    """The build ran and failed (exit 3); carries the `Build` with its step and log tail."""
+
+    def __init__(self, message: str, build: Build, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.build = build
+        self.log_tail = list(build.log_tail)
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "build": self.build.to_dict()}
+
+
+def new_build_id(now: datetime | None = None) -> str:
+    """`20261128T141501Z-1a2b3c4d`: sortable by time, unique by the random suffix."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def idempotency_token(app: str, source_sha256: str, build_id: str) -> str:
+    """The dispatch token: a retried dispatch of the same build creates no second child."""
+    digest = hashlib.sha256(f"{app}\0{source_sha256}\0{build_id}".encode()).hexdigest()
+    return f"nomadpaas-build-{digest[:32]}"
+
+
+def _covers(actual: Any, wanted: Any) -> bool:
+    """True when every value we render is what Nomad holds (Nomad adds its defaults, so
+    equality would always fail; a subset check tells a real difference)."""
+    if isinstance(wanted, Mapping):
+        return isinstance(actual, Mapping) and all(
+            _covers(actual.get(k), v) for k, v in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(wanted)
+            and all(_covers(a, w) for a, w in zip(actual, wanted, strict=True))
+        )
+    return bool(actual == wanted)
+
+
+def ensure_build_job(jobs: Jobs, rendered: Mapping[str, Any]) -> bool:
+    """Register `nomadpaas-build` when missing, stopped or different; True if registered.
+
+    Raises Conflict when a job of that name exists without `nomadpaas.role = build`
+    (someone else's job: never overwritten).
+    """
+    job_id = str(rendered["ID"])
+    existing = jobs.get(job_id)
+    if existing is not None:
+        meta = existing.get("Meta") or {}
+        if meta.get(jobspec.ROLE_META_KEY) != jobspec.BUILD_ROLE:
+            raise Conflict(
+                f"Nomad already has a job {job_id} that nomadpaas did not create "
+                f"(its Meta lacks {jobspec.ROLE_META_KEY} = {jobspec.BUILD_ROLE}).",
+                hint=f"Rename or stop that job (`nomad job stop -purge {job_id}`), then retry.",
+            )
+        if not existing.get("Stop") and _covers(existing, rendered):
+            return False
+    jobs.register(rendered)
+    return True
+
+
+@dataclass
+class _Events:
+    """Serialises callbacks (S3 progress arrives on boto3's worker threads)."""
+
+    callback: EventCallback | None
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, message: str = "", **data: Any) -> None:
+        if self.callback is not None:
+            with self._lock:
+                self.callback(BuildEvent(kind, message, data))
+
+
+def run_build(
+    nomad: NomadClient,
+    storage: Storage,
+    app: str,
+    path: str | Path,
+    *,
+    on_event: EventCallback | None = None,
+    timeout: float | None = None,
+    detach: bool = False,
+    build_id: str | None = None,
+    config: Mapping[str, str] | None = None,
+    commit: str | None = None,
+    stack: str = DEFAULT_STACK,
+    job: Mapping[str, Any] | None = None,
+    max_source_bytes: int = MAX_SOURCE_BYTES,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Build:
+    """Build `path` for `app` on Nomad; see the module docstring.
+
+    Parameters:
+        on_event: receives `BuildEvent`s (progress, live log lines).
+        timeout: seconds to wait for the build after dispatch (default 30 min).
+        detach: return right after the dispatch, with status `pending`.
+        build_id: reuse an ID to retry a dispatch idempotently; new when None.
+        config: the app's config vars, given to buildpacks (stored as a short-lived S3
+            object readable through a presigned URL, never put in the job).
+        job: the rendered build job (default `jobspec.render_build_job()`).
+    """
+    app = validate_app(app)
+    events = _Events(on_event)
+    build_id = build_id or new_build_id()
+    record_key = build_record_key(app, build_id)
+    staging_key = validate_key(f"slugs/{app}/staging/{build_id}.tar.gz")
+    config_key = build_record_key(app, f"{build_id}.config") if config else None
+
+    with tempfile.TemporaryDirectory(prefix="nomadpaas-push-") as scratch:
+        packed = pack_source(
+            Path(path), Path(scratch) / "source.tar.gz", max_bytes=max_source_bytes
+        )
+        events(
+            "packed",
+            f"Packed {packed.files} files ({_size(packed.uncompressed_bytes)}, "
+            f"sha256 {packed.sha256[:12]})",
+            files=packed.files,
+            bytes=packed.compressed_bytes,
+            sha256=packed.sha256,
+            ignored=len(packed.ignored),
+        )
+        for warning in packed.warnings:
+            events("warning", warning)
+        src_key = source_key(app, packed.sha256)
+        storage.ensure_bucket()
+        if storage.exists(src_key):
+            events("source-exists", "Source unchanged since an earlier push; not uploaded")
+        else:
+            _upload(storage, src_key, packed.path, packed.compressed_bytes, events)
+
+    if config_key is not None:
+        storage.put_bytes(
+            config_key, json.dumps(dict(config or {})).encode(), content_type="application/json"
+        )
+    cache = cache_key(app, stack)
+    meta = {
+        "app": app,
+        "build_id": build_id,
+        "source_url": storage.presign_get(src_key, PRESIGN_EXPIRY_S),
+        "slug_url": storage.presign_put(staging_key, PRESIGN_EXPIRY_S),
+        "metadata_url": storage.presign_put(record_key, PRESIGN_EXPIRY_S),
+        "cache_url": storage.presign_get(cache, PRESIGN_EXPIRY_S),
+        "cache_put_url": storage.presign_put(cache, PRESIGN_EXPIRY_S),
+        "stack": stack,
+    }
+    if config_key is not None:
+        meta["config_url"] = storage.presign_get(config_key, PRESIGN_EXPIRY_S)
+    if commit:
+        meta["commit"] = commit
+
+    jobs = Jobs(nomad)
+    rendered = dict(job) if job is not None else jobspec.render_build_job()
+    if ensure_build_job(jobs, rendered):
+        events("job-registered", f"Registered the {rendered['ID']} job")
+    else:
+        events("job-current", f"The {rendered['ID']} job is up to date")
+    dispatched = jobs.dispatch(
+        str(rendered["ID"]),
+        meta,
+        idempotency_token=idempotency_token(app, packed.sha256, build_id),
+    )
+    events(
+        "dispatched",
+        f"Build {build_id} dispatched as {dispatched.job_id}",
+        job_id=dispatched.job_id,
+        eval_id=dispatched.eval_id,
+        deduplicated=dispatched.deduplicated,
+        build_id=build_id,
+    )
+    base = Build(
+        app=app,
+        build_id=build_id,
+        status="pending",
+        source_sha256=packed.sha256,
+        source_key=src_key,
+        job_id=dispatched.job_id,
+        stack=stack,
+        commit=commit,
+    )
+    if detach:
+        return base
+
+    deadline = clock() + (DEFAULT_TIMEOUT_S if timeout is None else timeout)
+    watcher = BuildWatcher(
+        Allocations(nomad), base, deadline, lambda line: events("log", line), clock, sleep
+    )
+    try:
+        alloc = watcher.allocation(dispatched.eval_id)
+        events("allocated", f"Running in allocation {alloc.id[:8]}", alloc_id=alloc.id)
+        alloc, lines = watcher.follow(alloc.id)
+    finally:
+        if config_key is not None:
+            with contextlib.suppress(NomadPaasError):
+                storage.delete(config_key)
+    return _finish(storage, watcher, base, alloc, lines, record_key, staging_key, events)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**2:.1f} MB" if n >= 1024**2 else f"{n / 1024:.1f} KB"
+
+
+def _upload(storage: Storage, key: str, path: Path, size: int, events: _Events) -> None:
+    reported = [-PROGRESS_STEP_BYTES]
+
+    def progress(sent: int, total: int) -> None:
+        if sent - reported[0] >= PROGRESS_STEP_BYTES or sent >= total:
+            reported[0] = sent
+            events("upload", "", sent=sent, total=total)
+
+    events("upload", f"Uploading source ({_size(size)})", sent=0, total=size)
+    storage.put_file(key, path, content_type="application/gzip", on_progress=progress)
+    events("uploaded", "Source uploaded", key=key, bytes=size)
+
+
+def _read_record(storage: Storage, key: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(storage.get_bytes(key))
+    except NotFound:
+        return None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def read_build(storage: Storage, app: str, build_id: str) -> Build:
+    """A finished build from its record (e.g. one dispatched with `detach`).
+
+    NotFound while the build has not written its record (still running, or never ran).
+    The slug key is where the build task stored it (promotion to the content-addressed
+    key happens only in a non-detached `run_build`).
+    """
+    record = _read_record(storage, build_record_key(app, build_id))
+    if record is None:
+        raise NotFound(
+            f"Build {build_id} of {app} has no record yet (still running, or unknown).",
+            hint="Wait for it, or check the nomadpaas-build job's allocations in Nomad.",
+        )
+    slug = record.get("slug") or {}
+    error = record.get("error") or {}
+    sha = slug.get("sha256")
+    staging = f"slugs/{app}/staging/{build_id}.tar.gz"
+    final = slug_key(app, sha) if sha else None
+    return Build(
+        app=app,
+        build_id=build_id,
+        status=str(record.get("status") or "failed"),
+        source_sha256="",
+        source_key="",
+        slug_key=(final if final and storage.exists(final) else staging) if sha else None,
+        slug_sha256=sha,
+        slug_bytes=slug.get("compressed_bytes"),
+        process_types=dict(slug.get("process_types") or {}),
+        buildpack=slug.get("buildpack_description"),
+        stack=record.get("stack"),
+        commit=record.get("commit"),
+        started_at=record.get("started_at"),
+        finished_at=record.get("finished_at"),
+        duration_s=record.get("duration_s"),
+        step=record.get("step"),
+        error=error.get("message"),
+        log_tail=tuple(record.get("log_tail") or ()),
+        warnings=tuple(slug.get("warnings") or ()),
+    )
+
+
+def _finish(
+    storage: Storage,
+    watcher: BuildWatcher,
+    base: Build,
+    alloc: Allocation,
+    lines: LineSplitter,
+    record_key: str,
+    staging_key: str,
+    events: _Events,
+) -> Build:
+    record = _read_record(storage, record_key)
+    state = alloc.task_states.get(jobspec.BUILD_TASK)
+    succeeded = (
+        alloc.client_status == "complete"
+        and record is not None
+        and record.get("status") == "succeeded"
+    )
+    common: dict[str, Any] = {
+        "alloc_id": alloc.id,
+        "started_at": (record or {}).get("started_at"),
+        "finished_at": (record or {}).get("finished_at"),
+        "duration_s": (record or {}).get("duration_s"),
+        "step": (record or {}).get("step"),
+        "log_tail": tuple((record or {}).get("log_tail") or lines.tail),
+    }
+    if succeeded and record is not None:
+        slug = record.get("slug") or {}
+        sha = str(slug.get("sha256") or "")
+        final_key = _promote(storage, staging_key, base.app, sha)
+        build = replace(
+            base,
+            status="succeeded",
+            slug_key=final_key,
+            slug_sha256=sha,
+            slug_bytes=int(slug.get("compressed_bytes") or 0),
+            process_types=dict(slug.get("process_types") or {}),
+            buildpack=slug.get("buildpack_description"),
+            warnings=tuple(slug.get("warnings") or ()),
+            **common,
+        )
+        events("finished", "Build succeeded", status="succeeded", slug_key=final_key)
+        return build
+
+    with contextlib.suppress(NomadPaasError):
+        storage.delete(staging_key)
+    if record is not None and record.get("error"):
+        error = str(record["error"].get("message") or "the build failed")
+        hint = record["error"].get("hint")
+    else:
+        error = task_failure(alloc, state)
+        hint = None
+        stderr = watcher.stderr_tail(alloc.id)
+        if stderr:
+            common["log_tail"] = (*common["log_tail"], *stderr)[-30:]
+    build = replace(base, status="failed", error=error, **common)
+    events("finished", "Build failed", status="failed")
+    step = f" at step '{build.step}'" if build.step else ""
+    raise BuildJobFailed(
+        f"The build of {base.app} failed{step}: {error}",
+        build,
+        hint=hint or "Read the build output above, fix the app and push again.",
+    )
+
+
+def _promote(storage: Storage, staging: str, app: str, sha256: str) -> str:
+    """Move the slug from its staging key to `slugs/<app>/<sha256>.tar.gz`, checking it."""
+    final = slug_key(app, sha256)
+    if storage.exists(final):
+        storage.delete(staging)
+        return final
+    with tempfile.TemporaryDirectory(prefix="nomadpaas-slug-") as scratch:
+        local = Path(scratch) / "slug.tar.gz"
+        storage.get_file(staging, local)
+        actual = sha256_file(local)
+        if actual != sha256:
+            raise BuildFailed(
+                f"The uploaded slug's sha256 is {actual[:12]}…, but the build recorded "
+                f"{sha256[:12]}…: the slug was corrupted or replaced.",
+                hint="Push again.",
+            )
+        storage.put_file(final, local, content_type="application/gzip")
+    storage.delete(staging)
+    return final

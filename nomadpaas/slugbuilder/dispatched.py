@@ -1,0 +1,177 @@
+"""The dispatched build task: read the dispatch meta, build, write the build record.
+
+`python -m nomadpaas.slugbuilder task` runs this inside the `nomadpaas-build` job. Its
+inputs are the dispatch meta, which Nomad exposes as `NOMAD_META_<key>` (nomad-api.md
+§1.7); every URL is presigned by the platform for exactly one object:
+
+    app, build_id                 who and which build (for the record and REQUEST_ID)
+    source_url                    GET  sources/<app>/<sha256>.tar.gz
+    slug_url                      PUT  the slug
+    metadata_url                  PUT  builds/<app>/<build-id>.json (the build record)
+    cache_url, cache_put_url      GET/PUT cache/<app>/<stack>.tar.gz   (optional)
+    config_url                    GET  the app's config vars as JSON    (optional)
+    stack, commit                 (optional)
+
+The build log goes to stdout line by line (the platform follows it live). Whatever
+happens, a build record is written to `metadata_url`: status, timings, the failing step,
+the error, the last lines of the log and, on success, the slug metadata. Exit codes:
+0 built, 3 build failed, 2 the meta is incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nomadpaas.errors import NomadPaasError
+from nomadpaas.slugbuilder.compile import DEFAULT_STACK, CompileFailed
+from nomadpaas.slugbuilder.http_transfer import HttpTransfer
+from nomadpaas.slugbuilder.task import BuildTask, Transfer, run_build_task
+
+__all__ = ["RECORD_FORMAT", "main", "read_meta"]
+
+REQUIRED = ("app", "build_id", "source_url", "slug_url", "metadata_url")
+OPTIONAL = ("cache_url", "cache_put_url", "config_url", "stack", "commit")
+#: Version of the build record's JSON layout.
+RECORD_FORMAT = 1
+#: Lines of build output kept in the record.
+TAIL_LINES = 30
+STEP_PREFIX = "-----> "
+
+
+def read_meta(environ: Mapping[str, str]) -> dict[str, str]:
+    """Dispatch meta from `NOMAD_META_<key>` (as written, else upper-cased); unset optional
+    keys are empty strings in Nomad, and are left out here."""
+    meta: dict[str, str] = {}
+    for key in (*REQUIRED, *OPTIONAL):
+        value = environ.get(f"NOMAD_META_{key}") or environ.get(f"NOMAD_META_{key.upper()}")
+        if value:
+            meta[key] = value
+    return meta
+
+
+class _Log:
+    """Prints each line at once and remembers the tail and the current step."""
+
+    def __init__(self) -> None:
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.step = ""
+
+    def __call__(self, line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        self.tail.append(line)
+        if line.startswith(STEP_PREFIX):
+            self.step = line[len(STEP_PREFIX) :]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run(meta: Mapping[str, str], transfer: Transfer, work_dir: Path) -> tuple[int, dict[str, Any]]:
+    """Build per `meta`; return (exit code, build record). The record is also stored."""
+    log = _Log()
+    started, clock = _now(), time.monotonic()
+    record: dict[str, Any] = {
+        "format": RECORD_FORMAT,
+        "app": meta.get("app"),
+        "build_id": meta.get("build_id"),
+        "stack": meta.get("stack") or DEFAULT_STACK,
+        "commit": meta.get("commit"),
+        "started_at": started,
+        "status": "failed",
+        "step": None,
+        "error": None,
+        "slug": None,
+    }
+    code = 3
+    try:
+        config = _fetch_config(meta.get("config_url"), transfer, work_dir)
+        task = BuildTask(
+            source_url=meta["source_url"],
+            slug_url=meta["slug_url"],
+            cache_url=meta.get("cache_url"),
+            cache_put_url=meta.get("cache_put_url"),
+            config=config,
+            stack=meta.get("stack") or DEFAULT_STACK,
+            commit=meta.get("commit"),
+            build_id=meta.get("build_id"),
+        )
+        metadata = run_build_task(task, transfer, work_dir / "build", log=log)
+        record.update(status="succeeded", slug=metadata.to_dict())
+        code = 0
+    except CompileFailed as exc:
+        _fail(log, record, exc.message, exc.hint)
+    except NomadPaasError as exc:
+        _fail(log, record, exc.message, exc.hint)
+    except OSError as exc:  # a transfer, or the disk
+        _fail(log, record, f"Moving build files failed: {exc}", None)
+    record.update(
+        step=log.step or None,
+        finished_at=_now(),
+        duration_s=round(time.monotonic() - clock, 3),
+        log_tail=list(log.tail),
+    )
+    record_file = work_dir / "build-record.json"
+    record_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    try:
+        transfer.store(record_file, meta["metadata_url"])
+    except OSError as exc:
+        log(f" !     The build record could not be stored: {exc}")
+        code = code or 3
+    return code, record
+
+
+def _fail(log: _Log, record: dict[str, Any], message: str, hint: str | None) -> None:
+    log(f" !     Build failed: {message}")
+    if hint:
+        log(f" !     {hint}")
+    record["error"] = {"message": message, "hint": hint}
+
+
+def _fetch_config(url: str | None, transfer: Transfer, work_dir: Path) -> dict[str, str]:
+    if not url:
+        return {}
+    path = work_dir / "config.json"
+    if not transfer.fetch(url, path):
+        raise NomadPaasError("The app's config vars for this build were not found")
+    try:
+        loaded = json.loads(path.read_text())
+    finally:
+        path.unlink(missing_ok=True)  # config vars are often secrets
+    if not isinstance(loaded, dict):
+        raise NomadPaasError("The app's config vars for this build are not a JSON object")
+    return {str(k): str(v) for k, v in loaded.items()}
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry of `python -m nomadpaas.slugbuilder task` (no arguments: meta from env)."""
+    env = os.environ if environ is None else environ
+    meta = read_meta(env)
+    missing = [key for key in REQUIRED if key not in meta]
+    if argv:
+        sys.stdout.write(f" !     `task` takes no arguments (got {' '.join(argv)})\n")
+        return 2
+    if missing:
+        sys.stdout.write(
+            " !     Missing dispatch meta: "
+            + ", ".join(f"NOMAD_META_{k}" for k in missing)
+            + " (dispatch the nomadpaas-build job)\n"
+        )
+        return 2
+    scratch_parent = env.get("NOMAD_TASK_DIR") or None
+    with (
+        tempfile.TemporaryDirectory(prefix="nomadpaas-build-", dir=scratch_parent) as scratch,
+        HttpTransfer() as transfer,
+    ):
+        code, _record = run(meta, transfer, Path(scratch))
+    return code
