@@ -1,0 +1,507 @@
+"""Runs one task for its whole life: prestart hooks, driver start, wait, restart policy,
+kill; mirrors client/allocrunner/taskrunner/task_runner.go.
+
+    Pending ─▶ Prestart hooks ─▶ start (Started, running) ─▶ wait ─▶ Terminated
+       ▲                                                                │
+       └──── Restarting (pending, delay) ◀── RestartTracker ───────────┤
+                                             Not Restarting / done ─▶ stop hooks ─▶ dead
+
+One thread per task runs that loop (`_run`). Another thread may `kill` (the task must die:
+`Killing` → driver stop → `Terminated` → `Killed`), `restart` (`Restart Signaled`, not
+counted against the policy) or `shutdown` (the agent exits: the loop ends, the task keeps
+running and its saved handle lets the next agent `recover_task` it). Every state change
+is persisted (client/state.py) before the alloc runner hears of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nomadpaas.agent.client.allocdir import AllocDir
+from nomadpaas.agent.client.allocrunner.taskrunner.interfaces import (
+    HookError,
+    TaskExitedHook,
+    TaskHook,
+    TaskPoststartHook,
+    TaskPreKillHook,
+    TaskPrestartHook,
+    TaskPrestartRequest,
+    TaskStopHook,
+    TaskStopRequest,
+)
+from nomadpaas.agent.client.allocrunner.taskrunner.restarts import (
+    STATE_NOT_RESTARTING,
+    STATE_RESTARTING,
+    RestartTracker,
+)
+from nomadpaas.agent.client.allocrunner.taskrunner.task_config import (
+    DEFAULT_MAX_KILL_TIMEOUT_NS,
+    driver_task_config,
+    kill_timeout_ns,
+    task_env,
+)
+from nomadpaas.agent.client.allocrunner.taskrunner.task_state import apply_task_update
+from nomadpaas.agent.client.state import ClientStateDB, LocalTaskState
+from nomadpaas.agent.drivers.base import (
+    Driver,
+    DriverError,
+    ExitResult,
+    TaskConfig,
+    TaskHandle,
+)
+from nomadpaas.agent.structs.alloc import (
+    TASK_DRIVER_FAILURE,
+    TASK_HOOK_FAILED,
+    TASK_KILLED,
+    TASK_NOT_RESTARTING,
+    TASK_RESTARTING,
+    TASK_STARTED,
+    TASK_STATE_DEAD,
+    TASK_STATE_PENDING,
+    TASK_STATE_RUNNING,
+    TASK_TERMINATED,
+    TASK_WAITING_SHUTDOWN_DELAY,
+    new_task_event,
+    new_task_state,
+)
+from nomadpaas.agent.structs.duration import NS_PER_S
+
+log = logging.getLogger("nomadpaas.agent.client.taskrunner")
+
+WAIT_POLL_S = 0.5  # how often the wait loop looks at the shutdown flag (idle wakeups)
+# A kill waits this long beyond KillTimeout for the run loop to reach `dead`.
+KILL_GRACE_S = 20.0
+TASK_RESTORE_FAILED = "Failed Restoring Task"
+MSG_RESTORE_FAILED = "failed to restore task; will restart it"
+
+
+@dataclass
+class TaskRunnerConfig:
+    alloc: dict[str, Any]
+    task: dict[str, Any]
+    alloc_dir: AllocDir
+    driver: Driver
+    state_db: ClientStateDB
+    node: Mapping[str, Any]
+    hooks: list[TaskHook]
+    on_state_change: Callable[[str], None] = lambda name: None
+    max_kill_timeout_ns: int = DEFAULT_MAX_KILL_TIMEOUT_NS
+    host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    restored: LocalTaskState | None = None
+    tracker: RestartTracker | None = None  # tests pin the jitter with their own
+
+
+class TaskRunner:
+    """One task of one allocation. `start()` launches the loop thread."""
+
+    def __init__(self, cfg: TaskRunnerConfig) -> None:
+        self.cfg = cfg
+        self.name = str(cfg.task["Name"])
+        self.alloc_id = str(cfg.alloc["ID"])
+        self.task_id = f"{self.alloc_id}/{self.name}"  # the driver's key for this task
+        self.task_dir = cfg.alloc_dir.task_dir(self.name)
+        job = cfg.alloc.get("Job") or {}
+        self.lifecycle: dict[str, Any] | None = cfg.task.get("Lifecycle") or None
+        self.leader = bool(cfg.task.get("Leader"))
+        self._tracker = cfg.tracker or RestartTracker(
+            policy=dict(cfg.task.get("RestartPolicy") or {}),
+            job_type=str(job.get("Type") or "service"),
+            start_ns=time.time_ns(),
+            lifecycle=self.lifecycle,
+        )
+        restored = cfg.restored
+        self._state: dict[str, Any] = (
+            copy.deepcopy(restored.task_state) if restored else new_task_state()
+        )
+        self._handle: TaskHandle | None = (
+            TaskHandle.from_dict(restored.handle) if restored and restored.handle else None
+        )
+        self._hooks_done: set[str] = set(restored.hooks_done) if restored else set()
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._gate_open = False
+        self._kill_requested = False
+        self._shutdown = False
+        self._restart_requested = False
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self._state["State"] == TASK_STATE_DEAD:
+            self._done.set()
+
+    # -- queries ----------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """ "prestart", "poststart", "poststop" or "main"."""
+        return str((self.lifecycle or {}).get("Hook") or "main")
+
+    @property
+    def sidecar(self) -> bool:
+        return bool((self.lifecycle or {}).get("Sidecar"))
+
+    def task_state(self) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._state)
+
+    def is_dead(self) -> bool:
+        return self._done.is_set()
+
+    def is_running(self) -> bool:
+        with self._lock:
+            return bool(self._state["State"] == TASK_STATE_RUNNING)
+
+    def has_handle(self) -> bool:
+        with self._lock:
+            return self._handle is not None
+
+    def wait_done(self, timeout_s: float) -> bool:
+        return self._done.wait(timeout_s)
+
+    def main_pid(self) -> int | None:
+        with self._lock:
+            if self._handle is None:
+                return None
+            pid = self._handle.driver_state.get("PID")
+            return int(pid) if pid else None
+
+    # -- control (any thread) ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Launch the loop thread (a dead restored task needs none)."""
+        if self._done.is_set() or self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._run, name=f"task-{self.name}-{self.alloc_id[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    def open_gate(self) -> None:
+        """Let the task start: the alloc runner's lifecycle coordinator calls this."""
+        with self._wake:
+            self._gate_open = True
+            self._wake.notify_all()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self._update(None, event)
+
+    def kill(self, event: dict[str, Any] | None, *, wait: bool = True) -> None:
+        """The task must die: emit `event` (usually `Killing`), prekill hooks, task
+        ShutdownDelay, then driver stop with KillSignal/KillTimeout; `Killed` follows."""
+        handle: TaskHandle | None = None
+        with self._wake:
+            already = self._done.is_set() or self._kill_requested
+            if not already:
+                self._kill_requested = True
+                self._tracker.set_killed()
+                handle = self._handle
+                self._wake.notify_all()  # out of the start gate or a restart delay
+        if already:
+            if wait:
+                self._done.wait(self._kill_wait_s())
+            return
+        if event is not None:
+            self.emit(event)
+        for hook in self.cfg.hooks:
+            if isinstance(hook, TaskPreKillHook):
+                hook.prekill(self.cfg.alloc, self.cfg.task)
+        if handle is not None:
+            self._shutdown_delay()
+            self._stop_driver(handle)
+        if self._thread is None:
+            self._finish_unstarted()
+        if wait:
+            self._done.wait(self._kill_wait_s())
+
+    def restart(self, event: dict[str, Any], *, failure: bool = False) -> bool:
+        """`Restart Signaled`: stop the task and start it again without counting against
+        the restart policy; False when the task is not running."""
+        with self._wake:
+            handle = self._handle
+            if handle is None or self._kill_requested or self._done.is_set():
+                return False
+            self._restart_requested = True
+            self._tracker.set_restart_triggered(failure=failure)
+        self.emit(event)
+        self._stop_driver(handle)
+        return True
+
+    def signal(self, sig: str) -> None:
+        with self._lock:
+            handle = self._handle
+        if handle is None:
+            raise DriverError(f"task {self.name!r} is not running")
+        self.cfg.driver.signal_task(handle.task_id, sig)
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        """The agent exits: end the loop, leave the task running (its handle is saved)."""
+        with self._wake:
+            self._shutdown = True
+            self._wake.notify_all()
+        if wait and self._thread is not None:
+            self._thread.join(WAIT_POLL_S * 4)
+
+    def update_alloc(self, alloc: dict[str, Any]) -> None:
+        self.cfg.alloc = alloc
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # a bug must not leave the task "running" forever
+            log.exception("task runner %s crashed", self.task_id)
+            if not self._shutdown:
+                message = f"task runner: {exc}"
+                event = new_task_event(
+                    TASK_HOOK_FAILED, now_ns=time.time_ns(), Message=message, FailsTask=True
+                )
+                self.emit(event)
+                self._finish()
+
+    def _loop(self) -> None:
+        restored_live = self._handle is not None and self._restore_handle()
+        if not restored_live and not self._wait_gate():
+            if self._kill_requested:
+                self._finish()
+            return
+        while True:
+            if not restored_live:
+                if self._kill_requested:
+                    break
+                if not self._prestart_and_start():
+                    if self._shutdown:
+                        return
+                    if self._after_failed_start():
+                        continue
+                    break
+            restored_live = False
+            for hook in self.cfg.hooks:
+                if isinstance(hook, TaskPoststartHook):
+                    hook.poststart(self.cfg.alloc, self.cfg.task)
+            result = self._wait()
+            if result is None:
+                return  # agent shutdown: leave the task running
+            self._handle_exit(result)
+            if self._kill_requested:
+                break
+            if not self._restart_or_stop():
+                break
+        self._finish()
+
+    def _wait_gate(self) -> bool:
+        """Block until the coordinator opens the gate; False on kill or shutdown."""
+        with self._wake:
+            while not (self._gate_open or self._kill_requested or self._shutdown):
+                self._wake.wait(WAIT_POLL_S * 4)
+            return self._gate_open and not (self._kill_requested or self._shutdown)
+
+    def _restore_handle(self) -> bool:
+        """Re-attach to a task that outlived the previous agent; False means start anew."""
+        handle = self._handle
+        assert handle is not None
+        try:
+            self._run_prestart(restoring=True)
+            # Under the lock: a kill() arriving meanwhile waits, then stops a known task.
+            with self._lock:
+                self.cfg.driver.recover_task(handle)
+                killed_before = self._kill_requested
+        except (DriverError, HookError) as exc:
+            log.warning("task %s: restore failed: %s", self.task_id, exc)
+            with self._lock:
+                self._handle = None
+            self._update(
+                TASK_STATE_PENDING,
+                new_task_event(TASK_RESTORE_FAILED, now_ns=time.time_ns(),
+                               Message=MSG_RESTORE_FAILED),
+            )  # fmt: skip
+            return False
+        log.info("task %s: re-attached to running task", self.task_id)
+        if killed_before:
+            self._stop_driver(handle)  # the kill's own stop found no task to stop
+        return True
+
+    def _run_prestart(self, *, restoring: bool = False) -> None:
+        env = self._task_env()
+        for hook in self.cfg.hooks:
+            if not isinstance(hook, TaskPrestartHook) or hook.name in self._hooks_done:
+                continue
+            req = TaskPrestartRequest(
+                alloc=self.cfg.alloc, task=self.cfg.task, alloc_dir=self.cfg.alloc_dir,
+                task_dir=self.task_dir, env=env, emit=self.emit, restoring=restoring,
+            )  # fmt: skip
+            try:
+                resp = hook.prestart(req)
+            except HookError:
+                raise
+            except Exception as exc:
+                raise HookError(f"{hook.name}: {exc}", None, recoverable=True) from exc
+            if resp.done:
+                with self._lock:
+                    self._hooks_done.add(hook.name)
+
+    def _prestart_and_start(self) -> bool:
+        """Prestart hooks then driver start; False (tracker told why) on failure."""
+        try:
+            self._run_prestart()
+        except HookError as err:
+            event = err.event or new_task_event(
+                TASK_HOOK_FAILED, now_ns=time.time_ns(), Message=str(err)
+            )
+            self.emit(event)
+            with self._lock:
+                self._tracker.set_start_error(str(err), recoverable=err.recoverable)
+            return False
+        with self._wake:
+            if self._kill_requested or self._shutdown:
+                return False
+            try:
+                handle = self.cfg.driver.start_task(self._task_config())
+            except (DriverError, OSError) as exc:
+                self._tracker.set_start_error(str(exc), recoverable=False)
+                start_error: str | None = str(exc)
+            else:
+                self._handle = handle
+                start_error = None
+        if start_error is not None:
+            self.emit(new_task_event(TASK_DRIVER_FAILURE, now_ns=time.time_ns(),
+                                     DriverError=start_error))  # fmt: skip
+            return False
+        self._update(TASK_STATE_RUNNING, new_task_event(TASK_STARTED, now_ns=time.time_ns()))
+        return True
+
+    def _after_failed_start(self) -> bool:
+        """After a failed prestart/start: True to try again (after the delay)."""
+        if self._kill_requested:
+            return False
+        return self._restart_or_stop()
+
+    def _wait(self) -> ExitResult | None:
+        """The exit result, or None when the agent shuts down first."""
+        assert self._handle is not None
+        task_id = self._handle.task_id
+        while not self._shutdown:
+            result = self.cfg.driver.wait_task(task_id, WAIT_POLL_S)
+            if result is not None:
+                return result
+        return None
+
+    def _handle_exit(self, result: ExitResult) -> None:
+        with self._lock:
+            handle, self._handle = self._handle, None
+            if not self._kill_requested and not self._restart_requested:
+                self._tracker.set_exit(result.exit_code if not result.err else -1)
+            self._restart_requested = False
+        if handle is not None:
+            try:
+                self.cfg.driver.destroy_task(handle.task_id, force=True)
+            except DriverError as exc:
+                log.warning("task %s: destroy after exit: %s", self.task_id, exc)
+        self.emit(new_task_event(TASK_TERMINATED, now_ns=time.time_ns(),
+                                 ExitCode=result.exit_code, Signal=result.signal,
+                                 Message=result.err))  # fmt: skip
+        for hook in self.cfg.hooks:
+            if isinstance(hook, TaskExitedHook):
+                hook.exited(self.cfg.alloc, self.cfg.task)
+
+    def _restart_or_stop(self) -> bool:
+        """Ask the restart tracker; True means run again (after waiting out the delay)."""
+        with self._lock:
+            decision = self._tracker.get_state(time.time_ns())
+        if decision.state == STATE_RESTARTING:
+            self._update(
+                TASK_STATE_PENDING,
+                new_task_event(TASK_RESTARTING, now_ns=time.time_ns(),
+                               StartDelay=decision.delay_ns, RestartReason=decision.reason),
+            )  # fmt: skip
+            deadline = time.monotonic() + decision.delay_ns / NS_PER_S
+            with self._wake:
+                while not (self._kill_requested or self._shutdown):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.wait(left)
+            return not (self._kill_requested or self._shutdown)
+        if decision.state == STATE_NOT_RESTARTING:
+            self.emit(new_task_event(TASK_NOT_RESTARTING, now_ns=time.time_ns(),
+                                     RestartReason=decision.reason, FailsTask=True))  # fmt: skip
+        return False
+
+    def _finish(self) -> None:
+        """The task is dead for good: `Killed` (after a kill), stop hooks, state dead."""
+        if self._shutdown and not self._kill_requested:
+            return
+        req = TaskStopRequest(alloc=self.cfg.alloc, task=self.cfg.task, task_dir=self.task_dir)
+        for hook in self.cfg.hooks:
+            if isinstance(hook, TaskStopHook):
+                try:
+                    hook.stop(req)
+                except Exception:
+                    log.exception("task %s: stop hook %s failed", self.task_id, hook.name)
+        event = new_task_event(TASK_KILLED, now_ns=time.time_ns()) if self._kill_requested else None
+        self._update(TASK_STATE_DEAD, event)
+        self._done.set()
+
+    def _finish_unstarted(self) -> None:
+        """Killed before the loop thread ever ran (e.g. the alloc stopped while pending)."""
+        if not self._done.is_set():
+            self._finish()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _kill_wait_s(self) -> float:
+        return kill_timeout_ns(self.cfg.task, self.cfg.max_kill_timeout_ns) / NS_PER_S + (
+            KILL_GRACE_S + int(self.cfg.task.get("ShutdownDelay") or 0) / NS_PER_S
+        )
+
+    def _shutdown_delay(self) -> None:
+        delay_ns = int(self.cfg.task.get("ShutdownDelay") or 0)
+        if delay_ns <= 0:
+            return
+        self._update(
+            TASK_STATE_PENDING,
+            new_task_event(TASK_WAITING_SHUTDOWN_DELAY, now_ns=time.time_ns()),
+        )
+        time.sleep(delay_ns / NS_PER_S)
+
+    def _stop_driver(self, handle: TaskHandle) -> None:
+        timeout_s = kill_timeout_ns(self.cfg.task, self.cfg.max_kill_timeout_ns) / NS_PER_S
+        try:
+            self.cfg.driver.stop_task(
+                handle.task_id, timeout_s, str(self.cfg.task.get("KillSignal") or "")
+            )
+        except DriverError as exc:
+            log.warning("task %s: stop: %s", self.task_id, exc)
+
+    def _task_env(self) -> dict[str, str]:
+        return task_env(
+            self.cfg.alloc, self.cfg.task, self.cfg.node, self.cfg.alloc_dir, self.cfg.host_env
+        )
+
+    def _task_config(self) -> TaskConfig:
+        return driver_task_config(
+            self.task_id, self.cfg.alloc, self.cfg.task, self.cfg.node, self.cfg.alloc_dir,
+            self.task_dir, self.cfg.host_env,
+        )  # fmt: skip
+
+    def _update(self, state: str | None, event: dict[str, Any] | None) -> None:
+        """Append `event`, move to `state`, persist, then tell the alloc runner."""
+        with self._lock:
+            apply_task_update(self._state, state, event, time.time_ns())
+            ts = self._state
+            local = LocalTaskState(
+                task_state=copy.deepcopy(ts),
+                handle=self._handle.to_dict() if self._handle is not None else None,
+                hooks_done=sorted(self._hooks_done),
+            )
+        try:
+            self.cfg.state_db.put_task(self.alloc_id, self.name, local)
+        except OSError as exc:
+            log.warning("task %s: persisting state failed: %s", self.task_id, exc)
+        self.cfg.on_state_change(self.name)

@@ -1,0 +1,307 @@
+"""The node: watches its allocations, runs one alloc runner per allocation, reports
+their status, re-attaches to running tasks after an agent restart; mirrors client/client.go.
+
+Threads:
+- *watch*: a blocking query loop on `ServerRPC.get_client_allocs`; new allocations get a
+  runner, changed ones are handed to theirs (DesiredStatus stop → kill), allocations the
+  server forgot (garbage-collected) are destroyed (tasks killed, alloc dir removed).
+- *sync*: batches the runners' updates into `ServerRPC.update_allocs`, at most every
+  `SYNC_INTERVAL_S`, at once when a ClientStatus changes (Nomad's allocSync, 200 ms).
+
+`start()` first restores every allocation saved in the client state (client/state.py):
+task runners with a saved driver handle re-attach (`recover_task`) instead of starting a
+second copy. `shutdown()` (agent SIGTERM) leaves every task running; only the server
+stopping an allocation, or `destroy_all()`, kills tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nomadpaas.agent.client.allocrunner.alloc_runner import AllocRunner, AllocRunnerConfig
+from nomadpaas.agent.client.allocrunner.taskrunner.interfaces import TaskHook
+from nomadpaas.agent.client.allocrunner.taskrunner.restarts import RestartTracker
+from nomadpaas.agent.client.allocrunner.taskrunner.task_config import (
+    DEFAULT_MAX_KILL_TIMEOUT_NS,
+)
+from nomadpaas.agent.client.allocrunner.taskrunner.task_runner_hooks import build_task_hooks
+from nomadpaas.agent.client.getter.getter import GetterConfig
+from nomadpaas.agent.client.interfaces import ServerRPC
+from nomadpaas.agent.client.logmon.logmon import LogMon
+from nomadpaas.agent.client.state import ClientStateDB
+from nomadpaas.agent.drivers.base import Driver
+from nomadpaas.agent.drivers.rawexec.driver import RawExecDriver
+from nomadpaas.agent.structs.alloc import client_terminal, server_terminal
+
+log = logging.getLogger("nomadpaas.agent.client")
+
+SYNC_INTERVAL_S = 0.2  # Nomad's allocSyncIntv: updates are batched over this window
+# An urgent update (a ClientStatus change) waits only this long, so status changes of
+# allocations starting together still share one update_allocs call.
+URGENT_COALESCE_S = 0.02
+WATCH_WAIT_S = 30.0  # blocking-query wait; shutdown interrupts the store anyway
+RETRY_BACKOFF_S = 1.0  # after a failed RPC, before trying again
+SHUTDOWN_JOIN_S = 5.0
+# Terminal allocations the server no longer lists are kept (logs stay readable) up to this
+# many, oldest destroyed first (Nomad: client gc_max_allocs).
+GC_MAX_TERMINAL_ALLOCS = 50
+
+
+@dataclass
+class ClientConfig:
+    data_dir: Path
+    node: Mapping[str, Any]  # the fingerprinted node: ID, Name, Datacenter, Attributes, …
+    max_kill_timeout_ns: int = DEFAULT_MAX_KILL_TIMEOUT_NS
+    getter_config: GetterConfig | None = None
+    host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    sync_interval_s: float = SYNC_INTERVAL_S
+    watch_wait_s: float = WATCH_WAIT_S
+    # Tests pin the restart jitter: (alloc, task) -> RestartTracker.
+    tracker_factory: Callable[[dict[str, Any], dict[str, Any]], RestartTracker] | None = None
+    # Alloc runner hooks of later issues (group services, health): runner -> hooks.
+    runner_hooks: Callable[[AllocRunner], list[Any]] | None = None
+
+
+def _change_key(alloc: Mapping[str, Any]) -> str:
+    """What the server changes about an allocation (not the client's own updates)."""
+    job = alloc.get("Job") or {}
+    return json.dumps(
+        [
+            alloc.get("AllocModifyIndex"),
+            alloc.get("DesiredStatus"),
+            alloc.get("DesiredTransition"),
+            job.get("JobModifyIndex"),
+            job.get("Version"),
+        ],
+        sort_keys=True,
+        default=str,
+    )
+
+
+class Client:
+    def __init__(
+        self,
+        config: ClientConfig,
+        rpc: ServerRPC,
+        driver: Driver | None = None,
+        logmon: LogMon | None = None,
+    ) -> None:
+        self.config = config
+        self.rpc = rpc
+        self.node_id = str(config.node["ID"])
+        self.driver: Driver = driver if driver is not None else RawExecDriver()
+        self.logmon = logmon if logmon is not None else LogMon()
+        self._owns_logmon = logmon is None
+        self.state_db = ClientStateDB(config.data_dir)
+        self._lock = threading.Lock()
+        self._runners: dict[str, AllocRunner] = {}
+        self._seen: dict[str, str] = {}  # alloc ID -> _change_key of the last version run
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._sync_wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.last_index = 0
+
+    # -- queries ----------------------------------------------------------------------
+
+    def runner(self, alloc_id: str) -> AllocRunner | None:
+        with self._lock:
+            return self._runners.get(alloc_id)
+
+    def runners(self) -> list[AllocRunner]:
+        with self._lock:
+            return list(self._runners.values())
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Restore saved allocations, then start watching and syncing."""
+        self.restore()
+        for target, name in ((self._watch_loop, "client-watch"), (self._sync_loop, "client-sync")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def restore(self) -> None:
+        """Re-create runners for every allocation in the client state (agent restart)."""
+        for saved in self.state_db.all_allocs():
+            alloc_id = str(saved.alloc["ID"])
+            try:
+                runner = self._new_runner(saved.alloc, restored=saved)
+            except Exception:
+                log.exception("alloc %s: restore failed; dropping its state", alloc_id)
+                self.state_db.delete_alloc(alloc_id)
+                continue
+            with self._lock:
+                self._runners[alloc_id] = runner
+                self._seen[alloc_id] = _change_key(saved.alloc)
+            runner.run()
+            log.info("alloc %s: restored", alloc_id)
+
+    def shutdown(self) -> None:
+        """Agent exit: stop our threads and flush updates; every task keeps running."""
+        self._stop.set()
+        self._sync_wake.set()
+        runners = self.runners()
+        for runner in runners:
+            runner.shutdown(wait=False)  # signal all first: they wind down in parallel
+        for runner in runners:
+            runner.shutdown()
+        for t in self._threads:
+            if t.name == "client-sync":
+                t.join(SHUTDOWN_JOIN_S)
+        self._flush()
+        if self._owns_logmon:
+            self.logmon.close()
+
+    def collect(self, alloc_id: str) -> bool:
+        """GC one terminal allocation (alloc dir, state); False if unknown or still live."""
+        with self._lock:
+            runner = self._runners.get(alloc_id)
+            if runner is None or not runner.is_done():
+                return False
+            del self._runners[alloc_id]
+        runner.destroy()
+        return True
+
+    def collect_all(self) -> None:
+        """GC every terminal allocation (`/v1/client/gc`)."""
+        for runner in self.runners():
+            if runner.is_done():
+                self.collect(runner.id)
+
+    def destroy_all(self) -> None:
+        """Kill every allocation's tasks and remove them (tests, `-dev` teardown)."""
+        for runner in self.runners():
+            runner.destroy()
+        with self._lock:
+            self._runners.clear()
+
+    # -- watch ------------------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        index = 0
+        while not self._stop.is_set():
+            try:
+                allocs, new_index = self.rpc.get_client_allocs(
+                    self.node_id, index, self.config.watch_wait_s
+                )
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("client: get_client_allocs failed: %s", exc)
+                self._stop.wait(RETRY_BACKOFF_S)
+                continue
+            if self._stop.is_set():
+                return
+            try:
+                self.reconcile(allocs)
+            except Exception:
+                log.exception("client: applying allocation changes failed")
+            index = max(new_index, 1) if new_index >= index else 0  # index went back: resync
+            self.last_index = index
+
+    def reconcile(self, allocs: list[dict[str, Any]]) -> None:
+        """Run new allocations, update changed ones, destroy the ones the server forgot."""
+        present = set()
+        for raw in allocs:
+            alloc: dict[str, Any] = json.loads(json.dumps(raw))  # plain, mutable copy
+            alloc_id = str(alloc["ID"])
+            present.add(alloc_id)
+            key = _change_key(alloc)
+            with self._lock:
+                runner = self._runners.get(alloc_id)
+                changed = self._seen.get(alloc_id) != key
+                self._seen[alloc_id] = key
+            if runner is None:
+                if server_terminal(alloc) or client_terminal(alloc):
+                    continue  # never ran here, nothing to stop
+                runner = self._new_runner(alloc)
+                with self._lock:
+                    self._runners[alloc_id] = runner
+                runner.run()
+            elif changed:
+                runner.update(alloc)
+        with self._lock:
+            missing = [r for alloc_id, r in self._runners.items() if alloc_id not in present]
+            # Running allocations the server forgot must die; finished ones are kept for
+            # their logs until there are too many (client GC).
+            gone = [r for r in missing if not r.is_done()]
+            kept = [r for r in missing if r.is_done()]
+            gone += kept[: max(0, len(kept) - GC_MAX_TERMINAL_ALLOCS)]
+            for r in gone:
+                self._runners.pop(r.id, None)
+                self._seen.pop(r.id, None)
+        for r in gone:
+            threading.Thread(target=r.destroy, name=f"destroy-{r.id[:8]}", daemon=True).start()
+
+    def _new_runner(self, alloc: dict[str, Any], restored: Any = None) -> AllocRunner:
+        def hooks() -> list[TaskHook]:
+            return build_task_hooks(self.logmon, self.config.getter_config)
+
+        return AllocRunner(
+            AllocRunnerConfig(
+                alloc=alloc,
+                data_dir=str(self.config.data_dir),
+                driver=self.driver,
+                state_db=self.state_db,
+                node=self.config.node,
+                updater=self._queue_update,
+                task_hooks=hooks,
+                max_kill_timeout_ns=self.config.max_kill_timeout_ns,
+                host_env=self.config.host_env,
+                restored=restored,
+                tracker_factory=self.config.tracker_factory,
+                extra_hooks=self.config.runner_hooks,
+            )
+        )
+
+    # -- sync -------------------------------------------------------------------------
+
+    def _queue_update(self, update: dict[str, Any], urgent: bool) -> None:
+        with self._lock:
+            self._pending[str(update["ID"])] = update
+        if urgent:
+            self._sync_wake.set()
+
+    def _sync_loop(self) -> None:
+        while not self._stop.is_set():
+            if self._sync_wake.wait(self.config.sync_interval_s):
+                self._stop.wait(URGENT_COALESCE_S)
+            self._sync_wake.clear()
+            if not self._flush():
+                self._stop.wait(RETRY_BACKOFF_S)
+
+    def _flush(self) -> bool:
+        """Send pending updates; on failure keep them (unless newer ones arrived)."""
+        with self._lock:
+            batch, self._pending = list(self._pending.values()), {}
+        if not batch:
+            return True
+        try:
+            self.rpc.update_allocs(batch)
+        except Exception as exc:
+            log.warning("client: update_allocs failed: %s", exc)
+            with self._lock:
+                for update in batch:
+                    self._pending.setdefault(str(update["ID"]), update)
+            return False
+        return True
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> bool:
+    """Poll `predicate` until true or `timeout_s` passes (tests and shutdown)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll_s)
+    return predicate()
