@@ -29,7 +29,7 @@ check: $(STAMP) ## ruff, mypy --strict on nomadpaas/, import-linter seams
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-cache
 
 fmt: $(STAMP) ## Format and autofix
 	$(BIN)/ruff format .
