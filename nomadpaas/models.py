@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["App", "Build", "BuildEvent", "ConfigVars", "Release", "iso", "parse_iso"]
+__all__ = [
+    "App",
+    "Build",
+    "BuildEvent",
+    "ConfigVars",
+    "PushResult",
+    "Release",
+    "iso",
+    "parse_iso",
+]
 
 
 def iso(moment: datetime) -> str:
@@ -133,6 +142,9 @@ class BuildEvent:
     - `log`: one line of build output, `message` verbatim (live, as the task prints it)
     - `finished`: the build ended (data: status)
     - `warning`: something the user should know (`message`)
+
+    `Platform.push` adds `unchanged` (data: release, sha256: nothing built) and
+    `released` (data: release, version).
     """
 
     kind: str
@@ -212,4 +224,34 @@ class Build:
             "error": self.error,
             "log_tail": list(self.log_tail),
             "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What `Platform.push` did.
+
+    Parameters:
+        app: the app name.
+        status: `released` (built, release recorded), `unchanged` (the latest release
+            has this very source: nothing built or recorded) or `dispatched` (`detach`:
+            the build goes on in Nomad, no release recorded).
+        source_sha256: digest of the packed source.
+        build: the build (None when unchanged).
+        release: the new release; for `unchanged`, the latest one; None when dispatched.
+    """
+
+    app: str
+    status: str
+    source_sha256: str | None
+    build: Build | None = None
+    release: Release | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "status": self.status,
+            "source_sha256": self.source_sha256,
+            "build": self.build.to_dict() if self.build else None,
+            "release": self.release.to_dict() if self.release else None,
         }

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from nomadpaas.build import EventCallback
-    from nomadpaas.models import Build
+    from nomadpaas.models import Build, PushResult
     from nomadpaas.nomad.client import NomadClient
     from nomadpaas.storage import Storage
     from nomadpaas.store import VariableStore
@@ -219,3 +219,44 @@ class Platform:
         from nomadpaas.build import read_build
 
         return read_build(self.storage, app, build_id)
+
+    # -- push --------------------------------------------------------------------------
+
+    def push(
+        self,
+        app: str,
+        path: str | Path,
+        *,
+        on_event: EventCallback | None = None,
+        timeout: float | None = None,
+        detach: bool = False,
+        force: bool = False,
+        commit: str | None = None,
+        build_id: str | None = None,
+    ) -> PushResult:
+        """Build the source at `path` and record it as the app's next release.
+
+        Everything `build` does (same events, same errors), then release v<N> with the
+        slug, the process types from the slug metadata, the config snapshot, the source
+        digest and the description `Deploy <short sha>` (the git commit of `path` when it
+        is in a work tree, else the source digest). A source identical to the latest
+        release's is neither built nor released unless `force` (status `unchanged`).
+        With `detach` the build is only dispatched and no release is recorded. Raises
+        InvalidInput (2) when `path` is not a directory. Deploying the release (the app
+        job) is not part of it yet.
+        """
+        from nomadpaas.push import push
+
+        return push(
+            self.store,
+            self.build,
+            app,
+            path,
+            self._clock,
+            on_event=on_event,
+            timeout=timeout,
+            detach=detach,
+            force=force,
+            commit=commit,
+            build_id=build_id,
+        )

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from nomadpaas import __version__
-from nomadpaas.cli import agent, apps, config, releases, stack
+from nomadpaas.cli import agent, apps, config, push, releases, stack
 from nomadpaas.cli.output import error as render_error
 from nomadpaas.cli.output import set_global_json
 from nomadpaas.errors import NomadPaasError
@@ -50,6 +50,7 @@ def _root(
 apps.register(app)
 config.register(app)
 releases.register(app)
+push.register(app)
 stack.register(app)
 agent.register(app)
 

@@ -1,0 +1,196 @@
+"""Push = build the source into a slug, then record it as release v<N> (DESIGN.md §4).
+
+    pack → (same source sha256 as the latest release and no `force`? stop: unchanged)
+         → `build.run_build` (upload, dispatch `nomadpaas-build`, live log)
+         → release v<N>: slug key + sha256, process types from the slug metadata,
+           config snapshot, source digest, formation carried over, "Deploy <short sha>"
+
+The deploy half (render and register the app job, follow the deployment) is not built
+yet: a push stops at the release, and says so through its result.
+
+The unchanged check needs the source's digest, which only the pack step computes; so
+the check listens to the build's own `packed` event and stops the build right there,
+before anything is uploaded or dispatched (no second pass over the source).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nomadpaas import releases
+from nomadpaas.errors import InvalidInput
+from nomadpaas.models import BuildEvent, PushResult, Release
+
+if TYPE_CHECKING:
+    from nomadpaas.build import EventCallback
+    from nomadpaas.models import Build
+    from nomadpaas.store import VariableStore
+
+__all__ = ["BuildFunction", "check_source_dir", "formation_for", "git_commit", "push"]
+
+#: Seconds `git` may take to tell the commit of the pushed directory.
+GIT_TIMEOUT_S = 10.0
+#: Characters of a commit (or source digest) in a release description, like Heroku's.
+SHORT_SHA_CHARS = 7
+
+#: `Platform.build` bound to a Platform: (app, path, on_event, timeout, detach, commit,
+#: build_id) → Build.
+BuildFunction = Callable[..., "Build"]
+
+
+class _SourceUnchanged(Exception):
+    """Raised from the `packed` event handler to stop a build of an unchanged source."""
+
+    def __init__(self, sha256: str) -> None:
+        super().__init__(sha256)
+        self.sha256 = sha256
+
+
+def check_source_dir(path: str | Path) -> Path:
+    """`path` as a Path, or InvalidInput (exit 2) when it is missing or not a directory."""
+    source = Path(path)
+    if not source.exists():
+        raise InvalidInput(
+            f"{source} does not exist.",
+            hint="Pass the app's directory: `nomadpaas push PATH -a APP` (default: `.`).",
+        )
+    if not source.is_dir():
+        raise InvalidInput(
+            f"{source} is not a directory.",
+            hint="Push the app's root directory (where its Procfile or requirements.txt is).",
+        )
+    return source
+
+
+def git_commit(path: Path) -> str | None:
+    """The HEAD commit of the git work tree at `path` (`-dirty` when it has changes), or
+    None when `path` is not in one or git is missing. Only labels the release."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+        if head.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = head.stdout.strip()
+    if not commit:
+        return None
+    return f"{commit}-dirty" if status.stdout.strip() else commit
+
+
+def formation_for(
+    process_types: Mapping[str, str], previous: Mapping[str, int] | None
+) -> dict[str, int]:
+    """Instance counts for a new slug, Heroku's way: a type the previous release had
+    keeps its count; a new `web` starts at 1, any other new type at 0 (scale it up);
+    types the slug no longer has are dropped."""
+    before = previous or {}
+    return {name: before.get(name, 1 if name == "web" else 0) for name in sorted(process_types)}
+
+
+def describe(commit: str | None, source_sha256: str) -> str:
+    """`Deploy 1a2b3c4` (the commit when known, else the source digest)."""
+    label = commit or source_sha256
+    suffix = "-dirty" if label.endswith("-dirty") else ""
+    return f"Deploy {label[:SHORT_SHA_CHARS]}{suffix}"
+
+
+def push(
+    store: VariableStore,
+    build: BuildFunction,
+    app: str,
+    path: str | Path,
+    now: Callable[[], datetime],
+    *,
+    on_event: EventCallback | None = None,
+    timeout: float | None = None,
+    detach: bool = False,
+    force: bool = False,
+    commit: str | None = None,
+    build_id: str | None = None,
+) -> PushResult:
+    """Build `path` for `app` and record the release; see the module docstring.
+
+    `build` is `Platform.build` (it checks the app exists before packing). Returns a
+    `PushResult` with status `released`, `unchanged` (the latest release was built from
+    the same source and `force` is off: no build, no release) or `dispatched` (`detach`:
+    the build goes on, no release is recorded). Raises what `Platform.build` raises.
+    """
+    source = check_source_dir(path)
+    if commit is None:
+        commit = git_commit(source)
+    latest = releases.latest(store, app)
+    skip_digest = None if force or latest is None or not latest.slug_key else latest.source_digest
+
+    def relay(event: BuildEvent) -> None:
+        if on_event is not None:
+            on_event(event)
+        if event.kind == "packed" and skip_digest and event.data.get("sha256") == skip_digest:
+            raise _SourceUnchanged(skip_digest)
+
+    try:
+        built = build(
+            app,
+            source,
+            on_event=relay,
+            timeout=timeout,
+            detach=detach,
+            commit=commit,
+            build_id=build_id,
+        )
+    except _SourceUnchanged as unchanged:
+        assert latest is not None  # skip_digest came from it
+        if on_event is not None:
+            on_event(
+                BuildEvent(
+                    "unchanged",
+                    f"Source identical to {latest.name}'s (sha256 "
+                    f"{unchanged.sha256[:12]}): no build, no new release",
+                    {"release": latest.name, "sha256": unchanged.sha256},
+                )
+            )
+        return PushResult(app, "unchanged", unchanged.sha256, release=latest)
+
+    if detach:
+        return PushResult(app, "dispatched", built.source_sha256, build=built)
+
+    release = releases.create(
+        store,
+        Release(
+            app=app,
+            version=0,  # assigned by releases.create
+            description=describe(commit, built.source_sha256),
+            created_at=now(),
+            slug_key=built.slug_key,
+            slug_sha256=built.slug_sha256,
+            process_types=dict(built.process_types),
+            formation=formation_for(built.process_types, latest.formation if latest else None),
+            source_digest=built.source_sha256,
+        ),
+        snapshot_config=True,
+    )
+    if on_event is not None:
+        on_event(
+            BuildEvent(
+                "released",
+                f"Released {release.name}",
+                {"release": release.name, "version": release.version},
+            )
+        )
+    return PushResult(app, "released", built.source_sha256, build=built, release=release)
