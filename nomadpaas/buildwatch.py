@@ -23,8 +23,9 @@ __all__ = ["BuildWatcher", "LineSplitter", "task_failure"]
 
 #: Seconds between polls of the evaluation / allocation while waiting.
 POLL_INTERVAL_S = 0.25
-#: While following logs, re-read the allocation at most this often (seconds).
-STATUS_CHECK_S = 1.0
+#: While following logs, re-read the allocation at most this often (seconds); frames come at
+#: least once a second (heartbeats), so a finished build is noticed within ~1 s.
+STATUS_CHECK_S = 0.25
 #: Seconds without a frame before a followed log is reopened (Nomad heartbeats each 1 s).
 LOG_IDLE_TIMEOUT_S = 5.0
 #: Bytes of stderr read when a build died without writing its record.
