@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: start the embedded stack and walk through what the platform does today.
 #
-# Idempotent: a second run finds the stack running, the app existing and GREETING set,
-# and changes nothing. NOMADPAAS_HOME comes from the Makefile ($(CURDIR)/.nomadpaas).
+# Idempotent: a second run finds the stack running, the app existing, GREETING set and
+# the source unchanged, and changes nothing. NOMADPAAS_HOME comes from the Makefile ($(CURDIR)/.nomadpaas).
 # Stop the stack with `.venv/bin/nomadpaas down` (data is kept) or `make clean` (wiped).
 set -euo pipefail
 
@@ -39,14 +39,21 @@ else
 fi
 
 run config -a "$APP"
+
+# Build the Flask example with the buildpacks, as a Nomad batch job on the agent; a second
+# run finds the source unchanged and makes no new release.
+run push examples/flask -a "$APP" --timeout 600
 run releases -a "$APP"
 
 cat <<'MSG'
 
 -----> What works today: the embedded stack (Nomad-API agent with ACLs + durable S3),
-       apps, config vars and the release ledger, all stored in Nomad Variables.
-       Not built yet (later issues): `push` (buildpacks -> slug in S3), deployments of
-       the app job with canaries and health checks, `ps`/`scale`/`logs`/`run`, and the
-       router that answers at http://demo.localhost.
+       apps, config vars and the release ledger in Nomad Variables, and `push`: the
+       source goes to S3, the `nomadpaas-build` batch job compiles it with buildpacks
+       into a slug, and a release records it. The agent runs Nomad jobs (raw_exec),
+       with logs, restarts and re-attach after a crash.
+       Not built yet (later issues): deploying the release as the app's service job with
+       canaries and health checks, `ps`/`scale`/`logs`/`run`, and the router that
+       answers at http://demo.localhost.
        Stop the stack: .venv/bin/nomadpaas down   (data kept; `make clean` wipes it)
 MSG
