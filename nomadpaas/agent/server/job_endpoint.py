@@ -208,8 +208,7 @@ class Jobs:
                 raise RPCError(
                     f'job "{job_id}" in namespace "{namespace}" at version {version} not found'
                 )
-            copy = {**thaw(old), "Stable": False, "VersionTag": None}
-            upserted = upsert_job(txn, copy, trusted=True)
+            upserted = copy_version_as_new(txn, namespace, job_id, version)
             upserted.eval = create_job_eval(txn, upserted.job)
             return upserted
 
@@ -289,6 +288,17 @@ class Jobs:
             raise RPCError(f'tag "{name}" not found on job "{job_id}"', 404)
 
         return self._store.write(MSG_JOB_VERSION_TAG, txn_fn)[1]
+
+
+def copy_version_as_new(txn: Txn, namespace: str, job_id: str, version: int) -> Upserted:
+    """Register a copy of a retained version as the newest one (Stable cleared, tag
+    dropped); no evaluation. Shared by Job.Revert and the deployment watcher's
+    auto-revert, whose caller has already checked that the version exists."""
+    old = txn.get(JOB_VERSIONS, version_key(namespace, job_id, version))
+    if old is None:
+        raise RPCError(f'job "{job_id}" in namespace "{namespace}" at version {version} not found')
+    copy = {**thaw(old), "Stable": False, "VersionTag": None}
+    return upsert_job(txn, copy, trusted=True)
 
 
 def _set_tag(

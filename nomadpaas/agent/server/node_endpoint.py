@@ -140,12 +140,17 @@ def _apply(txn: Txn, updates: list[dict[str, Any]]) -> None:
         for key in CLIENT_FIELDS:
             if key in update:
                 a[key] = update[key]
-        if update.get("DeploymentStatus") is not None:
-            status = dict(update["DeploymentStatus"])
+        if _health_changed(alloc, update.get("DeploymentStatus")):
+            # The client resends its verdict with every update; only a change counts
+            # (and moves DeploymentStatus.ModifyIndex, which the deployment watcher
+            # compares with the latest evaluation). The server owns Canary.
+            status = {
+                k: v for k, v in update["DeploymentStatus"].items() if k in ("Healthy", "Timestamp")
+            }
             status["ModifyIndex"] = txn.index
-            if status.get("Healthy") is not None and not status.get("Timestamp"):
+            if not status.get("Timestamp"):
                 status["Timestamp"] = ns_to_rfc3339(now)
-            _count_health(txn, alloc, status, now)
+            update_deployment_with_alloc(txn, alloc, status, now)
             a["DeploymentStatus"] = {**(a.get("DeploymentStatus") or {}), **status}
         a["ModifyIndex"] = txn.index
         a["ModifyTime"] = now
@@ -178,9 +183,17 @@ def _needs_eval(txn: Txn, old: Row, new: dict[str, Any]) -> bool:
     return new["ClientStatus"] == ALLOC_CLIENT_COMPLETE and job.get("Type") == JOB_TYPE_SERVICE
 
 
-def _count_health(txn: Txn, old: Row, status: dict[str, Any], now: int) -> None:
+def _health_changed(alloc: Row, status: dict[str, Any] | None) -> bool:
+    if status is None or status.get("Healthy") is None:
+        return False
+    return bool((alloc.get("DeploymentStatus") or {}).get("Healthy") != status["Healthy"])
+
+
+def update_deployment_with_alloc(txn: Txn, old: Row, status: dict[str, Any], now: int) -> None:
     """Deployment counters move in the same write as the alloc's health (Nomad does this
-    in updateDeploymentWithAlloc): first health +1, a healthy→unhealthy flip moves one."""
+    in updateDeploymentWithAlloc): first health +1, a healthy→unhealthy flip moves one.
+    The one place for HealthyAllocs/UnhealthyAllocs/RequireProgressBy on health: client
+    updates here, the manual health API in deploymentwatcher/state_triggers.py."""
     dep_id = old.get("DeploymentID") or ""
     row = txn.get(DEPLOYMENTS, (dep_id,)) if dep_id else None
     if row is None:

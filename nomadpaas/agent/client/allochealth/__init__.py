@@ -1,0 +1,1 @@
+"""Client-side allocation health for deployments; mirrors client/allochealth."""
