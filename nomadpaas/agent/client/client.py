@@ -86,6 +86,18 @@ def _change_key(alloc: Mapping[str, Any]) -> str:
     )
 
 
+def _mutable(alloc: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain, mutable deep copy of the allocation, its embedded `Job` left as the server's
+    frozen row: shared by every allocation of that job version instead of one copy each
+    (about 12 MB less for 1,000 allocations of one job: bench/bench_agent_allocs.py).
+
+    Only made for new or changed allocations: every client update wakes the watch loop
+    with all of the node's allocations, and most of them have not changed."""
+    copied: dict[str, Any] = json.loads(json.dumps({k: v for k, v in alloc.items() if k != "Job"}))
+    copied["Job"] = alloc.get("Job")
+    return copied
+
+
 class Client:
     def __init__(
         self,
@@ -213,23 +225,22 @@ class Client:
         """Run new allocations, update changed ones, destroy the ones the server forgot."""
         present = set()
         for raw in allocs:
-            alloc: dict[str, Any] = json.loads(json.dumps(raw))  # plain, mutable copy
-            alloc_id = str(alloc["ID"])
+            alloc_id = str(raw["ID"])
             present.add(alloc_id)
-            key = _change_key(alloc)
+            key = _change_key(raw)
             with self._lock:
                 runner = self._runners.get(alloc_id)
                 changed = self._seen.get(alloc_id) != key
                 self._seen[alloc_id] = key
             if runner is None:
-                if server_terminal(alloc) or client_terminal(alloc):
+                if server_terminal(raw) or client_terminal(raw):
                     continue  # never ran here, nothing to stop
-                runner = self._new_runner(alloc)
+                runner = self._new_runner(_mutable(raw))
                 with self._lock:
                     self._runners[alloc_id] = runner
                 runner.run()
             elif changed:
-                runner.update(alloc)
+                runner.update(_mutable(raw))
         with self._lock:
             missing = [r for alloc_id, r in self._runners.items() if alloc_id not in present]
             # Running allocations the server forgot must die; finished ones are kept for

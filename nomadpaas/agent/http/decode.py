@@ -166,11 +166,36 @@ def parse_json(raw: bytes) -> Any:
         rest = text[exc.pos :].strip()
         if not rest:
             raise DecodeError("unexpected EOF") from exc
-        raise DecodeError(
-            f"invalid character {_go_char(rest[0])} looking for beginning of value"
-            if exc.msg.startswith("Expecting value")
-            else f"invalid character {_go_char(rest[0])} ({exc.msg.lower()})"
-        ) from exc
+        raise DecodeError(_go_syntax_error(exc.msg, rest)) from exc
+
+
+# Python's JSONDecodeError message prefix → the words Go's scanner uses after the character.
+_GO_SCANNER_CONTEXT = {
+    "Expecting value": "looking for beginning of value",
+    "Expecting property name": "looking for beginning of object key string",
+    "Expecting ':' delimiter": "after object key",
+    "Extra data": "after top-level value",
+}
+_GO_LITERALS = ("null", "true", "false")
+
+
+def _go_syntax_error(msg: str, rest: str) -> str:
+    """Go's text for a syntax error at the start of `rest` (never empty)."""
+    literal = next((lit for lit in _GO_LITERALS if lit[0] == rest[0]), None)
+    if literal is not None and msg.startswith("Expecting value"):
+        # Go reads a literal letter by letter: `nope` fails at 'o', expecting 'u'.
+        for i, expected in enumerate(literal):
+            if i >= len(rest):
+                return "unexpected EOF"
+            if rest[i] != expected:
+                got = _go_char(rest[i])
+                return (
+                    f"invalid character {got} in literal {literal} (expecting {_go_char(expected)})"
+                )
+    for prefix, context in _GO_SCANNER_CONTEXT.items():
+        if msg.startswith(prefix):
+            return f"invalid character {_go_char(rest[0])} {context}"
+    return f"invalid character {_go_char(rest[0])} ({msg.lower()})"
 
 
 def _go_char(c: str) -> str:

@@ -1,0 +1,273 @@
+"""Benchmark (issue 3): N trivial allocations through a real agent process, register → running.
+
+Starts `nomadpaas agent --dev` with a temporary data dir, first times N `sleep 300` started
+directly with subprocess.Popen (the baseline), then registers ONE raw_exec service job whose
+group has Count N (`sleep 300`, small resources, no deployment) and times register → all N
+`running` (polling /v1/job/:id/summary). With the N tasks up it reports the agent's RSS
+(goal ≤ 150 MB) and the per-task overhead beyond the task: RSS and PSS of every process in
+each task's tree except the `sleep` itself (goal ≤ 2 MB each). Then it stops the job, checks
+that every task process is gone, and kills the agent; orphans are killed as a last resort.
+
+    .venv/bin/python bench/bench_agent_allocs.py            # N = 1000
+    .venv/bin/python bench/bench_agent_allocs.py --n 100
+    .venv/bin/python bench/bench_agent_allocs.py --tmp /dev/shm   # no disk: fs latency out
+
+Each allocation's directory tree (about a dozen mkdirs, three FIFOs, fsync'd state files)
+is most of the cost on a slow disk: on a VM where one mkdir takes 0.6 ms, it dominates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
+from nomadpaas.agent.drivers.rawexec.handle import WRAPPER_NAME, WRAPPER_SCRIPT
+
+KIB_PER_MIB = 1024
+TIMEOUT_S = 240.0  # the whole run must stay under 5 minutes
+POLL_S = 0.2
+RATIO_GOAL = 2.0
+AGENT_RSS_GOAL_MIB = 150.0
+PER_TASK_GOAL_MIB = 2.0
+JOB_ID = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def status_kib(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def processes() -> dict[int, tuple[int, list[bytes]]]:
+    """Every live process: pid → (ppid, argv)."""
+    out: dict[int, tuple[int, list[bytes]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        if fields[0] not in (b"Z", b"X"):
+            out[int(entry)] = (int(fields[1]), argv)
+    return out
+
+
+def task_trees(data_dir: Path) -> tuple[list[int], list[int]]:
+    """(overhead pids, task pids): each raw_exec wrapper of this data dir and its descendants,
+    split into the `sleep` tasks themselves and everything else (the per-task overhead)."""
+    procs = processes()
+    root = str(data_dir.resolve()) + os.sep
+    prefix = [b"/bin/sh", b"-c", WRAPPER_SCRIPT.encode(), WRAPPER_NAME.encode()]
+    tops = [
+        pid
+        for pid, (_, argv) in procs.items()
+        if argv[:4] == prefix
+        and len(argv) > 4
+        and os.path.realpath(os.fsdecode(argv[4])).startswith(root)
+    ]
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    overhead: list[int] = []
+    tasks: list[int] = []
+    stack = list(tops)
+    while stack:
+        pid = stack.pop()
+        argv = procs[pid][1]
+        is_task = os.path.basename(argv[0]) == b"sleep"
+        (tasks if is_task else overhead).append(pid)
+        stack.extend(children.get(pid, []))
+    return overhead, tasks
+
+
+def wait(pred: Any, what: str, deadline: float) -> float:
+    started = time.monotonic()
+    while not pred():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(POLL_S)
+    return time.monotonic() - started
+
+
+def bench_popen(n: int) -> float:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        t0 = time.monotonic()
+        for _ in range(n):
+            procs.append(
+                subprocess.Popen(
+                    ["sleep", "300"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        return time.monotonic() - t0
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def job(n: int) -> dict[str, Any]:
+    return {
+        "ID": JOB_ID,
+        "Type": "service",
+        "Update": {"MaxParallel": 0},  # no deployment: nothing waits on health
+        "TaskGroups": [
+            {
+                "Name": "app",
+                "Count": n,
+                "EphemeralDisk": {"SizeMB": 10},
+                "Tasks": [
+                    {
+                        "Name": "t",
+                        "Driver": "raw_exec",
+                        "Config": {"command": "sleep", "args": ["300"]},
+                        "Resources": {"CPU": 1, "MemoryMB": 10},
+                        # Log storage must fit in the (small) ephemeral disk: 2 × 1 MB < 10 MB.
+                        "LogConfig": {"MaxFiles": 2, "MaxFileSizeMB": 1},
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def summary(http: httpx.Client) -> dict[str, int]:
+    counts: dict[str, int] = http.get(f"/v1/job/{JOB_ID}/summary").json()["Summary"]["app"]
+    return counts
+
+
+def run(n: int, data_dir: Path, log: Path, deadline: float) -> None:
+    popen_s = bench_popen(n)
+    print(f"baseline: {n} x Popen(sleep 300) in {popen_s:.2f}s")
+
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "nomadpaas", "agent", "--dev", "--bind", "127.0.0.1",
+        "--http-port", str(port), "--consul-port", str(free_port()),
+        "--data-dir", str(data_dir),
+    ]  # fmt: skip
+    with open(log, "ab") as out:
+        agent = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        wait(lambda: _answers(http, agent), "agent up", deadline)
+        rss_idle = status_kib(agent.pid, "VmRSS") / KIB_PER_MIB
+        t0 = time.monotonic()
+        reply = http.post("/v1/jobs", json={"Job": job(n)})
+        if reply.status_code != 200:
+            raise SystemExit(f"register failed: {reply.status_code} {reply.text}")
+        wait(lambda: summary(http)["Running"] == n, f"{n} running", deadline)
+        agent_s = time.monotonic() - t0
+        ratio = agent_s / popen_s
+        print(f"agent:    {n} allocations register → running in {agent_s:.2f}s "
+              f"({agent_s / n * 1000:.1f} ms/alloc)")  # fmt: skip
+        print(f"ratio:    {ratio:.1f}x (goal ≤ {RATIO_GOAL:.0f}x) {_verdict(ratio <= RATIO_GOAL)}")
+
+        time.sleep(1.0)  # let wrappers and logmon settle at their steady state
+        rss = status_kib(agent.pid, "VmRSS") / KIB_PER_MIB
+        threads = status_kib(agent.pid, "Threads")
+        print(f"agent RSS: {rss:.1f} MiB with {n} allocations (idle {rss_idle:.1f} MiB, "
+              f"{threads} threads) goal ≤ {AGENT_RSS_GOAL_MIB:.0f} MB "
+              f"{_verdict(rss <= AGENT_RSS_GOAL_MIB)}")  # fmt: skip
+        overhead, tasks = task_trees(data_dir)
+        rss_each = sum(status_kib(p, "VmRSS") for p in overhead) / n / KIB_PER_MIB
+        pss_each = sum(pss_kib(p) for p in overhead) / n / KIB_PER_MIB
+        ok = pss_each <= PER_TASK_GOAL_MIB
+        print(f"per task: {len(overhead)} overhead processes for {len(tasks)} tasks; "
+              f"RSS {rss_each:.2f} MiB, PSS {pss_each:.2f} MiB each beyond the task "
+              f"(goal ≤ {PER_TASK_GOAL_MIB:.0f} MB) {_verdict(ok)}")  # fmt: skip
+        if len(tasks) != n:
+            print(f"WARNING: found {len(tasks)} sleep tasks, expected {n}")
+
+        t0 = time.monotonic()
+        http.delete(f"/v1/job/{JOB_ID}").raise_for_status()
+        wait(lambda: summary(http)["Complete"] == n, f"{n} complete", deadline)
+        wait(lambda: task_trees(data_dir) == ([], []), "task processes gone", deadline)
+        print(f"stop:     {n} allocations stopped, every process gone, in "
+              f"{time.monotonic() - t0:.2f}s")  # fmt: skip
+    finally:
+        http.close()
+        if agent.poll() is None:
+            agent.send_signal(signal.SIGKILL)
+            agent.wait(timeout=15)
+        left = kill_orphaned_tasks(str(data_dir))
+        if left:
+            print(f"WARNING: killed {left} orphaned tasks")
+
+
+def _answers(http: httpx.Client, agent: subprocess.Popen[bytes]) -> bool:
+    if agent.poll() is not None:
+        raise SystemExit(f"agent exited with {agent.returncode}")
+    try:
+        return http.get("/v1/status/leader", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _verdict(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="allocations (default 1000)")
+    parser.add_argument(
+        "--tmp", default=None, help="where the data dir goes (default: $TMPDIR); try /dev/shm"
+    )
+    args = parser.parse_args()
+    deadline = time.monotonic() + TIMEOUT_S
+    tmp = Path(tempfile.mkdtemp(prefix="bench-agent-allocs-", dir=args.tmp))
+    print(f"data dir under {tmp}")
+    try:
+        run(args.n, tmp / "data", tmp / "agent.log", deadline)
+    finally:
+        kill_orphaned_tasks(str(tmp / "data"))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
