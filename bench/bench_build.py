@@ -12,6 +12,13 @@ machine, interleaved rounds, medians:
 - warm push after a code-only change vs the cold push (goal: ≥ 3× faster);
 - the slug's compressed size vs the installed tree it holds.
 
+It also prints where a push's time goes, per phase (medians, cold and warm): the
+platform's side from the push's events (pack, upload, register + dispatch, placement,
+task start, task end → platform done, release), the build task's side from the
+`timings` of its build record (startup = the task process's age when the build began:
+interpreter start and imports; then fetch source and cache, extract the cache, detect,
+compile, release, pack and upload slug, pack and upload cache).
+
 What is cached, to be fair: nothing downloaded is. The platform's cold build has no
 build cache and the buildpack gives uv an empty scratch cache; the manual uv run gets an
 empty UV_CACHE_DIR, pip gets --no-cache-dir. pip reads no config file and no
@@ -22,6 +29,7 @@ from the app's build cache (that is what the cache is for).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -31,6 +39,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -39,7 +48,8 @@ from testsupport import ServerProcess, agent_process, s3_process
 
 from nomadpaas import Platform, Settings
 from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
-from nomadpaas.models import PushResult
+from nomadpaas.models import BuildEvent, PushResult
+from nomadpaas.storage import build_record_key
 from nomadpaas.storage.s3 import S3Storage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +109,78 @@ def tree_bytes(tar_path: Path) -> int:
         return sum(m.size for m in tar.getmembers() if m.isfile())
 
 
+#: Platform-side phases, in order, as (name, event that ends it); a phase starts where
+#: the previous one ended (`push` = the call itself).
+PLATFORM_PHASES = (
+    ("pack source", "packed"),
+    ("upload source", "uploaded"),
+    ("register + dispatch", "dispatched"),
+    ("placement (dispatch -> alloc seen)", "allocated"),
+)
+#: The build task's phases that run one after the other (keys of the record's `timings`;
+#: `startup` ends before the record's `started_at`).
+TASK_PHASES = (
+    "fetch_config", "fetch_source", "fetch_cache", "restore_cache", "stage_source", "detect",
+    "compile", "release", "pack_slug",
+)  # fmt: skip
+#: After pack_slug the slug uploads on a thread while the cache is packed and uploaded.
+OVERLAPPED_PHASES = ("upload_slug", "pack_cache", "upload_cache")
+
+
+class PhaseClock:
+    """Wall-clock time of each push event (the task's record speaks wall-clock too)."""
+
+    def __init__(self) -> None:
+        self.start = time.time()
+        self.at: dict[str, float] = {}
+
+    def __call__(self, event: BuildEvent) -> None:
+        kind = "uploaded" if event.kind == "source-exists" else event.kind
+        self.at.setdefault(kind, time.time())
+
+    def phases(self, record: dict[str, object], end: float) -> dict[str, float]:
+        """Seconds per phase of one push (platform + task), from its events and record."""
+        out: dict[str, float] = {}
+        last = self.start
+        for name, kind in PLATFORM_PHASES:
+            if kind in self.at:
+                out[name] = self.at[kind] - last
+                last = self.at[kind]
+        started = _wall(record.get("started_at"))
+        finished = _wall(record.get("finished_at"))
+        timings = record.get("timings")
+        if started is not None and finished is not None and isinstance(timings, dict):
+            # The record's started_at is taken after the task's startup: subtract it.
+            startup = float(timings.get("startup", 0.0))
+            out["task scheduled + spawned (agent)"] = started - startup - last
+            out["  task: startup (interpreter + imports)"] = startup
+            for name in TASK_PHASES:  # a phase that did not run took 0 s (a cold cache)
+                out[f"  task: {name}"] = float(timings.get(name, 0.0))
+            accounted = sum(float(timings.get(n, 0.0)) for n in TASK_PHASES)
+            out["  task: after pack_slug (uploads, cache, record)"] = finished - started - accounted
+            for name in OVERLAPPED_PHASES:
+                out[f"    ({name})"] = float(timings.get(name, 0.0))
+            done = self.at.get("finished", end)
+            out["task end -> build done (notice, record, promote)"] = done - finished
+            out["release"] = end - done
+        return out
+
+
+def _wall(value: object) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if isinstance(value, str) else None
+
+
+def print_phases(cold: list[dict[str, float]], warm: list[dict[str, float]]) -> None:
+    names = list(dict.fromkeys(n for run in cold + warm for n in run))
+    print("where the time goes, medians (s):                        cold     warm")
+    for name in names:
+        c = [r[name] for r in cold if name in r]
+        w = [r[name] for r in warm if name in r]
+        cs = f"{statistics.median(c):8.3f}" if c else "       -"
+        ws = f"{statistics.median(w):8.3f}" if w else "       -"
+        print(f"  {name:<52}{cs} {ws}")
+
+
 def ratio_line(name: str, value: float, goal: str, ok: bool) -> str:
     return f"  {name:<46} {value:6.2f}x   goal {goal:<8} {'ok' if ok else 'MISSED'}"
 
@@ -130,6 +212,8 @@ def measure(platform: Platform, tmp: Path) -> None:
     uv: list[float] = []
     task_cold: list[float] = []
     task_warm: list[float] = []
+    phases_cold: list[dict[str, float]] = []
+    phases_warm: list[dict[str, float]] = []
     slug_bytes = installed = 0
     # A throwaway push registers the build job and warms the OS file cache for everyone.
     platform.create_app("warmup")
@@ -138,9 +222,11 @@ def measure(platform: Platform, tmp: Path) -> None:
         app = f"bench{i}"
         source = copy_example(tmp / app)
         platform.create_app(app)
+        clock = PhaseClock()
         start = time.perf_counter()
-        result = platform.push(app, source, timeout=BUILD_TIMEOUT_S)
+        result = platform.push(app, source, timeout=BUILD_TIMEOUT_S, on_event=clock)
         cold.append(time.perf_counter() - start)
+        phases_cold.append(clock.phases(build_record(platform, result), time.time()))
         task_cold.append(task_seconds(result))
 
         for fn, out in ((by_pip, pip), (by_uv, uv)):
@@ -150,9 +236,11 @@ def measure(platform: Platform, tmp: Path) -> None:
 
         app_py = source / "app.py"
         app_py.write_text(app_py.read_text() + f"\n# code-only change {i}\n")
+        clock = PhaseClock()
         start = time.perf_counter()
-        rebuilt = platform.push(app, source, timeout=BUILD_TIMEOUT_S)
+        rebuilt = platform.push(app, source, timeout=BUILD_TIMEOUT_S, on_event=clock)
         warm.append(time.perf_counter() - start)
+        phases_warm.append(clock.phases(build_record(platform, rebuilt), time.time()))
         task_warm.append(task_seconds(rebuilt))
         assert rebuilt.status == "released", rebuilt.status
 
@@ -163,7 +251,11 @@ def measure(platform: Platform, tmp: Path) -> None:
             installed = tree_bytes(slug)
 
     c, w, p, u = (statistics.median(x) for x in (cold, warm, pip, uv))
-    print(f"flask example, {ROUNDS} rounds, medians (s):")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"flask example, {ROUNDS} rounds, medians (s); load average now {load} "
+        f"on {os.cpu_count()} CPUs:"
+    )
     print(f"  platform cold push (new app, empty caches)   {c:6.2f}   {fmt(cold)}")
     print(f"  platform warm push (code-only change)        {w:6.2f}   {fmt(warm)}")
     print(f"  by hand: python -m venv + pip install        {p:6.2f}   {fmt(pip)}")
@@ -175,6 +267,7 @@ def measure(platform: Platform, tmp: Path) -> None:
         "  caches: none for cold pushes and manual installs (empty build cache, empty uv\n"
         "  cache, pip --no-cache-dir, PyPI only); the warm push restores the app's build cache"
     )
+    print_phases(phases_cold, phases_warm)
     print("ratios (same run):")
     print(ratio_line("cold push / (venv + pip install)", c / p, "<= 0.5", c / p <= 0.5))
     print(ratio_line("cold push / (uv venv + uv pip install)", c / u, "<= 1.5", c / u <= 1.5))
@@ -185,6 +278,15 @@ def measure(platform: Platform, tmp: Path) -> None:
             f"{installed / 1024**2:.1f} MiB installed tree "
             f"({slug_bytes / installed:.2f}x)"
         )
+
+
+def build_record(platform: Platform, result: PushResult) -> dict[str, object]:
+    """The build task's record of this push (its timings), or {} when there is none."""
+    if result.build is None:
+        return {}
+    raw = platform.storage.get_bytes(build_record_key(result.app, result.build.build_id))
+    record = json.loads(raw)
+    return record if isinstance(record, dict) else {}
 
 
 def task_seconds(result: PushResult) -> float:

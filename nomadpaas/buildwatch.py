@@ -1,9 +1,13 @@
 """Watch a dispatched build: find its allocation, stream its stdout live, until it ends.
 
 Nomad's followed log never ends by itself, even after the allocation stops (issue
-#4663), so the watcher re-reads the allocation between frames (Nomad sends a heartbeat
-every second) and, once it is terminal, reads the rest of the log without `follow`
-from the byte offset already received. A stream that stalls is reopened at that offset.
+#4663), and a followed stream only yields when a frame arrives (a heartbeat each
+second), so a watcher that checks the allocation between frames notices the end up to
+a second late. Instead the watcher waits on the allocation itself with blocking queries
+(`?index=`: Nomad answers the moment the allocation changes, e.g. when the task exits)
+and, between answers, reads the new part of the log without `follow`, from the byte
+offset already received. The wait is short while the task prints and grows while it is
+quiet, so lines still arrive live; the end is seen as soon as Nomad records it.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ from nomadpaas.nomad.client import NomadNotFound
 
 __all__ = ["BuildWatcher", "LineSplitter", "task_failure"]
 
-#: Seconds between polls of the evaluation / allocation while waiting.
+#: Longest single blocking query while waiting for the allocation to be placed (seconds).
+PLACEMENT_WAIT_S = 5.0
+#: Pause between polls when the server answered a blocking query at once without a new
+#: index (a server or fake that ignores `?index=`), so the loop never spins.
 POLL_INTERVAL_S = 0.25
-#: While following logs, re-read the allocation at most this often (seconds); frames come at
-#: least once a second (heartbeats), so a finished build is noticed within ~1 s.
-STATUS_CHECK_S = 0.25
-#: Seconds without a frame before a followed log is reopened (Nomad heartbeats each 1 s).
+#: Blocking-query wait while following, shortest (the task just printed) and longest (it
+#: has been quiet for a while): how late a line may show, never how late the end shows.
+LOG_POLL_MIN_S = 0.1
+LOG_POLL_MAX_S = 1.0
+#: Seconds without a frame before a log read is abandoned (Nomad heartbeats each 1 s).
 LOG_IDLE_TIMEOUT_S = 5.0
 #: Bytes of stderr read when a build died without writing its record.
 STDERR_TAIL_BYTES = 8 * 1024
@@ -89,63 +97,70 @@ class BuildWatcher:
             "push again with a longer --timeout.",
         )
 
+    def _remaining(self, longest: float) -> float:
+        return max(min(longest, self.deadline - self.clock()), 0.001)
+
+    def _pace(self, started: float, changed: bool, wait: float) -> None:
+        """Sleep out the rest of `wait` when a blocking query brought no change."""
+        if not changed:
+            rest = wait - (self.clock() - started)
+            if rest > 0:
+                self.sleep(rest)
+
     def allocation(self, eval_id: str) -> Allocation:
-        """The allocation of the dispatched child (polls until it is placed)."""
+        """The allocation of the dispatched child (blocks until it is placed)."""
+        index = 0
         for _ in range(1_000_000):  # bounded by the deadline
-            found = (
-                self.allocations.of_evaluation(eval_id)
-                if eval_id
-                else self.allocations.of_job(self.build.job_id or "")
-            )
+            started = self.clock()
+            wait = self._remaining(PLACEMENT_WAIT_S)
+            if eval_id:
+                found, new_index = self.allocations.watch_evaluation(
+                    eval_id, index=index, wait=wait
+                )
+            else:  # a deduplicated dispatch: Nomad gave no evaluation
+                found, new_index = self.allocations.of_job(self.build.job_id or ""), index
             if found:
                 return max(found, key=lambda a: a.modify_index)
             self._check_deadline()
-            self.sleep(POLL_INTERVAL_S)
+            self._pace(started, new_index > index, min(wait, POLL_INTERVAL_S))
+            index = new_index
         raise AssertionError("unreachable")  # pragma: no cover
 
     def follow(self, alloc_id: str) -> tuple[Allocation, LineSplitter]:
         """Pass each line of the task's stdout to `on_line` until the allocation ends."""
         lines = LineSplitter(self.on_line)
-        offset = 0
+        offset = index = 0
+        wait = LOG_POLL_MIN_S
         for _ in range(1_000_000):  # bounded by the deadline
-            alloc = self.allocations.get(alloc_id)
+            started = self.clock()
+            alloc, new_index = self.allocations.watch(
+                alloc_id, index=index, wait=self._remaining(wait)
+            )
             if alloc.terminal:
-                offset = self._read(alloc_id, offset, lines, follow=False)
+                self._read(alloc_id, offset, lines)
                 lines.flush()
                 return alloc, lines
             self._check_deadline(alloc_id)
             state = alloc.task_states.get(jobspec.BUILD_TASK)
-            if state is None or (state.state == "pending" and not state.events):
-                self.sleep(POLL_INTERVAL_S)
-                continue
-            before = offset
-            offset = self._read(alloc_id, offset, lines, follow=True)
-            if offset == before:
-                self.sleep(POLL_INTERVAL_S)  # nothing yet, or a stream that ended at once
+            if state is not None and (state.state != "pending" or state.events):
+                before = offset
+                offset = self._read(alloc_id, offset, lines)
+                wait = LOG_POLL_MIN_S if offset != before else min(wait * 2, LOG_POLL_MAX_S)
+            self._pace(started, new_index > index, wait)
+            index = new_index
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _read(self, alloc_id: str, offset: int, lines: LineSplitter, *, follow: bool) -> int:
-        """Read stdout from `offset`; with `follow`, until the allocation is terminal."""
+    def _read(self, alloc_id: str, offset: int, lines: LineSplitter) -> int:
+        """Read the stdout written since `offset` (no `follow`); the new offset."""
         stream = self.allocations.stream_logs(
-            alloc_id,
-            jobspec.BUILD_TASK,
-            "stdout",
-            follow=follow,
-            offset=offset,
-            idle_timeout=LOG_IDLE_TIMEOUT_S,
+            alloc_id, jobspec.BUILD_TASK, "stdout", offset=offset, idle_timeout=LOG_IDLE_TIMEOUT_S
         )
-        checked = self.clock()
         try:
             with contextlib.closing(stream):
                 for frame in stream:
                     if frame.data:
                         offset += len(frame.data)
                         lines.feed(frame.data)
-                    if follow and self.clock() - checked >= STATUS_CHECK_S:
-                        checked = self.clock()
-                        if self.allocations.get(alloc_id).terminal:
-                            break
-                        self._check_deadline(alloc_id)
         except NomadNotFound:
             pass  # the task has not started yet, or never will: the caller re-checks
         return offset

@@ -145,6 +145,20 @@ class Allocations:
         """The allocation; NomadNotFound when it does not exist."""
         return Allocation.from_wire(self.client.get(f"/v1/allocation/{alloc_id}").data or {})
 
+    def watch_evaluation(
+        self, eval_id: str, *, index: int, wait: float
+    ) -> tuple[list[Allocation], int]:
+        """`of_evaluation` as a blocking query: answers once the allocations' index passes
+        `index` (at once for 0) or after `wait` seconds; with the index to pass next."""
+        result = self.client.get(f"/v1/evaluation/{eval_id}/allocations", index=index, wait=wait)
+        return [Allocation.from_wire(a) for a in result.data or []], result.index
+
+    def watch(self, alloc_id: str, *, index: int, wait: float) -> tuple[Allocation, int]:
+        """`get` as a blocking query: answers once the allocation changes past `index` (at
+        once for 0) or after `wait` seconds; with the index to pass next."""
+        result = self.client.get(f"/v1/allocation/{alloc_id}", index=index, wait=wait)
+        return Allocation.from_wire(result.data or {}), result.index
+
     def stream_logs(
         self,
         alloc_id: str,

@@ -36,6 +36,7 @@ from nomadpaas.slugbuilder.buildpacks import (
 from nomadpaas.slugbuilder.launcher import LAUNCHER_RELPATH, write_launcher
 from nomadpaas.slugbuilder.release import ReleaseFormatError, ReleaseInfo, parse_release
 from nomadpaas.slugbuilder.slugignore import apply_slugignore
+from nomadpaas.slugbuilder.timings import Timings
 
 __all__ = [
     "DEFAULT_STACK",
@@ -137,13 +138,18 @@ class CompileFailed(BuildFailed):
         self.log_tail = log_tail
 
 
-def build_slug(request: BuildRequest, log: Log | None = None) -> BuildResult:
+def build_slug(
+    request: BuildRequest, log: Log | None = None, timings: Timings | None = None
+) -> BuildResult:
     """Run the whole pipeline; raise BuildFailed (or CompileFailed) saying why.
 
     The output dir gets `slug.tar.gz` (entries under ``./app/``; run it with
     ``app/.nomadpaas/start <type>`` from any directory) and `slug.json` (SlugMetadata).
+    `timings` receives the seconds of each phase (stage_source, detect, compile,
+    release, pack_slug).
     """
     emit: Log = log or (lambda _line: None)
+    timer = timings or Timings()
     started = time.monotonic()
     warnings: list[str] = []
     work = request.work_dir
@@ -155,7 +161,8 @@ def build_slug(request: BuildRequest, log: Log | None = None) -> BuildResult:
     request.cache_dir.mkdir(parents=True, exist_ok=True)
     request.output_dir.mkdir(parents=True, exist_ok=True)
 
-    _stage_source(request.source, build_dir)
+    with timer.phase("stage_source"):
+        _stage_source(request.source, build_dir)
     ignored = apply_slugignore(build_dir)
     for warning in ignored.warnings:
         _warn(emit, warnings, warning)
@@ -165,18 +172,20 @@ def build_slug(request: BuildRequest, log: Log | None = None) -> BuildResult:
 
     # Copies: `export` files are written next to bin/, and the repository stays clean.
     buildpacks_dir = work / "buildpacks"
-    shutil.copytree(request.buildpacks_dir, buildpacks_dir, symlinks=True)
     env = _buildpack_env(request, home)
-    selected, description = _select(build_dir, request, buildpacks_dir, env, emit)
+    with timer.phase("detect"):
+        shutil.copytree(request.buildpacks_dir, buildpacks_dir, symlinks=True)
+        selected, description = _select(build_dir, request, buildpacks_dir, env, emit)
     _write_env_dir(env_dir, request.config, emit, warnings)
 
     exports: list[Path] = []
     for buildpack in selected:
         args = [str(build_dir), str(request.cache_dir), str(env_dir)]
-        code, lines = run_phase(
-            buildpack, "compile", args, env=env, exports=exports, log=emit,
-            timeout_s=request.compile_timeout_s,
-        )  # fmt: skip
+        with timer.phase("compile"):
+            code, lines = run_phase(
+                buildpack, "compile", args, env=env, exports=exports, log=emit,
+                timeout_s=request.compile_timeout_s,
+            )  # fmt: skip
         if code != 0:
             tail = [line for line in lines if line.strip()][-LOG_TAIL_LINES:]
             raise CompileFailed(
@@ -187,7 +196,8 @@ def build_slug(request: BuildRequest, log: Log | None = None) -> BuildResult:
         if buildpack.export_file.is_file():
             exports.append(buildpack.export_file)
 
-    release = _release(selected[-1], build_dir, env, exports)
+    with timer.phase("release"):
+        release = _release(selected[-1], build_dir, env, exports)
     procfile = _read_procfile(build_dir, None, [])
     processes = _merge_process_types(procfile, release, selected[-1], emit, warnings)
     _write_config_vars(build_dir, release.config_vars)
@@ -196,7 +206,8 @@ def build_slug(request: BuildRequest, log: Log | None = None) -> BuildResult:
     emit("-----> Compressing...")
     slug_path = request.output_dir / "slug.tar.gz"
     try:
-        stats = pack_directory(build_dir, slug_path, prefix="app")
+        with timer.phase("pack_slug"):
+            stats = pack_directory(build_dir, slug_path, prefix="app")
     except ArchiveError as exc:
         raise BuildFailed(f"The slug cannot be packed: {exc}") from exc
     if stats.compressed_bytes > SLUG_HARD_LIMIT_BYTES:

@@ -13,7 +13,9 @@ inputs are the dispatch meta, which Nomad exposes as `NOMAD_META_<key>` (nomad-a
     stack, commit                 (optional)
 
 The build log goes to stdout line by line (the platform follows it live). Whatever
-happens, a build record is written to `metadata_url`: status, timings, the failing step,
+happens, a build record is written to `metadata_url`: status, timings (start and end
+to the millisecond, `duration_s`, and `timings`: seconds per phase, `startup` being the
+process's age when the build began: interpreter start and imports), the failing step,
 the error, the last lines of the log and, on success, the slug metadata. Exit codes:
 0 built, 3 build failed, 2 the meta is incomplete.
 """
@@ -35,6 +37,7 @@ from nomadpaas.errors import NomadPaasError
 from nomadpaas.slugbuilder.compile import DEFAULT_STACK, CompileFailed
 from nomadpaas.slugbuilder.http_transfer import HttpTransfer
 from nomadpaas.slugbuilder.task import BuildTask, Transfer, run_build_task
+from nomadpaas.slugbuilder.timings import Timings, process_age
 
 __all__ = ["RECORD_FORMAT", "main", "read_meta"]
 
@@ -74,13 +77,25 @@ class _Log:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def run(meta: Mapping[str, str], transfer: Transfer, work_dir: Path) -> tuple[int, dict[str, Any]]:
-    """Build per `meta`; return (exit code, build record). The record is also stored."""
+def run(
+    meta: Mapping[str, str],
+    transfer: Transfer,
+    work_dir: Path,
+    *,
+    startup_s: float | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Build per `meta`; return (exit code, build record). The record is also stored.
+
+    `startup_s`: how long the process took to get here (recorded as the `startup` phase).
+    """
     log = _Log()
     started, clock = _now(), time.monotonic()
+    timings = Timings()
+    if startup_s is not None:
+        timings.add("startup", startup_s)
     record: dict[str, Any] = {
         "format": RECORD_FORMAT,
         "app": meta.get("app"),
@@ -95,7 +110,8 @@ def run(meta: Mapping[str, str], transfer: Transfer, work_dir: Path) -> tuple[in
     }
     code = 3
     try:
-        config = _fetch_config(meta.get("config_url"), transfer, work_dir)
+        with timings.phase("fetch_config"):
+            config = _fetch_config(meta.get("config_url"), transfer, work_dir)
         task = BuildTask(
             source_url=meta["source_url"],
             slug_url=meta["slug_url"],
@@ -106,7 +122,7 @@ def run(meta: Mapping[str, str], transfer: Transfer, work_dir: Path) -> tuple[in
             commit=meta.get("commit"),
             build_id=meta.get("build_id"),
         )
-        metadata = run_build_task(task, transfer, work_dir / "build", log=log)
+        metadata = run_build_task(task, transfer, work_dir / "build", log=log, timings=timings)
         record.update(status="succeeded", slug=metadata.to_dict())
         code = 0
     except CompileFailed as exc:
@@ -120,6 +136,7 @@ def run(meta: Mapping[str, str], transfer: Transfer, work_dir: Path) -> tuple[in
         finished_at=_now(),
         duration_s=round(time.monotonic() - clock, 3),
         log_tail=list(log.tail),
+        timings=timings.to_dict(),
     )
     record_file = work_dir / "build-record.json"
     record_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -168,10 +185,11 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             + " (dispatch the nomadpaas-build job)\n"
         )
         return 2
+    startup_s = process_age()  # interpreter start and imports, before any build work
     scratch_parent = env.get("NOMAD_TASK_DIR") or None
     with (
         tempfile.TemporaryDirectory(prefix="nomadpaas-build-", dir=scratch_parent) as scratch,
         HttpTransfer() as transfer,
     ):
-        code, _record = run(meta, transfer, Path(scratch))
+        code, _record = run(meta, transfer, Path(scratch), startup_s=startup_s)
     return code

@@ -11,19 +11,32 @@ dispatcher (presigned S3 URLs in the real job; ``file://`` URLs in tests), moved
 
 A missing or unreadable cache is a cache miss, never a failure; the cache is saved only
 after a successful build (Heroku's rule), so a broken build cannot poison the next one.
+A cache restored from the object it would be saved to, and left untouched by the
+buildpacks (same names, sizes, modes, mtimes), is not packed and uploaded again. The
+slug uploads on a thread while the cache is packed (fast gzip: only the next build reads
+it back) and uploaded. (Packing the cache on a thread beside the slug's packing was
+measured: no gain, both are mostly Python holding the GIL.)
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
 from nomadpaas.errors import BuildFailed
-from nomadpaas.slugbuilder.archive import ArchiveError, extract_tarball, pack_directory
+from nomadpaas.slugbuilder.archive import (
+    FAST_GZIP_LEVEL,
+    ArchiveError,
+    extract_tarball,
+    pack_directory,
+)
 from nomadpaas.slugbuilder.compile import (
     DEFAULT_STACK,
     BuildRequest,
@@ -31,6 +44,7 @@ from nomadpaas.slugbuilder.compile import (
     build_slug,
     default_buildpacks_dir,
 )
+from nomadpaas.slugbuilder.timings import Timings
 
 __all__ = ["BuildTask", "FileTransfer", "Transfer", "run_build_task"]
 
@@ -95,15 +109,23 @@ def run_build_task(
     work_dir: Path,
     log: Log | None = None,
     buildpacks_dir: Path | None = None,
+    timings: Timings | None = None,
 ) -> SlugMetadata:
-    """Fetch, build, store; return the slug's metadata or raise BuildFailed."""
+    """Fetch, build, store; return the slug's metadata or raise BuildFailed.
+
+    `timings` receives the seconds of each phase (fetch_source, fetch_cache,
+    restore_cache, the build's own phases, upload_slug, pack_cache, upload_cache).
+    """
     emit: Log = log or (lambda _line: None)
+    timer = timings or Timings()
     work_dir.mkdir(parents=True, exist_ok=True)
     source = work_dir / "source.tar.gz"
-    if not transfer.fetch(task.source_url, source):
-        raise BuildFailed("The source archive to build does not exist (was the upload lost?)")
+    with timer.phase("fetch_source"):
+        if not transfer.fetch(task.source_url, source):
+            raise BuildFailed("The source archive to build does not exist (was the upload lost?)")
     cache_dir = work_dir / "cache"
-    _restore_cache(task, transfer, work_dir, cache_dir, emit)
+    restored = _restore_cache(task, transfer, work_dir, cache_dir, emit, timer)
+    before = _fingerprint(cache_dir) if restored else None
 
     request = BuildRequest(
         source=source,
@@ -116,39 +138,120 @@ def run_build_task(
         commit=task.commit,
         build_id=task.build_id,
     )
-    result = build_slug(request, log=emit)
+    result = build_slug(request, log=emit, timings=timer)
     emit("-----> Uploading the slug")
-    transfer.store(result.slug_path, task.slug_url)
+
+    # The slug goes up while the cache is packed: one waits on the network, the other on
+    # gzip, and both are done before the build record can say "succeeded".
+    def upload_slug() -> None:
+        with timer.phase("upload_slug"):
+            transfer.store(result.slug_path, task.slug_url)
+
+    upload = _Background(upload_slug)
+    try:
+        if task.cache_put_url:
+            if (
+                before is not None
+                and _same_object(task.cache_url, task.cache_put_url)
+                and _fingerprint(cache_dir) == before
+            ):
+                emit("       Build cache unchanged since it was restored: not saved again")
+            else:
+                _save_cache(task.cache_put_url, transfer, work_dir, cache_dir, emit, timer)
+    finally:
+        upload.join()
     if task.metadata_url:
         transfer.store(result.metadata_path, task.metadata_url)
-    if task.cache_put_url:
-        packed = work_dir / "cache-new.tar.gz"
-        try:
-            stats = pack_directory(cache_dir, packed)
-            transfer.store(packed, task.cache_put_url)
-            emit(f"       Build cache saved ({stats.compressed_bytes / 1024**2:.1f} MB)")
-        except (ArchiveError, OSError) as exc:
-            # The slug is fine; only the next build gets slower.
-            emit(f" !     Warning: the build cache was not saved: {exc}")
     return result.metadata
 
 
-def _restore_cache(
-    task: BuildTask, transfer: Transfer, work_dir: Path, cache_dir: Path, emit: Log
+class _Background:
+    """Runs `fn` on a thread; `join` waits and re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # re-raised on the caller's thread by join()
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _save_cache(
+    url: str, transfer: Transfer, work_dir: Path, cache_dir: Path, emit: Log, timer: Timings
 ) -> None:
+    packed = work_dir / "cache-new.tar.gz"
+    try:
+        with timer.phase("pack_cache"):
+            stats = pack_directory(cache_dir, packed, compresslevel=FAST_GZIP_LEVEL)
+        with timer.phase("upload_cache"):
+            transfer.store(packed, url)
+        emit(f"       Build cache saved ({stats.compressed_bytes / 1024**2:.1f} MB)")
+    except (ArchiveError, OSError) as exc:
+        # The slug is fine; only the next build gets slower.
+        emit(f" !     Warning: the build cache was not saved: {exc}")
+
+
+def _same_object(get_url: str | None, put_url: str) -> bool:
+    """Whether two (presigned) URLs name the same object: equal but for the signature."""
+    if not get_url:
+        return False
+    a, b = urlsplit(get_url), urlsplit(put_url)
+    return (a.scheme, a.netloc, a.path) == (b.scheme, b.netloc, b.path)
+
+
+def _fingerprint(root: Path) -> frozenset[tuple[str, int, int, int, str]]:
+    """Every entry under `root` as (path, mode, size, mtime ns, link target): a change a
+    buildpack makes to the cache shows up here without reading file contents.
+
+    Extraction gives every file its archived mtime, so a write, a replacement or a new
+    file shows as a new mtime. (Not ctime: linking the cached venv into the build dir
+    changes it without changing the cache.)
+    """
+    entries: set[tuple[str, int, int, int, str]] = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+            rel = os.path.relpath(path, root)
+            entries.add((rel, st.st_mode, st.st_size, st.st_mtime_ns, target))
+    root_stat = os.lstat(root)
+    entries.add((".", root_stat.st_mode, 0, root_stat.st_mtime_ns, ""))
+    return frozenset(entries)
+
+
+def _restore_cache(
+    task: BuildTask, transfer: Transfer, work_dir: Path, cache_dir: Path, emit: Log, timer: Timings
+) -> bool:
+    """Fill `cache_dir` from `cache_url`; True when a cache was restored."""
     packed = work_dir / "cache-old.tar.gz"
     try:
-        found = task.cache_url is not None and transfer.fetch(task.cache_url, packed)
+        with timer.phase("fetch_cache"):
+            found = task.cache_url is not None and transfer.fetch(task.cache_url, packed)
     except OSError as exc:
         emit(f" !     Warning: the build cache could not be fetched ({exc}); building without it")
         found = False
     if not found:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        return
+        return False
     try:
-        extract_tarball(packed, cache_dir)
+        with timer.phase("restore_cache"):
+            extract_tarball(packed, cache_dir)
         emit("-----> Restored the build cache")
     except ArchiveError as exc:
         shutil.rmtree(cache_dir, ignore_errors=True)
         cache_dir.mkdir(parents=True)
         emit(f" !     Warning: the build cache is unreadable ({exc}); building without it")
+        return False
+    finally:
+        packed.unlink(missing_ok=True)
+    return True

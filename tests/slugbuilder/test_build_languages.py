@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,11 +66,15 @@ def test_flask_cold_then_warm_build_runs_from_anywhere(
     assert CACHE_HIT in warm.output
     assert "+ flask==" not in warm.output and "Resolved" not in warm.output  # no downloads
     print(f"flask build: cold {cold_s:.1f} s, warm {warm_s:.1f} s")
+    # The venv moves between cache and build dir as hard links (creating files is the cost).
+    cached = next((cache / "python" / "venv").rglob("flask/__init__.py"))
+    assert cached.stat().st_nlink >= 2
 
     # Unpack far from the build dir, and remove the build dirs so nothing can point back.
     app = unpack(warm.result.slug_path, tmp_path / "deep" / "run" / "dir")
     for work in tmp_path.glob("work*"):
         shutil.rmtree(work)
+    assert cached.is_file()  # the cache keeps its own name for every file
     venv_python = app / ".venv" / "bin" / "python"
     assert not venv_python.is_symlink()  # the absolute link is not in the slug...
     running = start_slug(app, env={"GREETING": "hej"}, wait_path="/healthz")
@@ -103,10 +108,11 @@ def test_bad_requirements_fail_with_the_installers_error(build: BuildFn, uv_on_p
 
 
 def test_python_app_without_procfile_has_no_web(build: BuildFn, tmp_path: Path) -> None:
-    # No uv on PATH here (unless the machine has one): this build bootstraps uv from PyPI.
+    # No uv on PATH here (unless the machine has one, or the interpreter's venv ships it:
+    # the slug builder puts that on PATH): this build bootstraps uv from PyPI.
     cache = tmp_path / "cache"
     done = build("fail-no-web", cache_dir=cache, raises=True)
-    if shutil.which("uv") is None:
+    if shutil.which("uv") is None and not (Path(sys.executable).parent / "uv").exists():
         assert "Installing uv from PyPI" in done.output
         assert (cache / "python" / "uv-tool" / "bin" / "uv").is_file()
     assert isinstance(done.error, BuildFailed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tarfile
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from nomadpaas.errors import BuildFailed
 from nomadpaas.slugbuilder.archive import sha256_file
 from nomadpaas.slugbuilder.task import BuildTask, FileTransfer, run_build_task
+from nomadpaas.slugbuilder.timings import Timings, process_age
 
 
 @pytest.fixture
@@ -91,3 +93,135 @@ def test_missing_source_fails_the_build(tmp_path: Path) -> None:
     )
     with pytest.raises(BuildFailed, match="source archive"):
         run_build_task(task, FileTransfer(), tmp_path / "w")
+
+
+@pytest.fixture
+def reading_buildpacks(tmp_path: Path) -> Path:
+    """One buildpack that only reads CACHE_DIR after the first build (a warm cache hit)."""
+    bin_dir = tmp_path / "rbps" / "reader" / "bin"
+    bin_dir.mkdir(parents=True)
+    scripts = {
+        "detect": "echo Reader",
+        "compile": 'if [ -f "$2/deps/key" ]; then echo "       cache hit $(cat "$2/deps/key")"\n'
+        'else mkdir -p "$2/deps"; echo k1 > "$2/deps/key"; fi',
+        "release": "printf 'default_process_types:\\n  web: echo hi\\n'",
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text("#!/usr/bin/env bash\nset -eu\n" + body + "\n")
+        (bin_dir / name).chmod(0o755)
+    return tmp_path / "rbps"
+
+
+def _cache_task(tmp_path: Path, put_name: str = "nomadpaas-1.tar.gz") -> BuildTask:
+    bucket = tmp_path / "bucket"
+    return BuildTask(
+        source_url=_source(tmp_path).as_uri(),
+        slug_url=(bucket / "slugs" / "app.tar.gz").as_uri(),
+        cache_url=(bucket / "cache" / "nomadpaas-1.tar.gz").as_uri(),
+        cache_put_url=(bucket / "cache" / put_name).as_uri(),
+        config={"BUILDPACK_URL": "reader"},
+    )
+
+
+def test_untouched_cache_is_not_uploaded_again(reading_buildpacks: Path, tmp_path: Path) -> None:
+    task = _cache_task(tmp_path)
+    stored = tmp_path / "bucket" / "cache" / "nomadpaas-1.tar.gz"
+    lines: list[str] = []
+    timings = Timings()
+    run_build_task(task, FileTransfer(), tmp_path / "w1", lines.append, reading_buildpacks)
+    assert any("Build cache saved" in line for line in lines)
+    first = stored.stat()
+
+    lines.clear()
+    run_build_task(task, FileTransfer(), tmp_path / "w2", lines.append, reading_buildpacks, timings)
+    assert "       cache hit k1" in lines
+    assert any("Build cache unchanged" in line for line in lines)
+    assert not any("Build cache saved" in line for line in lines)
+    assert stored.stat().st_ino == first.st_ino  # FileTransfer replaces on store: not stored
+    phases = timings.to_dict()
+    for phase in ("fetch_source", "restore_cache", "detect", "compile", "pack_slug"):
+        assert phase in phases and phases[phase] >= 0
+    assert "upload_slug" in phases and "pack_cache" not in phases
+
+
+def test_cache_is_saved_when_a_buildpack_changed_it(
+    counting_buildpacks: Path, tmp_path: Path
+) -> None:
+    bucket = tmp_path / "bucket"
+    url = (bucket / "cache" / "nomadpaas-1.tar.gz").as_uri()
+    task = BuildTask(
+        source_url=_source(tmp_path).as_uri(),
+        slug_url=(bucket / "slug.tar.gz").as_uri(),
+        cache_url=url,
+        cache_put_url=url,
+        config={"BUILDPACK_URL": "counter"},
+    )
+    for n in (1, 2, 3):
+        lines: list[str] = []
+        run_build_task(task, FileTransfer(), tmp_path / f"w{n}", lines.append, counting_buildpacks)
+        assert f"       build number {n}" in lines  # each build saw the previous one's cache
+        assert any("Build cache saved" in line for line in lines)
+
+
+def test_cache_restored_from_elsewhere_is_saved_even_when_untouched(
+    reading_buildpacks: Path, tmp_path: Path
+) -> None:
+    task = _cache_task(tmp_path)
+    run_build_task(task, FileTransfer(), tmp_path / "w1", None, reading_buildpacks)
+    lines: list[str] = []
+    other_url = (tmp_path / "bucket" / "cache" / "other.tar.gz").as_uri()
+    other = dataclasses.replace(task, cache_put_url=other_url)
+    run_build_task(other, FileTransfer(), tmp_path / "w2", lines.append, reading_buildpacks)
+    assert "       cache hit k1" in lines
+    assert (tmp_path / "bucket" / "cache" / "other.tar.gz").is_file()
+
+
+class _SlugUploadFails(FileTransfer):
+    def store(self, path: Path, url: str) -> None:
+        if "slugs" in url:
+            raise OSError("S3 said no")
+        super().store(path, url)
+
+
+def test_a_failed_slug_upload_fails_the_task(reading_buildpacks: Path, tmp_path: Path) -> None:
+    # The slug uploads on a thread; its error must still reach the caller.
+    with pytest.raises(OSError, match="S3 said no"):
+        run_build_task(
+            _cache_task(tmp_path), _SlugUploadFails(), tmp_path / "w", None, reading_buildpacks
+        )
+
+
+def test_timings_add_up_per_phase_even_when_it_raises() -> None:
+    now = iter([0.0, 0.5, 1.0, 1.25, 2.0, 2.125])
+    timings = Timings(clock=lambda: next(now))
+    with timings.phase("compile"):
+        pass
+    with timings.phase("compile"):
+        pass
+    with pytest.raises(ValueError), timings.phase("pack_slug"):
+        raise ValueError
+    assert timings.to_dict() == {"compile": 0.75, "pack_slug": 0.125}
+
+
+def test_process_age_is_this_process_s_age() -> None:
+    age = process_age()
+    assert age is not None and 0 < age < 24 * 3600
+
+
+def test_cache_packed_early_is_not_saved_when_the_build_fails_later(
+    counting_buildpacks: Path, tmp_path: Path
+) -> None:
+    release = counting_buildpacks / "counter" / "bin" / "release"
+    release.write_text("#!/usr/bin/env bash\nexit 1\n")  # fails after compile changed the cache
+    bucket = tmp_path / "bucket"
+    url = (bucket / "cache" / "nomadpaas-1.tar.gz").as_uri()
+    task = BuildTask(
+        source_url=_source(tmp_path).as_uri(),
+        slug_url=(bucket / "slug.tar.gz").as_uri(),
+        cache_url=url,
+        cache_put_url=url,
+        config={"BUILDPACK_URL": "counter"},
+    )
+    with pytest.raises(BuildFailed, match="bin/release"):
+        run_build_task(task, FileTransfer(), tmp_path / "w", None, counting_buildpacks)
+    assert not (bucket / "cache").exists() and not (bucket / "slug.tar.gz").exists()

@@ -3,15 +3,20 @@ the `task` entry's handling of its dispatch meta."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from testsupport import ServerProcess
 
+from nomadpaas.slugbuilder import http_transfer
 from nomadpaas.slugbuilder.dispatched import main as task_main
 from nomadpaas.slugbuilder.dispatched import read_meta
 from nomadpaas.slugbuilder.http_transfer import HttpTransfer, TransferError
@@ -105,6 +110,78 @@ def test_task_entry_runs_a_build_from_env(s3: ServerProcess, tmp_path: Path) -> 
     assert "X-Amz-Signature" not in done.stdout + done.stderr
     record = json.loads(store.get_bytes("builds/web/b7.json"))
     assert record["status"] == "succeeded" and record["slug"]["process_types"]["web"]
+    timings = record["timings"]  # seconds per phase, for the bench and for operators
+    assert 0 < timings["startup"] < 60 and timings["compile"] > 0 and "pack_slug" in timings
+    assert record["finished_at"] >= record["started_at"] and "." in record["finished_at"]
     assert store.exists("slugs/web/staging/b7.tar.gz")
     assert store.exists("cache/web/nomadpaas-1.tar.gz")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("nomadpaas-build-")] == []
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """503 first, then a redirect, then the object; PUTs are recorded (body and length)."""
+
+    seen: ClassVar[list[str]] = []
+    stored: ClassVar[dict[str, bytes]] = {}
+
+    def do_GET(self) -> None:
+        self.seen.append(f"GET {self.path}")
+        if self.path == "/obj?sig=1" and len(self.seen) == 1:
+            self._reply(503, b"slow down")
+        elif self.path == "/obj?sig=1":
+            self.send_response(307)
+            self.send_header("Location", "/moved?sig=2")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/moved?sig=2":
+            self._reply(200, b"payload")
+        else:
+            self._reply(404, b"")
+
+    def do_PUT(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.seen.append(f"PUT {self.path} {length} {self.headers.get('Transfer-Encoding')}")
+        self.stored[self.path] = self.rfile.read(length)
+        self._reply(200, b"")
+
+    def _reply(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky_server() -> Iterator[str]:
+    _Flaky.seen, _Flaky.stored = [], {}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_fetch_retries_a_5xx_and_follows_redirects(
+    flaky_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_transfer, "RETRY_DELAY_S", 0.01)
+    transfer = HttpTransfer()
+    assert transfer.fetch(f"{flaky_server}/obj?sig=1", tmp_path / "o") is True
+    assert (tmp_path / "o").read_bytes() == b"payload"
+    assert _Flaky.seen == ["GET /obj?sig=1", "GET /obj?sig=1", "GET /moved?sig=2"]
+    assert transfer.fetch(f"{flaky_server}/none?sig=3", tmp_path / "n") is False
+
+
+def test_store_sends_a_length_not_chunks(flaky_server: str, tmp_path: Path) -> None:
+    payload = os.urandom(700 * 1024)  # several send blocks
+    (tmp_path / "slug").write_bytes(payload)
+    HttpTransfer().store(tmp_path / "slug", f"{flaky_server}/slug?sig=4")
+    assert _Flaky.seen == [f"PUT /slug?sig=4 {len(payload)} None"]
+    assert _Flaky.stored["/slug?sig=4"] == payload
