@@ -27,11 +27,23 @@ from typing import Any
 import uvicorn
 
 from nomadpaas.agent.acl import load_or_create_management_token
+from nomadpaas.agent.client.allocrunner.alloc_runner import AllocRunner
+from nomadpaas.agent.client.allocrunner.group_service_hook import GroupServiceHook
+from nomadpaas.agent.client.allocrunner.health_hook import HealthHook
+from nomadpaas.agent.client.client import Client, ClientConfig
+from nomadpaas.agent.client.serviceregistration.nomad_provider import NomadProvider
+from nomadpaas.agent.client.serviceregistration.registry import ServiceRegistry
+from nomadpaas.agent.consul.http import ConsulAPI
+from nomadpaas.agent.consul.shapes import ConsulNode
 from nomadpaas.agent.http.namespace_endpoint import ensure_default_namespace
 from nomadpaas.agent.http.routes import build_router
 from nomadpaas.agent.http.server import HTTPDeps, build_app
+from nomadpaas.agent.server.server import Server
+from nomadpaas.agent.server.state.events import attach as attach_event_broker
 from nomadpaas.agent.server.state.schema import NODES
 from nomadpaas.agent.server.state.state_store import StateStore, Txn
+from nomadpaas.agent.server.stream.event_broker import DEFAULT_EVENT_BUFFER_SIZE, EventBroker
+from nomadpaas.agent.server.stream.ndjson import DEFAULT_HEARTBEAT_S
 from nomadpaas.agent.server.variables_endpoint import Variables
 from nomadpaas.agent.structs.node import fingerprint_node
 
@@ -61,13 +73,25 @@ class AgentConfig:
     dev: bool = True
     bind: str = "127.0.0.1"
     http_port: int = 4646
-    consul_port: int = 8500  # recorded only: the Consul API arrives in a later issue
+    consul_port: int = 8500  # the Consul-compatible API (consul/http.py)
     data_dir: Path | None = None
     acl_token_file: Path | None = None
     log_level: str = "INFO"
     region: str = REGION
     datacenter: str = DATACENTER
     node_name: str = field(default_factory=socket.gethostname)
+    # -- event stream (issue 4): no CLI flags yet; the environment overrides (tests).
+    event_buffer_size: int = field(
+        default_factory=lambda: int(
+            os.environ.get("NOMADPAAS_AGENT_EVENT_BUFFER_SIZE", DEFAULT_EVENT_BUFFER_SIZE)
+        )
+    )
+    event_heartbeat_s: float = field(
+        default_factory=lambda: float(
+            os.environ.get("NOMADPAAS_AGENT_EVENT_HEARTBEAT_S", DEFAULT_HEARTBEAT_S)
+        )
+    )
+    # -- end event stream
 
 
 class Agent:
@@ -90,9 +114,32 @@ class Agent:
         )
         self.http_addr = f"{config.bind}:{config.http_port}"
         self.store = StateStore(self.data_dir / "server" / "state.db")
+        # -- event stream (issue 4): every commit from here on becomes events.
+        self.event_broker = EventBroker(config.event_buffer_size)
+        attach_event_broker(self.store, self.event_broker)
+        # -- end event stream
         self.variables = Variables(self.store)
         ensure_default_namespace(self.store)
         self.node_id = self._register_node()
+        # Jobs, evaluations and scheduling; its workers start in run().
+        self.server = Server(self.store)
+        # -- services (issue 4): the node's service registry and checks (both providers);
+        # the Consul-compatible API on --consul-port serves its Consul-provider instances.
+        self.services = ServiceRegistry(
+            self.node_id,
+            config.node_name,
+            config.datacenter,
+            NomadProvider(self.store, self.node_id, config.datacenter),
+        )
+        # -- end services
+        # -- client (issue 3): the node's alloc runners, fed through the node RPC; it
+        # re-attaches to tasks left running by an earlier agent when started in run().
+        node = self.store.snapshot().get(NODES, (self.node_id,)) or {"ID": self.node_id}
+        self.client = Client(
+            ClientConfig(self.data_dir, dict(node), runner_hooks=self._runner_hooks),
+            self.server.node_rpc,
+        )
+        # -- end client
         self._self_doc = self._build_self()
         deps = HTTPDeps(
             store=self.store,
@@ -101,8 +148,24 @@ class Agent:
             node_id=self.node_id,
             acl_token=self.acl_token,
             bind_addr=config.bind,
+            server=self.server,
+            extra={"client": self.client, "services": self.services},
+            event_broker=self.event_broker,  # event stream (issue 4)
+            event_heartbeat_s=config.event_heartbeat_s,  # event stream (issue 4)
         )
         self.app = build_app(build_router(), deps)
+        consul_node = ConsulNode(self.node_id, config.node_name, config.datacenter)
+        self.consul_app = ConsulAPI(  # services (issue 4)
+            self.services, consul_node, bind_addr=config.bind, acl_token=self.acl_token
+        ).app()
+
+    def _runner_hooks(self, runner: AllocRunner) -> list[Any]:
+        """Each alloc runner's issue-4 hooks, in order (they run after the alloc dir
+        is built and, on stop, before the group ShutdownDelay)."""
+        return [
+            GroupServiceHook(self.services),  # deregisters before the delay
+            HealthHook(runner, self.services),  # deployments (issue 4): alloc health
+        ]
 
     # -- node ------------------------------------------------------------------------
 
@@ -218,8 +281,14 @@ class Agent:
             )
         )
         try:
+            self.server.start()
+            self.services.start()  # services (issue 4)
             asyncio.run(self._serve(server))
         finally:
+            self._stop_client()
+            self.services.stop()  # services (issue 4): after the client deregistered
+            self.server.stop()
+            self.event_broker.close()  # event stream (issue 4); idempotent
             self.store.close()
             if self._ephemeral:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -227,16 +296,48 @@ class Agent:
 
     async def _serve(self, server: uvicorn.Server) -> None:
         loop = asyncio.get_running_loop()
+        consul = _Server(  # services (issue 4): the Consul API, same loop, own port
+            uvicorn.Config(
+                self.consul_app,
+                host=self.config.bind,
+                port=self.config.consul_port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            )
+        )
 
         def stop(signame: str) -> None:
             log.info("==> Caught signal: %s", signame)
             server.should_exit = True
+            consul.should_exit = True  # services (issue 4)
+            self.services.interrupt()  # parked Consul blocking queries answer now
             # Parked long-polls answer now instead of holding shutdown for up to 5 min.
             self.store.interrupt_blocking()
+            self.event_broker.close()  # event streams end now (issue 4)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop, sig.name)
-        await server.serve()
+        serving = asyncio.create_task(server.serve())
+        consul_serving = asyncio.create_task(consul.serve())  # services (issue 4)
+        # The client starts once HTTP is up (its restore may take a moment per task).
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            await asyncio.to_thread(self.client.start)
+        await serving
+        await consul_serving  # services (issue 4)
+
+    def _stop_client(self) -> None:
+        """SIGTERM leaves every task running (Nomad's agent shutdown does not kill
+        allocations); a throwaway data dir is about to be deleted, so its tasks die."""
+        try:
+            if self._ephemeral:
+                self.client.destroy_all()
+            self.client.shutdown()
+        except Exception:
+            log.exception("client shutdown failed")
 
 
 class _Server(uvicorn.Server):

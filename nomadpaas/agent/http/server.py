@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -38,6 +38,10 @@ from nomadpaas.agent.http.query import BlockingOptions, parse_blocking
 from nomadpaas.agent.server.state.state_store import Snapshot, StateStore
 from nomadpaas.agent.server.variables_endpoint import Variables
 
+if TYPE_CHECKING:
+    from nomadpaas.agent.server.server import Server
+    from nomadpaas.agent.server.stream.event_broker import EventBroker  # event stream
+
 log = logging.getLogger("nomadpaas.agent.http")
 
 T = TypeVar("T")
@@ -48,7 +52,7 @@ DEFAULT_NAMESPACE = "default"
 
 @dataclass
 class HTTPDeps:
-    """What handlers reach through `req.deps`; issue 3 adds the job/eval/alloc services."""
+    """What handlers reach through `req.deps`."""
 
     store: StateStore
     variables: Variables
@@ -56,6 +60,12 @@ class HTTPDeps:
     node_id: str
     acl_token: str | None  # the management SecretID; None = ACLs disabled
     bind_addr: str = "127.0.0.1"
+    # Jobs, node RPC, eval broker: the scheduling endpoints answer 500 without it.
+    server: Server | None = None
+    # -- event stream (issue 4): /v1/event/stream answers 500 without a broker.
+    event_broker: EventBroker | None = None
+    event_heartbeat_s: float = 30.0  # `{}` every this many seconds (Nomad: 30 s)
+    # -- end event stream
     extra: dict[str, Any] = field(default_factory=dict)
 
 

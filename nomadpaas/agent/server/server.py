@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from nomadpaas.agent.server.core_gc import CoreGC
+from nomadpaas.agent.server.deploymentwatcher.deployments_watcher import DeploymentsWatcher
 from nomadpaas.agent.server.eval_broker import EvalBroker
 from nomadpaas.agent.server.job_endpoint import Jobs
 from nomadpaas.agent.server.node_endpoint import NodeRPC
@@ -37,6 +38,7 @@ class Server:
         self.broker = EvalBroker()
         self.jobs = Jobs(store)
         self.node_rpc = NodeRPC(store)
+        self.deployment_watcher = DeploymentsWatcher(store)
         self._workers = [Worker(store, self.broker, f"worker-{i}") for i in range(num_workers)]
         self._gc = CoreGC(store) if gc else None
         self._unsubscribe: Callable[[], None] | None = None
@@ -53,6 +55,7 @@ class Server:
             log.info("restored %d pending evaluations", restored)
         for worker in self._workers:
             worker.start()
+        self.deployment_watcher.start()
         if self._gc is not None:
             self._gc.start()
 
@@ -63,6 +66,7 @@ class Server:
         self.broker.set_enabled(False)
         for worker in self._workers:
             worker.stop()
+        self.deployment_watcher.stop()
         if self._gc is not None:
             self._gc.stop()
 
