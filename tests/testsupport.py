@@ -59,6 +59,12 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def consul_url(self) -> str:
+        """The agent's Consul-compatible API (its `--consul-port`)."""
+        argv = list(self.argv)
+        return f"http://127.0.0.1:{argv[argv.index('--consul-port') + 1]}"
+
     def start(self, timeout: float = 30.0) -> ServerProcess:
         env = {**os.environ, **self.env}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115

@@ -230,8 +230,12 @@ def _consul_check(settings: Settings, client: httpx.Client) -> Check:
         response = None
     if response is not None and response.status_code == 200:
         return Check("consul", "ok", f"Consul answers at {settings.consul_addr}")
+    what = "does not answer" if response is None else f"answers {response.status_code}"
     return Check(
         "consul",
-        "info",
-        f"Consul at {settings.consul_addr}: not served yet (comes with deployments)",
+        "fail",
+        f"Consul at {settings.consul_addr} {what}; health checks and routing need it.",
+        "Restart the embedded stack (`nomadpaas down && nomadpaas up`), "
+        "or set CONSUL_HTTP_ADDR to your Consul agent.",
+        response is None,
     )

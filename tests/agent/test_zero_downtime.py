@@ -113,11 +113,6 @@ def zd_job(release: str, signal_dir: Path, *, healthy: bool = True) -> dict[str,
     }
 
 
-def consul_url(agent: ServerProcess) -> str:
-    argv = list(agent.argv)
-    return f"http://127.0.0.1:{argv[argv.index('--consul-port') + 1]}"
-
-
 def alloc_of_service_id(service_id: str) -> str:
     """`_nomad-task-<alloc>-group-...` → the allocation ID."""
     return service_id.removeprefix("_nomad-task-")[:36]
@@ -191,7 +186,7 @@ def test_passing_instances_never_stopping_during_canary_update_and_rollback(
     n = client(agent)
     signals = tmp_path / "signals"
     signals.mkdir()
-    consul = consul_url(agent)
+    consul = agent.consul_url
 
     # (a) v0 runs and both instances pass.
     register(n, zd_job("v0", signals))

@@ -130,7 +130,7 @@ def test_doctor_passes_when_up_and_down_stops_only_the_stack(home: Path) -> None
     pids = _pids(home)
     ok = cli(home, "doctor")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "FAIL" not in ok.stdout and "not served yet" in ok.stdout
+    assert "FAIL" not in ok.stdout and "Consul answers" in ok.stdout
     checks = {c["name"]: c for c in json.loads(cli(home, "doctor", "--json").stdout)}
     assert checks["nomad.token"]["status"] == "ok"
     assert checks["s3.bucket"]["status"] == "ok"
@@ -204,6 +204,7 @@ def test_doctor_checks_a_cluster_given_by_env_vars(
     env.update(
         NOMAD_ADDR=server.url,
         NOMAD_TOKEN=token,
+        CONSUL_HTTP_ADDR=server.consul_url,
         NOMADPAAS_S3_ENDPOINT=s3.url,
         AWS_ACCESS_KEY_ID="ci",
         AWS_SECRET_ACCESS_KEY="ci-secret",
@@ -226,6 +227,11 @@ def test_doctor_checks_a_cluster_given_by_env_vars(
     assert checks["stack"]["status"] == "info"
     assert checks["nomad.token"]["status"] == "ok"
     assert checks["s3.bucket"]["status"] == "ok"  # missing at first: created
+    assert checks["consul"]["status"] == "ok"
+
+    no_consul = doctor(CONSUL_HTTP_ADDR="http://127.0.0.1:9")  # discard port: nothing there
+    assert no_consul.returncode == 6
+    assert {c["name"]: c for c in json.loads(no_consul.stdout)}["consul"]["status"] == "fail"
 
     bad = doctor(NOMAD_TOKEN="not-the-token")
     checks = {c["name"]: c for c in json.loads(bad.stdout)}

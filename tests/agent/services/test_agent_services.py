@@ -35,11 +35,6 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
 """
 
 
-def consul_url(agent: ServerProcess) -> str:
-    argv = list(agent.argv)
-    return f"http://127.0.0.1:{argv[argv.index('--consul-port') + 1]}"
-
-
 def service_job(sigint_file: Path) -> dict[str, Any]:
     check = {"Type": "http", "Path": "/", "Interval": 1 * NS_PER_S, "Timeout": 2 * NS_PER_S}
     return {
@@ -81,7 +76,7 @@ def service_job(sigint_file: Path) -> dict[str, Any]:
 
 
 def test_consul_api_on_the_consul_port(agent: ServerProcess) -> None:
-    base = consul_url(agent)
+    base = agent.consul_url
     assert httpx.get(f"{base}/v1/status/leader").json() == "127.0.0.1:8300"
     resp = httpx.get(f"{base}/v1/catalog/services")
     assert resp.json() == {"consul": []} and "X-Consul-Index" in resp.headers
@@ -94,7 +89,7 @@ def test_consul_api_on_the_consul_port(agent: ServerProcess) -> None:
 
 def test_consul_api_accepts_the_acl_token(acl_agent: tuple[ServerProcess, str]) -> None:
     agent, token = acl_agent
-    base = consul_url(agent)
+    base = agent.consul_url
     assert httpx.get(f"{base}/v1/catalog/services").status_code == 403
     ok = httpx.get(f"{base}/v1/catalog/services", headers={"X-Consul-Token": token})
     assert ok.status_code == 200
@@ -104,7 +99,7 @@ def test_consul_api_accepts_the_acl_token(acl_agent: tuple[ServerProcess, str]) 
 def test_job_service_passes_then_deregisters_before_the_kill(
     agent: ServerProcess, tmp_path: Path
 ) -> None:
-    base = consul_url(agent)
+    base = agent.consul_url
     sigint_file = tmp_path / "sigint"
     n = client(agent)
     register(n, service_job(sigint_file))
@@ -185,7 +180,7 @@ def service_event_types(agent: ServerProcess) -> list[str]:
 
 
 def test_registrations_come_back_after_an_agent_crash(agent: ServerProcess, tmp_path: Path) -> None:
-    base = consul_url(agent)
+    base = agent.consul_url
     n = client(agent)
     register(n, service_job(tmp_path / "sigint"))
     [before] = wait_for(

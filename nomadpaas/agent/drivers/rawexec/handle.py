@@ -202,7 +202,10 @@ class TaskProcess:
         try:
             with open(path) as f:
                 result = parse_status(f.read())
-            self._completed_at_ns = os.stat(path).st_mtime_ns
+            # File times come from the kernel's coarse clock (a tick behind time_ns()), so
+            # a task that exits at once can look as if it ended before it started.
+            mtime = os.stat(path).st_mtime_ns
+            self._completed_at_ns = max(mtime, self.state.started_at_ns)
         except FileNotFoundError:
             return None
         return result
