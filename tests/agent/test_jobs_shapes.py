@@ -175,11 +175,17 @@ def test_system_gc_removes_a_stopped_job_once_its_allocs_finished(agent: ServerP
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         allocs = n.job.get_allocations("web")
-        if n.evaluation.get_evaluation(wait_eval_id)["Status"] == "complete" and all(
+        evaluation = n.evaluation.get_evaluation(wait_eval_id)
+        if evaluation["Status"] == "complete" and all(
             a["ClientStatus"] in ("complete", "failed", "lost") for a in allocs
         ):
             break
         time.sleep(0.1)
+    else:  # say what was still going on: this failed once, under load, and never again
+        states = [(a["ID"][:8], a["DesiredStatus"], a["ClientStatus"]) for a in allocs]
+        tasks = [s for a in allocs for s in (a["TaskStates"] or {}).values()]
+        events = [[e["Type"] for e in s["Events"]] for s in tasks]
+        raise AssertionError(f"stop not finished: eval {evaluation['Status']}, {states}, {events}")
     n.system.initiate_garbage_collection()
     r = httpx.get(f"{agent.url}/v1/job/web")
     assert (r.status_code, r.text) == (404, "job not found")
