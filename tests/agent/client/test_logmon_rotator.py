@@ -123,3 +123,40 @@ def test_files_are_created_without_following_symlinks(tmp_path: Path) -> None:
 def test_invalid_limits_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         FileRotator(str(tmp_path), "web.stdout", max_files=0, file_size_bytes=10)
+
+
+def _splice_all(r: FileRotator, data: bytes, chunk: int) -> None:
+    """Feed `data` through a real pipe, `chunk` bytes per splice, as logmon does."""
+    rfd, wfd = os.pipe()
+    try:
+        for i in range(0, len(data), chunk):
+            os.write(wfd, data[i : i + chunk])
+            assert r.splice_from(rfd, 1 << 16) == len(data[i : i + chunk])
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 9, 40, 1000])
+def test_splice_rotates_at_size_without_splitting_lines(tmp_path: Path, chunk: int) -> None:
+    r = FileRotator(str(tmp_path), "web.stdout", max_files=100, file_size_bytes=25)
+    data = b"".join(f"line {i:03d}\n".encode() for i in range(30))  # 9 bytes each
+    _splice_all(r, data, chunk)
+    files = _files(tmp_path)  # read before close: splice leaves nothing buffered in memory
+    assert b"".join(files.values()) == data
+    for index, body in files.items():
+        assert len(body) <= 25
+        if index != max(files):
+            assert body.endswith(b"\n") and len(body) == 18
+    r.close()
+
+
+def test_splice_splits_only_a_line_longer_than_a_file(tmp_path: Path) -> None:
+    r = FileRotator(str(tmp_path), "web.stdout", max_files=100, file_size_bytes=10)
+    data = b"ab\n" + b"x" * 25 + b"\n" + b"cd\n"
+    _splice_all(r, data, 64)
+    files = _files(tmp_path)
+    assert b"".join(files.values()) == data
+    assert files[0] == b"ab\n"  # the long line starts in a fresh file
+    assert all(len(body) <= 10 for body in files.values())
+    r.close()

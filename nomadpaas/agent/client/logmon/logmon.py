@@ -244,26 +244,45 @@ class LogMon:
         copied = 0
         while copied < limit:
             try:
-                data = os.read(stream.fd, READ_CHUNK_BYTES)
+                # splice: the kernel moves the bytes into the log file, so an agent killed
+                # mid-copy loses nothing (see rotator.py).
+                n = stream.rotator.splice_from(stream.fd, READ_CHUNK_BYTES)
             except BlockingIOError:
                 return
             except InterruptedError:
                 continue
             except OSError as exc:
-                log.error("logmon: reading %s failed, dropping it: %s", stream.key, exc)
-                self._remove(stream.key, drain=False)
+                if not self._copy_by_read(stream, exc):
+                    return
+                n = 1
+            if not n:
                 return
-            if not data:
-                return
-            try:
-                stream.rotator.write(data)
-            except OSError as exc:
-                log.error("logmon: writing %s logs failed, %d bytes lost: %s", stream.key,
-                          len(data), exc)  # fmt: skip
             stream.last_write = time.monotonic()
-            if stream.rotator.has_pending():
-                self._partial.add(stream)
-            copied += len(data)
+            copied += n
+
+    def _copy_by_read(self, stream: _Stream, splice_error: OSError) -> bool:
+        """Fallback when splice fails (a full disk, say): read one chunk and write it.
+
+        Returns False when the stream is done for (dropped) or empty.
+        """
+        try:
+            data = os.read(stream.fd, READ_CHUNK_BYTES)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            log.error("logmon: reading %s failed, dropping it: %s", stream.key, exc)
+            self._remove(stream.key, drain=False)
+            return False
+        if not data:
+            return False
+        try:
+            stream.rotator.write(data)
+        except OSError as exc:
+            log.error("logmon: writing %s logs failed, %d bytes lost: %s (splice: %s)",
+                      stream.key, len(data), exc, splice_error)  # fmt: skip
+        if stream.rotator.has_pending():
+            self._partial.add(stream)
+        return True
 
     def _flush_stale(self) -> None:
         now = time.monotonic()

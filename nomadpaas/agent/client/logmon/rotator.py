@@ -6,6 +6,12 @@ first. Complete lines are written at once; a rotation cuts at the last newline t
 are only split when one line is longer than a whole file. A trailing partial line waits in the
 buffer until its newline arrives or ``flush()`` (logmon calls it after 100 ms) writes it anyway.
 On open, writing resumes in the highest existing file: restarts append, never truncate.
+
+Logmon uses ``splice_from`` instead of ``write``: the kernel moves bytes from the task's pipe
+straight into the active file, so a byte leaves the pipe only by landing in a file and an agent
+killed at any instant loses nothing (a ``read()`` + ``write()`` pair loses the chunk in between).
+Rotation then looks at what landed: the bytes after the last newline that fits move to the next
+file, written there before the old file is cut, so a crash in between duplicates, never loses.
 """
 
 from __future__ import annotations
@@ -52,6 +58,36 @@ class FileRotator:
             self._write_out(bytes(self._pending[:cut]))
             del self._pending[:cut]
 
+    def splice_from(self, fd: int, max_bytes: int) -> int:
+        """Move up to ``max_bytes`` from pipe ``fd`` into the active file; returns the count."""
+        self.flush()  # keep byte order with anything given to write()
+        if self._size >= self.file_size_bytes and self._last_byte() == b"\n":
+            self._rotate()
+        n = os.splice(fd, self._fd, max_bytes, offset_dst=self._size)
+        self._size += n
+        while self._size > self.file_size_bytes:
+            self._spill()
+        return n
+
+    def _last_byte(self) -> bytes:
+        return os.pread(self._fd, 1, self._size - 1) if self._size else b""
+
+    def _spill(self) -> None:
+        """Move the bytes past the last newline that fits into a new active file."""
+        limit = self.file_size_bytes
+        start = max(0, limit - MAX_PENDING_BYTES)
+        newline = os.pread(self._fd, limit - start, start).rfind(b"\n")
+        cut = start + newline + 1 if newline >= 0 else limit  # no newline: split the line
+        overflow = os.pread(self._fd, self._size - cut, cut)
+        old_fd = self._fd
+        self._index += 1
+        self._fd = self._open(self._index)
+        self._size = os.fstat(self._fd).st_size
+        self._write_all(memoryview(overflow))
+        os.ftruncate(old_fd, cut)
+        os.close(old_fd)
+        self._purge()
+
     def has_pending(self) -> bool:
         return bool(self._pending)
 
@@ -92,7 +128,7 @@ class FileRotator:
 
     def _write_all(self, view: memoryview) -> None:
         while view:
-            n = os.write(self._fd, view)
+            n = os.pwrite(self._fd, view, self._size)
             self._size += n
             view = view[n:]
 
@@ -104,7 +140,9 @@ class FileRotator:
         self._purge()
 
     def _open(self, index: int) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        # Read-write, not O_APPEND: splice(2) refuses append-mode targets, and rotation reads
+        # back what landed. This rotator is the file's only writer, so offsets are its own.
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         return os.open(self.path(index), flags, FILE_PERMS)
 
     def _indexes(self) -> list[int]:
