@@ -119,6 +119,15 @@ def task_trees(data_dir: Path) -> tuple[list[int], list[int]]:
     return overhead, tasks
 
 
+def cpu_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by ``pid`` (its threads included)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        raw = f.read()
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def wait(pred: Any, what: str, deadline: float) -> float:
     started = time.monotonic()
     while not pred():
@@ -196,15 +205,20 @@ def run(n: int, data_dir: Path, log: Path, deadline: float) -> None:
     try:
         wait(lambda: _answers(http, agent), "agent up", deadline)
         rss_idle = status_kib(agent.pid, "VmRSS") / KIB_PER_MIB
+        cpu0 = cpu_s(agent.pid)
         t0 = time.monotonic()
         reply = http.post("/v1/jobs", json={"Job": job(n)})
         if reply.status_code != 200:
             raise SystemExit(f"register failed: {reply.status_code} {reply.text}")
         wait(lambda: summary(http)["Running"] == n, f"{n} running", deadline)
         agent_s = time.monotonic() - t0
+        cpu1 = cpu_s(agent.pid)
         ratio = agent_s / popen_s
         print(f"agent:    {n} allocations register → running in {agent_s:.2f}s "
               f"({agent_s / n * 1000:.1f} ms/alloc)")  # fmt: skip
+        user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+        print(f"agent CPU meanwhile: user {user:.2f}s, system {system:.2f}s "
+              f"(load average {os.getloadavg()[0]:.2f})")  # fmt: skip
         print(f"ratio:    {ratio:.1f}x (goal ≤ {RATIO_GOAL:.0f}x) {_verdict(ratio <= RATIO_GOAL)}")
 
         time.sleep(1.0)  # let wrappers and logmon settle at their steady state

@@ -75,10 +75,14 @@ def bench_driver(n: int, data_dir: str) -> dict[str, float]:
     handles: list[TaskHandle] = []
     out: dict[str, float] = {}
     try:
+        phase = {"build": 0.0, "logmon": 0.0, "driver": 0.0}
         t0 = time.monotonic()
         for i, alloc in enumerate(allocs):
             name = f"t{i}"
+            tp = time.perf_counter()
             td = alloc.build(["web"])["web"]
+            phase["build"] += time.perf_counter() - tp
+            tp = time.perf_counter()
             logmon.start(
                 name,
                 LogmonConfig(
@@ -89,6 +93,8 @@ def bench_driver(n: int, data_dir: str) -> dict[str, float]:
                     td.stderr_fifo,
                 ),
             )
+            phase["logmon"] += time.perf_counter() - tp
+            tp = time.perf_counter()
             handles.append(
                 driver.start_task(
                     TaskConfig(
@@ -104,7 +110,10 @@ def bench_driver(n: int, data_dir: str) -> dict[str, float]:
                     )
                 )
             )
+            phase["driver"] += time.perf_counter() - tp
         out["start_s"] = time.monotonic() - t0  # includes alloc dir build and logmon start
+        for key, seconds in phase.items():
+            out[f"{key}_ms_each"] = seconds / n * 1000
         time.sleep(1.0)  # let the wrappers settle at their steady state
         wrappers = [int(h.driver_state["WrapperPID"]) for h in handles]
         out["wrapper_rss_kib"] = sum(_status_kib(p, "VmRSS") for p in wrappers) / n
@@ -146,6 +155,9 @@ def main() -> None:
     print(f"start, subprocess.Popen    {popen_s:.2f} s")
     print(f"start, raw_exec + logmon   {result['start_s']:.2f} s")
     print(f"ratio driver/Popen         {result['start_s'] / popen_s:.1f}x")
+    print(f"  per task: alloc dir build {result['build_ms_each']:.2f} ms, "
+          f"logmon start {result['logmon_ms_each']:.2f} ms, "
+          f"driver start {result['driver_ms_each']:.2f} ms")  # fmt: skip
     print(f"stop all (SIGINT)          {result['stop_s']:.2f} s")
     print(f"wrapper RSS per task       {result['wrapper_rss_kib']:.0f} KiB")
     print(f"wrapper PSS per task       {result['wrapper_pss_kib']:.0f} KiB")

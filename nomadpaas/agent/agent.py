@@ -30,6 +30,7 @@ from nomadpaas.agent.acl import load_or_create_management_token
 from nomadpaas.agent.client.allocrunner.alloc_runner import AllocRunner
 from nomadpaas.agent.client.allocrunner.group_service_hook import GroupServiceHook
 from nomadpaas.agent.client.allocrunner.health_hook import HealthHook
+from nomadpaas.agent.client.allocrunner.taskrunner.service_hook import ServiceHook
 from nomadpaas.agent.client.client import Client, ClientConfig
 from nomadpaas.agent.client.serviceregistration.nomad_provider import NomadProvider
 from nomadpaas.agent.client.serviceregistration.registry import ServiceRegistry
@@ -136,7 +137,12 @@ class Agent:
         # re-attaches to tasks left running by an earlier agent when started in run().
         node = self.store.snapshot().get(NODES, (self.node_id,)) or {"ID": self.node_id}
         self.client = Client(
-            ClientConfig(self.data_dir, dict(node), runner_hooks=self._runner_hooks),
+            ClientConfig(
+                self.data_dir,
+                dict(node),
+                runner_hooks=self._runner_hooks,
+                task_hooks=lambda: [ServiceHook(self.services)],  # task services (issue 4)
+            ),
             self.server.node_rpc,
         )
         # -- end client

@@ -68,6 +68,8 @@ class ClientConfig:
     tracker_factory: Callable[[dict[str, Any], dict[str, Any]], RestartTracker] | None = None
     # Alloc runner hooks of later issues (group services, health): runner -> hooks.
     runner_hooks: Callable[[AllocRunner], list[Any]] | None = None
+    # Task runner hooks of later issues (task services), appended to each task's list.
+    task_hooks: Callable[[], list[TaskHook]] | None = None
 
 
 def _change_key(alloc: Mapping[str, Any]) -> str:
@@ -256,7 +258,8 @@ class Client:
 
     def _new_runner(self, alloc: dict[str, Any], restored: Any = None) -> AllocRunner:
         def hooks() -> list[TaskHook]:
-            return build_task_hooks(self.logmon, self.config.getter_config)
+            extra = self.config.task_hooks() if self.config.task_hooks is not None else []
+            return build_task_hooks(self.logmon, self.config.getter_config) + extra
 
         return AllocRunner(
             AllocRunnerConfig(

@@ -68,6 +68,13 @@ def service_job(sigint_file: Path) -> dict[str, Any]:
                         "Config": {"command": "python3", "args": ["-u", "-c", SERVER_CODE]},
                         "Env": {"SIGINT_FILE": str(sigint_file)},
                         "KillTimeout": 10 * NS_PER_S,
+                        "Services": [
+                            {
+                                "Name": "hello-task",
+                                "PortLabel": "http",
+                                "Checks": [{**check, "Type": "tcp"}],
+                            },
+                        ],
                     }
                 ],
             }
@@ -118,6 +125,11 @@ def test_job_service_passes_then_deregisters_before_the_kill(
     assert entry["Service"]["Tags"] == ["router"]
     assert entry["Service"]["ID"] == f"_nomad-task-{alloc['ID']}-group-web-hello-web-http"
     assert [c["Status"] for c in entry["Checks"]] == ["passing", "passing"]
+    # The task's own service (registered once the task runs).
+    [task_entry] = wait_for(
+        lambda: httpx.get(f"{base}/v1/health/service/hello-task?passing").json(), WAIT_S
+    )
+    assert task_entry["Service"]["ID"] == f"_nomad-task-{alloc['ID']}-server-hello-task-http"
     # The Nomad-provider service: in the server state and with its check result.
     [row] = wait_for(lambda: httpx.get(f"{agent.url}/v1/service/hello-nomad").json(), WAIT_S)
     assert (row["AllocID"], row["Port"], row["JobID"]) == (alloc["ID"], port, "hello")
@@ -160,6 +172,7 @@ def test_job_service_passes_then_deregisters_before_the_kill(
     print(f"deregistered {gap_s:.2f}s before SIGINT")
     assert httpx.get(f"{agent.url}/v1/service/hello-nomad").json() == []
     assert httpx.get(f"{base}/v1/health/service/hello-web").json() == []
+    assert httpx.get(f"{base}/v1/health/service/hello-task").json() == []
     # Both writes reached the event stream as Service events.
     assert service_event_types(agent) == ["ServiceRegistration", "ServiceDeregistration"]
 
