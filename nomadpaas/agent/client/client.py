@@ -50,6 +50,8 @@ URGENT_COALESCE_S = 0.02
 WATCH_WAIT_S = 30.0  # blocking-query wait; shutdown interrupts the store anyway
 RETRY_BACKOFF_S = 1.0  # after a failed RPC, before trying again
 SHUTDOWN_JOIN_S = 5.0
+# Nomad's ClientDescription for a complete allocation (client_status_from_task_states).
+ALL_COMPLETED = "All tasks have completed"
 # Terminal allocations the server no longer lists are kept (logs stay readable) up to this
 # many, oldest destroyed first (Nomad: client gc_max_allocs).
 GC_MAX_TERMINAL_ALLOCS = 50
@@ -70,6 +72,11 @@ class ClientConfig:
     runner_hooks: Callable[[AllocRunner], list[Any]] | None = None
     # Task runner hooks of later issues (task services), appended to each task's list.
     task_hooks: Callable[[], list[TaskHook]] | None = None
+
+
+def _stopped_before_start(alloc_id: str) -> dict[str, Any]:
+    """The update for an allocation stopped before this client ever started it."""
+    return {"ID": alloc_id, "ClientStatus": "complete", "ClientDescription": ALL_COMPLETED}
 
 
 def _change_key(alloc: Mapping[str, Any]) -> str:
@@ -235,8 +242,14 @@ class Client:
                 changed = self._seen.get(alloc_id) != key
                 self._seen[alloc_id] = key
             if runner is None:
-                if server_terminal(raw) or client_terminal(raw):
+                if client_terminal(raw):
                     continue  # never ran here, nothing to stop
+                if server_terminal(raw):
+                    # Stopped before it ever ran here: nothing to kill, but the server must
+                    # hear that it is done, or it stays `pending` (job status, GC) forever.
+                    if changed:
+                        self._queue_update(_stopped_before_start(alloc_id), urgent=True)
+                    continue
                 runner = self._new_runner(_mutable(raw))
                 with self._lock:
                     self._runners[alloc_id] = runner

@@ -112,6 +112,10 @@ def test_client_ignores_terminal_allocs_it_never_ran(
     wait_for(lambda: server_status(rpc, live["ID"]) == "complete", what="batch alloc done")
     assert client.runner(alloc["ID"]) is None
     assert not (tmp_path / "alloc" / alloc["ID"]).exists()
+    # Stopped before it ever ran: reported complete, or the server keeps it pending forever.
+    wait_for(lambda: server_status(rpc, alloc["ID"]) == "complete", what="stopped alloc done")
+    [update] = [u for u in rpc.updates if u["ID"] == alloc["ID"]]
+    assert update["ClientDescription"] == "All tasks have completed"
 
 
 def test_updates_are_coalesced(rpc: FakeRPC, make_client: MakeClient) -> None:
