@@ -22,15 +22,14 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from benchsupport import agent_argv, free_port, popen_sleepers
 
 from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
 from nomadpaas.agent.drivers.rawexec.handle import WRAPPER_NAME, WRAPPER_SCRIPT
@@ -42,12 +41,6 @@ RATIO_GOAL = 2.0
 AGENT_RSS_GOAL_MIB = 150.0
 PER_TASK_GOAL_MIB = 2.0
 JOB_ID = "bench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def status_kib(pid: int, field: str) -> int:
@@ -137,28 +130,6 @@ def wait(pred: Any, what: str, deadline: float) -> float:
     return time.monotonic() - started
 
 
-def bench_popen(n: int) -> float:
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        t0 = time.monotonic()
-        for _ in range(n):
-            procs.append(
-                subprocess.Popen(
-                    ["sleep", "300"],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-        return time.monotonic() - t0
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
-
-
 def job(n: int) -> dict[str, Any]:
     return {
         "ID": JOB_ID,
@@ -190,15 +161,11 @@ def summary(http: httpx.Client) -> dict[str, int]:
 
 
 def run(n: int, data_dir: Path, log: Path, deadline: float) -> None:
-    popen_s = bench_popen(n)
+    popen_s = popen_sleepers(n)
     print(f"baseline: {n} x Popen(sleep 300) in {popen_s:.2f}s")
 
     port = free_port()
-    argv = [
-        sys.executable, "-m", "nomadpaas", "agent", "--dev", "--bind", "127.0.0.1",
-        "--http-port", str(port), "--consul-port", str(free_port()),
-        "--data-dir", str(data_dir),
-    ]  # fmt: skip
+    argv = agent_argv(port, data_dir)
     with open(log, "ab") as out:
         agent = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)

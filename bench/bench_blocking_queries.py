@@ -14,23 +14,18 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchsupport import free_port
+
 PARK_SETTLE_S = 1.5  # after the last request is sent, give the server time to park all
 PARK_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 30.0
 WAIT = "60s"  # longer than the whole measurement, so no poll times out on its own
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:

@@ -13,7 +13,6 @@ of those waits (goal < 20 %). Cleans up the agent and its tasks.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchsupport import agent_argv, free_port
 
 from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
 
@@ -37,12 +37,6 @@ http.server.ThreadingHTTPServer(
     ("127.0.0.1", port), http.server.SimpleHTTPRequestHandler
 ).serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def job(release: str, min_healthy_s: float) -> dict[str, Any]:
@@ -121,11 +115,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
         data_dir = Path(tmp) / "agent"
         port = free_port()
-        argv = [
-            sys.executable, "-m", "nomadpaas", "agent", "--dev", "--bind", "127.0.0.1",
-            "--http-port", str(port), "--consul-port", str(free_port()),
-            "--data-dir", str(data_dir),
-        ]  # fmt: skip
+        argv = agent_argv(port, data_dir)
         with open(Path(tmp) / "agent.log", "wb") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)

@@ -27,15 +27,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from benchsupport import agent_argv, free_port
+
 READY_TIMEOUT_S = 30.0
 ROUND_TIMEOUT_S = 300.0
 SETTLE_S = 0.5  # after opening the watchers, before the first write
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Conn:
@@ -170,11 +166,7 @@ def pct(values: list[float], p: float) -> float:
 
 def start_agent(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    argv = [
-        sys.executable, "-m", "nomadpaas", "agent", "--dev", "--bind", "127.0.0.1",
-        "--http-port", str(port), "--consul-port", str(free_port()),
-        "--data-dir", str(data_dir),
-    ]  # fmt: skip
+    argv = agent_argv(port, data_dir)
     proc = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

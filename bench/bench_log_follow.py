@@ -19,7 +19,6 @@ import base64
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchsupport import agent_argv, free_port
 
 from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
 
@@ -45,12 +45,6 @@ while time.monotonic() < end:
         w(f"{{i}}\\n")
 w(f"END {{i}}\\n")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def job(seconds: float, seq: int) -> dict[str, Any]:
@@ -138,11 +132,7 @@ def follow_framed(http: httpx.Client, url: str, deadline: float) -> tuple[bytes,
 
 def run(seconds: float, seq: int, data_dir: Path, log: Path, deadline: float) -> None:
     port = free_port()
-    argv = [
-        sys.executable, "-m", "nomadpaas", "agent", "--dev", "--bind", "127.0.0.1",
-        "--http-port", str(port), "--consul-port", str(free_port()),
-        "--data-dir", str(data_dir),
-    ]  # fmt: skip
+    argv = agent_argv(port, data_dir)
     with open(log, "ab") as out:
         agent = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)

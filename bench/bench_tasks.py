@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
+
+from benchsupport import popen_sleepers
 
 from nomadpaas.agent.client.allocdir import AllocDir
 from nomadpaas.agent.client.logmon.logmon import LogMon, LogmonConfig
@@ -42,28 +43,6 @@ def _pss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def bench_popen(n: int) -> float:
-    procs: list[subprocess.Popen[bytes]] = []
-    t0 = time.monotonic()
-    try:
-        for _ in range(n):
-            procs.append(
-                subprocess.Popen(
-                    ["sleep", "300"],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-        return time.monotonic() - t0
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
 
 
 def bench_driver(n: int, data_dir: str) -> dict[str, float]:
@@ -149,7 +128,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="number of tasks (default 1000)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-tasks-") as data_dir:
-        popen_s = bench_popen(args.n)
+        popen_s = popen_sleepers(args.n)
         result = bench_driver(args.n, data_dir)
     print(f"tasks                      {args.n}")
     print(f"start, subprocess.Popen    {popen_s:.2f} s")

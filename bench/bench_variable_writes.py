@@ -8,7 +8,6 @@ durability, measured in the same run on the same filesystem.
 from __future__ import annotations
 
 import argparse
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,14 +16,9 @@ import time
 from pathlib import Path
 
 import httpx
+from benchsupport import free_port
 
 READY_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def agent_writes_per_s(data_dir: Path, writes: int, max_s: float) -> tuple[float, int]:

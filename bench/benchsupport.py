@@ -1,0 +1,51 @@
+"""Shared by the benchmarks: free loopback ports, the agent's command line, a Popen baseline.
+
+Benchmarks run as scripts (`python bench/bench_x.py`), so this module is found next to them.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def agent_argv(port: int, data_dir: Path) -> list[str]:
+    """`nomadpaas agent --dev` on loopback: HTTP on `port`, Consul on a free port."""
+    return [
+        sys.executable, "-m", "nomadpaas", "agent", "--dev", "--bind", "127.0.0.1",
+        "--http-port", str(port), "--consul-port", str(free_port()),
+        "--data-dir", str(data_dir),
+    ]  # fmt: skip
+
+
+def popen_sleepers(n: int) -> float:
+    """Seconds to start `n` `sleep 300` processes straight from Python (the baseline)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    t0 = time.monotonic()
+    try:
+        for _ in range(n):
+            procs.append(
+                subprocess.Popen(
+                    ["sleep", "300"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        return time.monotonic() - t0
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
