@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import boto3
 import pytest
 from agent.client.getter.archive_factory import directory, file, make_tar, symlink
 from moto.server import ThreadedMotoServer
+from testsupport import free_port
 
 from nomadpaas.agent.client.getter.getter import ArtifactError, get_artifact
 
@@ -21,13 +21,6 @@ AGENT_ENV = {
     "AWS_REGION": "us-east-1",
 }
 BUCKET = "nomadpaas"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
