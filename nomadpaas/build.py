@@ -365,7 +365,7 @@ def _finish(
     if succeeded and record is not None:
         slug = record.get("slug") or {}
         sha = str(slug.get("sha256") or "")
-        final_key = _promote(storage, staging_key, base.app, sha)
+        final_key = _promote(storage, staging_key, base.app, sha, str(slug.get("md5") or ""))
         build = replace(
             base,
             status="succeeded",
@@ -401,10 +401,26 @@ def _finish(
     )
 
 
-def _promote(storage: Storage, staging: str, app: str, sha256: str) -> str:
-    """Move the slug from its staging key to `slugs/<app>/<sha256>.tar.gz`, checking it."""
+def _promote(storage: Storage, staging: str, app: str, sha256: str, md5: str = "") -> str:
+    """Move the slug from its staging key to `slugs/<app>/<sha256>.tar.gz`, checking it.
+
+    With the MD5 the build task recorded, a server-side copy whose ETag (the MD5 of the
+    copied bytes, for a single-part upload like the task's) must match: no bytes travel.
+    Without it (a record from an older build task), download and check the sha256.
+    """
     final = slug_key(app, sha256)
     if storage.exists(final):
+        storage.delete(staging)
+        return final
+    if md5:
+        copied = storage.copy(staging, final)
+        if copied.etag != md5:
+            storage.delete(final)
+            raise BuildFailed(
+                f"The uploaded slug's MD5 is {copied.etag[:12]}…, but the build recorded "
+                f"{md5[:12]}…: the slug was corrupted or replaced.",
+                hint="Push again.",
+            )
         storage.delete(staging)
         return final
     with tempfile.TemporaryDirectory(prefix="nomadpaas-slug-") as scratch:

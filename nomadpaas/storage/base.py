@@ -97,6 +97,11 @@ class Storage(Protocol):
         """A small object's bytes; NotFound if absent."""
         ...
 
+    def copy(self, source: str, dest: str) -> ObjectInfo:
+        """Copy `source` to `dest` inside the store (no bytes through this process);
+        the new object's info, its ETag that of the copied bytes. NotFound if absent."""
+        ...
+
     def delete(self, key: str) -> None:
         """Delete the object; deleting a missing object is not an error (S3 semantics)."""
         ...

@@ -161,6 +161,18 @@ class LocalStorage:
         self._record(key)
         return self._paths(key)[0].read_bytes()
 
+    def copy(self, source: str, dest: str) -> ObjectInfo:
+        record = self._record(source)
+        metadata = record.get("metadata")
+        content_type = record.get("content_type")
+        self._write(
+            dest,
+            self._paths(source)[0],
+            str(content_type) if content_type else None,
+            dict(metadata) if isinstance(metadata, dict) else None,
+        )
+        return self.head(dest)
+
     def delete(self, key: str) -> None:
         for p in self._paths(key):
             p.unlink(missing_ok=True)

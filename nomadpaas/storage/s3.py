@@ -297,6 +297,21 @@ class S3Storage:
             r = self._client.get_object(Bucket=self._bucket, Key=key)
             return r["Body"].read()
 
+    def copy(self, source: str, dest: str) -> ObjectInfo:
+        # One CopyObject: the store copies server-side (objects up to 5 GB, which a slug
+        # under the source limit is); metadata and content type go with the bytes.
+        with self._translated("copy", source):
+            r = self._client.copy_object(
+                Bucket=self._bucket, Key=dest, CopySource={"Bucket": self._bucket, "Key": source}
+            )
+        result = r.get("CopyObjectResult", {})
+        return ObjectInfo(
+            key=dest,
+            size=-1,  # CopyObject does not say; head() does
+            etag=str(result.get("ETag", "")).strip('"'),
+            last_modified=result.get("LastModified"),
+        )
+
     def delete(self, key: str) -> None:
         with self._translated("delete", key):
             self._client.delete_object(Bucket=self._bucket, Key=key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,19 @@ def test_local_storage_refuses_keys_that_would_escape(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput):
         store.put_bytes("../outside", b"x")
     assert not (tmp_path.parent / "outside").exists()
+
+
+def test_local_storage_copy(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path / "store")
+    store.put_bytes("slugs/a/staging/1", b"slug", content_type="application/gzip",
+                    metadata={"k": "v"})  # fmt: skip
+    info = store.copy("slugs/a/staging/1", "slugs/a/final")
+    assert info.etag == hashlib.md5(b"slug", usedforsecurity=False).hexdigest()
+    assert (info.size, info.content_type, dict(info.metadata)) == (
+        4,
+        "application/gzip",
+        {"k": "v"},
+    )
+    assert store.get_bytes("slugs/a/final") == b"slug"
+    with pytest.raises(NotFound):
+        store.copy("slugs/a/none", "slugs/a/x")

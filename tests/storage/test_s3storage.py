@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -167,3 +169,37 @@ def test_unreachable_endpoint_fails_fast_naming_the_endpoint() -> None:
     assert err.__cause__ is None and err.__suppress_context__  # no botocore traceback attached
     with pytest.raises(StorageUnreachable, match=endpoint):
         store.put_bytes("k", b"v")
+
+
+def test_copy_is_server_side_keeps_type_and_metadata_and_reports_the_etag(
+    s3: ServerProcess, tmp_path: Path
+) -> None:
+    store = storage(s3)
+    store.ensure_bucket()
+    src = tmp_path / "slug.tar.gz"
+    src.write_bytes(os.urandom(300_000))
+    store.put_file("slugs/web/staging/b1.tar.gz", src, content_type="application/gzip",
+                   metadata={"build": "b1"})  # fmt: skip
+    info = store.copy("slugs/web/staging/b1.tar.gz", "slugs/web/final.tar.gz")
+    assert info.key == "slugs/web/final.tar.gz"
+    assert info.etag == hashlib.md5(src.read_bytes(), usedforsecurity=False).hexdigest()
+    copied = store.head("slugs/web/final.tar.gz")
+    assert (copied.size, copied.content_type, dict(copied.metadata)) == (
+        300_000,
+        "application/gzip",
+        {"build": "b1"},
+    )
+    assert store.get_bytes("slugs/web/final.tar.gz") == src.read_bytes()
+    with pytest.raises(NotFound):
+        store.copy("slugs/web/missing.tar.gz", "slugs/web/other.tar.gz")
+    assert not store.exists("slugs/web/other.tar.gz")
+
+
+def test_a_copied_object_survives_a_sigkill_of_the_server(s3: ServerProcess) -> None:
+    store = storage(s3)
+    store.ensure_bucket()
+    store.put_bytes("a", b"the bytes")
+    store.copy("a", "b")
+    s3.kill(signal.SIGKILL)
+    s3.start()
+    assert storage(s3).get_bytes("b") == b"the bytes"
