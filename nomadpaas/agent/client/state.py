@@ -1,29 +1,74 @@
-"""The client's local state, so a restarted agent re-attaches to its tasks; mirrors
-client/state/state_database.go.
+"""Client state that lets a restarted agent re-attach; mirrors client/state/state_database.go.
 
-Layout under `<data_dir>/client/state/`::
+Nomad keeps it in one BoltDB file, `<data_dir>/client/state.db`, written through bolt's
+`DB.Batch` (`WithBatchMode`). Python ships no Bolt but does ship SQLite, which gives the
+same shape: one file, atomic multi-row transactions and, in WAL mode with
+`synchronous=FULL`, a commit that is fsync'd before it returns, so an acknowledged put
+survives `kill -9` or power loss. (The previous layout, one fsync'd temp file + rename per
+row, paid an inode creation per write under one global lock.)
 
-    allocs/<alloc_id>/alloc.json          the allocation as last received from the server
-    allocs/<alloc_id>/task-<name>.json    {"TaskState": ..., "Handle": ..., "HooksDone": [...]}
+Group commit, like `DB.Batch` without its fixed delay: a writer that finds no commit
+running becomes the leader and commits everything queued in one transaction (one fsync);
+writers arriving meanwhile queue up, block, and the first of them leads the next batch.
+Writes apply in call order, so within a batch the last put of a key wins. An error in a
+batch's transaction is raised to every writer in it (as `StateDBError`, an `OSError`).
 
-Every write goes to a temp file, is fsync'd and renamed over the old one, so a `kill -9`
-leaves either the old or the new version, never a torn file. Rows are JSON objects in
-Nomad's shapes (`TaskState`, `drivers.TaskHandle`).
+Tables: `allocs` (alloc ID → the allocation as last received) and `tasks` ((alloc ID,
+task name) → `{"TaskState", "Handle", "HooksDone"}`), rows are JSON in Nomad's shapes.
+A data dir in the old layout (`client/state/allocs/<alloc_id>/{alloc.json,
+task-<name>.json}`) is imported on first open, then that tree is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ALLOC_FILE = "alloc.json"
-TASK_PREFIX = "task-"
-JSON_SUFFIX = ".json"
+DB_FILE = "state.db"  # under <data_dir>/client/, as in Nomad
+BUSY_TIMEOUT_S = 30.0  # another connection to the same file (an in-process restart) holds it
+FILE_MODE = 0o600
+
+# The pre-SQLite layout, imported once: client/state/allocs/<alloc_id>/...
+LEGACY_DIR = "state"
+LEGACY_IMPORTED_SUFFIX = ".imported"
+LEGACY_ALLOC_FILE = "alloc.json"
+LEGACY_TASK_PREFIX = "task-"
+LEGACY_JSON_SUFFIX = ".json"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS allocs (
+    id    TEXT PRIMARY KEY,
+    alloc TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tasks (
+    alloc_id TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    state    TEXT NOT NULL,
+    PRIMARY KEY (alloc_id, name)
+) WITHOUT ROWID;
+"""
+_PUT_ALLOC = "INSERT OR REPLACE INTO allocs (id, alloc) VALUES (?, ?)"
+# A task row lands only while its allocation exists: a late put never resurrects a deleted one.
+_PUT_TASK = (
+    "INSERT OR REPLACE INTO tasks (alloc_id, name, state) "
+    "SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM allocs WHERE id = ?1)"
+)
+_DELETE_TASKS = "DELETE FROM tasks WHERE alloc_id = ?"
+_DELETE_ALLOC = "DELETE FROM allocs WHERE id = ?"
+
+Statement = tuple[str, tuple[str, ...]]
+
+
+class StateDBError(OSError):
+    """Committing a batch of client state writes failed (disk full, I/O error, closed DB)."""
 
 
 @dataclass
@@ -52,64 +97,208 @@ class RestoredAlloc:
     tasks: dict[str, LocalTaskState]
 
 
+class _Write:
+    """One caller's statements waiting in the group-commit queue."""
+
+    __slots__ = ("done", "error", "statements", "wake")
+
+    def __init__(self, statements: list[Statement]) -> None:
+        self.statements = statements
+        self.wake = threading.Event()  # set when done, or to hand this writer the lead
+        self.done = False
+        self.error: BaseException | None = None
+
+
 class ClientStateDB:
-    """Thread-safe reads and atomic writes of allocations and task states."""
+    """Thread-safe reads and group-committed, durable writes of allocations and tasks."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.root = Path(data_dir) / "client" / "state" / "allocs"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        client_dir = Path(data_dir) / "client"
+        client_dir.mkdir(parents=True, exist_ok=True)
+        self.path = client_dir / DB_FILE
+        # Created by us so the WAL and shm files, which SQLite gives the db's mode, are private.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
+        # One connection; `_conn_lock` serialises its users (the batch leader, readers).
+        self._conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+        self._conn_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Write] = []
+        self._committing = False  # a leader owns the batch in flight (or is being handed it)
+        self._commits = 0
+        _fsync_dir(client_dir)  # the new db file's directory entry
+        self._import_legacy(client_dir)
 
-    def _alloc_dir(self, alloc_id: str) -> Path:
-        if not alloc_id or "/" in alloc_id or alloc_id in (".", ".."):
-            raise ValueError(f"invalid allocation ID {alloc_id!r}")
-        return self.root / alloc_id
+    @property
+    def commits(self) -> int:
+        """Transactions committed so far by this handle (group commit makes it < writes)."""
+        return self._commits
+
+    # -- writes -----------------------------------------------------------------------
 
     def put_alloc(self, alloc: dict[str, Any]) -> None:
-        with self._lock:
-            _atomic_write(self._alloc_dir(str(alloc["ID"])) / ALLOC_FILE, alloc)
+        alloc_id = _check_alloc_id(str(alloc["ID"]))
+        self._write([(_PUT_ALLOC, (alloc_id, _dumps(alloc)))])
 
     def put_task(self, alloc_id: str, task: str, state: LocalTaskState) -> None:
         if "/" in task:
             raise ValueError(f"invalid task name {task!r}")
-        with self._lock:
-            path = self._alloc_dir(alloc_id) / f"{TASK_PREFIX}{task}{JSON_SUFFIX}"
-            if not path.parent.exists():
-                return  # the allocation was deleted meanwhile: do not resurrect it
-            _atomic_write(path, state.to_json())
+        _check_alloc_id(alloc_id)
+        self._write([(_PUT_TASK, (alloc_id, task, _dumps(state.to_json())))])
 
     def delete_alloc(self, alloc_id: str) -> None:
-        with self._lock:
-            shutil.rmtree(self._alloc_dir(alloc_id), ignore_errors=True)
+        _check_alloc_id(alloc_id)
+        self._write([(_DELETE_TASKS, (alloc_id,)), (_DELETE_ALLOC, (alloc_id,))])
+
+    def _write(self, statements: list[Statement]) -> None:
+        """Queue `statements`; return once the transaction holding them is durable."""
+        w = _Write(statements)
+        with self._queue_lock:
+            self._queue.append(w)
+            lead = not self._committing
+            self._committing = True
+        if not lead:
+            w.wake.wait()
+            lead = not w.done  # woken to lead the next batch, which includes `w`
+        if lead:
+            self._lead()
+        if w.error is not None:
+            raise StateDBError(f"client state {self.path}: {w.error}") from w.error
+
+    def _lead(self) -> None:
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        error: BaseException | None = None
+        try:
+            self._transact(s for w in batch for s in w.statements)
+        except BaseException as exc:  # every writer in the batch hears of it
+            error = exc
+        finally:
+            with self._queue_lock:
+                successor = self._queue[0] if self._queue else None
+                self._committing = successor is not None
+            for w in batch:
+                w.error = error
+                w.done = True
+                w.wake.set()
+            if successor is not None:
+                successor.wake.set()
+
+    def _transact(self, statements: Iterable[Statement]) -> None:
+        with self._conn_lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    cur.execute(sql, params)
+                cur.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        cur.execute("ROLLBACK")
+                raise
+            self._commits += 1
+
+    # -- reads ------------------------------------------------------------------------
 
     def all_allocs(self) -> list[RestoredAlloc]:
-        """Every saved allocation with its tasks; unreadable entries are skipped."""
+        """Every saved allocation with its tasks; unreadable rows are skipped."""
+        with self._conn_lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN")  # one snapshot for both tables
+            try:
+                alloc_rows = cur.execute("SELECT id, alloc FROM allocs ORDER BY id").fetchall()
+                task_rows = cur.execute(
+                    "SELECT alloc_id, name, state FROM tasks ORDER BY alloc_id, name"
+                ).fetchall()
+            finally:
+                cur.execute("COMMIT")
+        tasks: dict[str, dict[str, LocalTaskState]] = {}
+        for alloc_id, name, text in task_rows:
+            local = _parse_task(text)
+            if local is not None:
+                tasks.setdefault(alloc_id, {})[name] = local
         out: list[RestoredAlloc] = []
-        with self._lock:
-            for entry in sorted(self.root.iterdir()):
-                try:
-                    alloc = json.loads((entry / ALLOC_FILE).read_text())
-                except (OSError, ValueError):
-                    continue
-                tasks: dict[str, LocalTaskState] = {}
-                for f in entry.glob(f"{TASK_PREFIX}*{JSON_SUFFIX}"):
-                    name = f.name[len(TASK_PREFIX) : -len(JSON_SUFFIX)]
-                    try:
-                        tasks[name] = LocalTaskState.from_json(json.loads(f.read_text()))
-                    except (OSError, ValueError, KeyError):
-                        continue
-                out.append(RestoredAlloc(alloc, tasks))
+        for alloc_id, text in alloc_rows:
+            alloc = _parse_alloc(text)
+            if alloc is not None:
+                out.append(RestoredAlloc(alloc, tasks.get(alloc_id, {})))
         return out
 
+    def close(self) -> None:
+        with self._conn_lock:
+            self._conn.close()
 
-def _atomic_write(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    # -- migration --------------------------------------------------------------------
+
+    def _import_legacy(self, client_dir: Path) -> None:
+        """Import the old one-file-per-row tree, if any, then remove it.
+
+        The tree is the whole truth while it exists (an older agent may have run on this
+        data dir since), so it replaces the tables; it is renamed away only after the
+        import committed, and a renamed copy left by a crash is simply removed."""
+        legacy = client_dir / LEGACY_DIR
+        imported = client_dir / (LEGACY_DIR + LEGACY_IMPORTED_SUFFIX)
+        if imported.exists():
+            shutil.rmtree(imported)
+        if not legacy.is_dir():
+            return
+        statements: list[Statement] = [("DELETE FROM tasks", ()), ("DELETE FROM allocs", ())]
+        allocs_dir = legacy / "allocs"
+        for entry in sorted(allocs_dir.iterdir()) if allocs_dir.is_dir() else []:
+            try:
+                alloc_text = (entry / LEGACY_ALLOC_FILE).read_text()
+            except OSError:
+                continue
+            if _parse_alloc(alloc_text) is None:
+                continue
+            statements.append((_PUT_ALLOC, (entry.name, alloc_text)))
+            for f in sorted(entry.glob(f"{LEGACY_TASK_PREFIX}*{LEGACY_JSON_SUFFIX}")):
+                name = f.name[len(LEGACY_TASK_PREFIX) : -len(LEGACY_JSON_SUFFIX)]
+                try:
+                    task_text = f.read_text()
+                except OSError:
+                    continue
+                if _parse_task(task_text) is not None:
+                    statements.append((_PUT_TASK, (entry.name, name, task_text)))
+        self._transact(statements)
+        os.rename(legacy, imported)
+        _fsync_dir(client_dir)
+        shutil.rmtree(imported)
+
+
+def _check_alloc_id(alloc_id: str) -> str:
+    if not alloc_id or "/" in alloc_id or alloc_id in (".", ".."):
+        raise ValueError(f"invalid allocation ID {alloc_id!r}")
+    return alloc_id
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _parse_alloc(text: str) -> dict[str, Any] | None:
     try:
-        os.write(fd, data)
+        alloc = json.loads(text)
+    except ValueError:
+        return None
+    return alloc if isinstance(alloc, dict) else None
+
+
+def _parse_task(text: str) -> LocalTaskState | None:
+    try:
+        return LocalTaskState.from_json(json.loads(text))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)

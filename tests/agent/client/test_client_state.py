@@ -1,14 +1,70 @@
-"""The client state DB: rows round-trip, a deleted allocation is never resurrected."""
+"""The client state DB: rows round-trip, a deleted allocation is never resurrected, writes
+are group-committed and durable across `kill -9`, the old file-per-row layout is imported."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
-from nomadpaas.agent.client.state import ClientStateDB, LocalTaskState
+import pytest
+
+from nomadpaas.agent.client.state import ClientStateDB, LocalTaskState, StateDBError
+
+THREADS = 200
+DEADLINE_S = 60.0  # generous: a loaded 2-core machine
 
 
-def test_rows_round_trip_and_delete(tmp_path: Path) -> None:
-    db = ClientStateDB(tmp_path)
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[ClientStateDB]:
+    handle = ClientStateDB(tmp_path)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def reopen(tmp_path: Path) -> ClientStateDB:
+    return ClientStateDB(tmp_path)
+
+
+def wait_until(cond: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def run_threads(targets: list[Callable[[], None]]) -> list[BaseException]:
+    errors: list[BaseException] = []
+
+    def wrap(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:
+                errors.append(exc)
+
+        return run
+
+    threads = [threading.Thread(target=wrap(fn), daemon=True) for fn in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE_S)
+        assert not t.is_alive(), "writer thread hung"
+    return errors
+
+
+def test_rows_round_trip_and_delete(db: ClientStateDB, tmp_path: Path) -> None:
     db.put_alloc({"ID": "a1", "Job": {"ID": "web"}})
     db.put_task("a1", "web", LocalTaskState({"State": "running"}, {"TaskID": "x"}, ["task_dir"]))
     db.put_task("gone", "web", LocalTaskState({"State": "running"}))  # no alloc: not created
@@ -16,7 +72,271 @@ def test_rows_round_trip_and_delete(tmp_path: Path) -> None:
     assert restored.alloc == {"ID": "a1", "Job": {"ID": "web"}}
     assert restored.tasks["web"].handle == {"TaskID": "x"}
     assert restored.tasks["web"].hooks_done == ["task_dir"]
-    assert not (db.root / "gone").exists()
+    [again] = reopen(tmp_path).all_allocs()
+    assert again == restored
     db.delete_alloc("a1")
     db.put_task("a1", "web", LocalTaskState({"State": "dead"}))  # deleted: not resurrected
     assert db.all_allocs() == []
+    db.put_alloc({"ID": "a1", "N": 2})  # a new version starts without the old task rows
+    assert [(r.alloc["N"], r.tasks) for r in reopen(tmp_path).all_allocs()] == [(2, {})]
+
+
+def test_later_puts_replace_earlier_ones(db: ClientStateDB) -> None:
+    db.put_alloc({"ID": "b", "N": 1})
+    db.put_alloc({"ID": "a", "N": 1})
+    db.put_alloc({"ID": "b", "N": 2})
+    db.put_task("b", "web", LocalTaskState({"State": "pending"}))
+    db.put_task("b", "web", LocalTaskState({"State": "running"}, None, ["a", "b"]))
+    db.put_task("b", "log", LocalTaskState({"State": "running"}))
+    a, b = db.all_allocs()  # ordered by ID
+    assert (a.alloc, b.alloc) == ({"ID": "a", "N": 1}, {"ID": "b", "N": 2})
+    assert sorted(b.tasks) == ["log", "web"]
+    assert b.tasks["web"] == LocalTaskState({"State": "running"}, None, ["a", "b"])
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", ".", "..", "../x"])
+def test_invalid_ids_are_refused(db: ClientStateDB, bad: str) -> None:
+    with pytest.raises(ValueError, match="invalid allocation ID"):
+        db.put_alloc({"ID": bad})
+    with pytest.raises(ValueError, match="invalid allocation ID"):
+        db.put_task(bad, "web", LocalTaskState({}))
+    with pytest.raises(ValueError, match="invalid allocation ID"):
+        db.delete_alloc(bad)
+    with pytest.raises(ValueError, match="invalid task name"):
+        db.put_task("a1", "x/y", LocalTaskState({}))
+    assert db.all_allocs() == [] and db.commits == 0
+
+
+def test_concurrent_writers_are_durable_and_share_commits(
+    db: ClientStateDB, tmp_path: Path
+) -> None:
+    start = threading.Barrier(THREADS, timeout=DEADLINE_S)
+
+    def writer(i: int) -> Callable[[], None]:
+        def run() -> None:
+            start.wait()
+            db.put_alloc({"ID": f"alloc-{i:03d}"})
+            db.put_task(f"alloc-{i:03d}", "web", LocalTaskState({"State": "running", "I": i}))
+
+        return run
+
+    assert run_threads([writer(i) for i in range(THREADS)]) == []
+    restored = reopen(tmp_path).all_allocs()
+    assert [r.tasks["web"].task_state["I"] for r in restored] == list(range(THREADS))
+    # 400 writes; contention groups them (typically a few dozen commits on this VM).
+    assert db.commits < THREADS // 2, f"{db.commits} commits for {2 * THREADS} writes"
+
+
+def hold_commits(db: ClientStateDB) -> threading.Lock:
+    """Block the batch leader inside its transaction so the next writers queue up."""
+    lock: threading.Lock = db._conn_lock
+    lock.acquire()
+    return lock
+
+
+def queued(db: ClientStateDB) -> int:
+    with db._queue_lock:
+        return len(db._queue)
+
+
+def queue_has(db: ClientStateDB, n: int) -> Callable[[], bool]:
+    return lambda: queued(db) == n
+
+
+def test_writers_arriving_during_a_commit_go_in_one_next_batch(db: ClientStateDB) -> None:
+    held = hold_commits(db)
+    first = threading.Thread(target=db.put_alloc, args=({"ID": "first"},), daemon=True)
+    first.start()
+    wait_until(lambda: queued(db) == 0 and db._committing, "the first writer leads")
+    others = [
+        threading.Thread(target=db.put_alloc, args=({"ID": f"w{i}"},), daemon=True)
+        for i in range(20)
+    ]
+    for t in others:
+        t.start()
+    wait_until(lambda: queued(db) == 20, "20 writers queued behind the commit")
+    held.release()
+    for t in (first, *others):
+        t.join(DEADLINE_S)
+        assert not t.is_alive()
+    assert db.commits == 2  # the first alone, then the 20 queued ones together
+    assert len(db.all_allocs()) == 21
+
+
+def test_a_batch_applies_writes_in_call_order(db: ClientStateDB, tmp_path: Path) -> None:
+    db.put_alloc({"ID": "gone"})
+    held = hold_commits(db)
+    leader = threading.Thread(target=db.put_alloc, args=({"ID": "lead"},), daemon=True)
+    leader.start()
+    wait_until(lambda: db._committing and queued(db) == 0, "a leader")
+    calls: list[Callable[[], None]] = [
+        *(partial(db.put_alloc, {"ID": "k", "N": n}) for n in range(5)),
+        partial(db.delete_alloc, "gone"),
+        partial(db.put_task, "gone", "web", LocalTaskState({"State": "dead"})),
+        partial(db.put_task, "k", "web", LocalTaskState({"State": "running"})),
+    ]
+    threads = []
+    for call in calls:  # queued one after the other: a known call order
+        threads.append(threading.Thread(target=call, daemon=True))
+        threads[-1].start()
+        wait_until(queue_has(db, len(threads)), f"write {len(threads)} queued")
+    held.release()
+    for t in (leader, *threads):
+        t.join(DEADLINE_S)
+        assert not t.is_alive()
+    assert db.commits == 3  # "gone", the leader's, then one batch of everything else
+    by_id = {r.alloc["ID"]: r for r in reopen(tmp_path).all_allocs()}
+    assert sorted(by_id) == ["k", "lead"]  # "gone" was not resurrected by its late task put
+    assert by_id["k"].alloc["N"] == 4 and list(by_id["k"].tasks) == ["web"]
+
+
+def test_a_failed_commit_is_raised_to_every_writer_in_the_batch(
+    db: ClientStateDB, tmp_path: Path
+) -> None:
+    with sqlite3.connect(db.path) as other:  # any error inside the transaction will do
+        other.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON allocs WHEN NEW.id = 'bad' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+        )
+    held = hold_commits(db)
+    leader = threading.Thread(target=db.put_alloc, args=({"ID": "lead"},), daemon=True)
+    leader.start()
+    wait_until(lambda: db._committing and queued(db) == 0, "a leader")
+    errors: list[BaseException] = []
+
+    def put(alloc_id: str) -> None:
+        try:
+            db.put_alloc({"ID": alloc_id})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put, args=(i,), daemon=True) for i in ("x", "bad", "y")]
+    for t in threads:
+        t.start()
+    wait_until(lambda: queued(db) == 3, "the batch queued")
+    held.release()
+    for t in (leader, *threads):
+        t.join(DEADLINE_S)
+        assert not t.is_alive()
+    assert len(errors) == 3
+    assert all(isinstance(e, StateDBError) and isinstance(e, OSError) for e in errors)
+    assert all("refused by test" in str(e) for e in errors)
+    assert [r.alloc["ID"] for r in reopen(tmp_path).all_allocs()] == ["lead"]  # all or nothing
+    db.put_alloc({"ID": "z"})  # the next batch commits normally
+    assert [r.alloc["ID"] for r in db.all_allocs()] == ["lead", "z"]
+
+
+def test_unreadable_rows_are_skipped(db: ClientStateDB) -> None:
+    db.put_alloc({"ID": "ok"})
+    db.put_alloc({"ID": "torn"})
+    db.put_task("ok", "web", LocalTaskState({"State": "running"}))
+    db.put_task("ok", "bad", LocalTaskState({"State": "running"}))
+    with sqlite3.connect(db.path) as other:
+        other.execute("UPDATE allocs SET alloc = '{\"ID\": ' WHERE id = 'torn'")
+        other.execute("UPDATE tasks SET state = '[1, 2]' WHERE name = 'bad'")
+    [restored] = db.all_allocs()
+    assert restored.alloc == {"ID": "ok"} and list(restored.tasks) == ["web"]
+
+
+WRITER = """
+import sys, threading
+from pathlib import Path
+from nomadpaas.agent.client.state import ClientStateDB, LocalTaskState
+
+db = ClientStateDB(Path(sys.argv[1]))
+out = threading.Lock()
+
+def work(t):
+    for n in range(1_000_000):
+        db.put_alloc({"ID": f"a{t}", "N": n})
+        db.put_task(f"a{t}", "web", LocalTaskState({"N": n}))
+        with out:
+            sys.stdout.write(f"{t} {n}\\n")
+            sys.stdout.flush()
+
+for t in range(8):
+    threading.Thread(target=work, args=(t,), daemon=True).start()
+threading.Event().wait()
+"""
+
+
+def record_ack(acked: dict[str, int], line: str) -> None:
+    thread, version = line.split()
+    acked[f"a{thread}"] = int(version)
+
+
+def test_every_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    acked: dict[str, int] = {}
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + DEADLINE_S
+        while sum(acked.values()) < 400 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "writer exited early"
+            record_ack(acked, line)
+        proc.send_signal(signal.SIGKILL)  # while writes are in flight
+    finally:
+        proc.kill()
+        proc.wait(DEADLINE_S)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # acknowledged before the kill, read after it
+        record_ack(acked, line)
+    assert len(acked) == 8 and sum(acked.values()) >= 400
+    stored = {r.alloc["ID"]: r for r in reopen(tmp_path).all_allocs()}
+    for alloc_id, n in acked.items():
+        assert stored[alloc_id].alloc["N"] >= n
+        assert stored[alloc_id].tasks["web"].task_state["N"] >= n
+
+
+def write_legacy(data_dir: Path, rows: dict[str, dict[str, str]]) -> Path:
+    """The pre-SQLite layout: allocs/<alloc_id>/alloc.json and task-<name>.json files."""
+    root = data_dir / "client" / "state" / "allocs"
+    for alloc_id, files in rows.items():
+        (root / alloc_id).mkdir(parents=True)
+        for name, text in files.items():
+            (root / alloc_id / name).write_text(text)
+    return data_dir / "client" / "state"
+
+
+def test_old_layout_is_imported_once_then_removed(tmp_path: Path) -> None:
+    task = {"TaskState": {"State": "running"}, "Handle": {"TaskID": "a1/web"}, "HooksDone": []}
+    legacy = write_legacy(
+        tmp_path,
+        {
+            "a1": {
+                "alloc.json": json.dumps({"ID": "a1", "N": 1}),
+                "task-web.json": json.dumps(task),
+                "task-log.json": "{torn",
+                "task-web.json.tmp": "{",  # a write interrupted by a crash
+            },
+            "a2": {"alloc.json": '{"ID": '},  # torn: skipped, like before
+            "a3": {"task-web.json": json.dumps(task)},  # no alloc.json: skipped
+        },
+    )
+    db = ClientStateDB(tmp_path)
+    [restored] = db.all_allocs()
+    assert restored.alloc == {"ID": "a1", "N": 1}
+    assert restored.tasks == {"web": LocalTaskState.from_json(task)}
+    assert not legacy.exists() and not (tmp_path / "client" / "state.imported").exists()
+    db.delete_alloc("a1")
+    db.close()
+    assert reopen(tmp_path).all_allocs() == []  # imported once, not again
+
+
+def test_old_layout_left_by_an_older_agent_replaces_the_tables(tmp_path: Path) -> None:
+    db = ClientStateDB(tmp_path)
+    db.put_alloc({"ID": "stale"})  # an older agent ran afterwards and removed it
+    db.close()
+    write_legacy(tmp_path, {"fresh": {"alloc.json": json.dumps({"ID": "fresh"})}})
+    (tmp_path / "client" / "state.imported").mkdir()  # a crash mid-removal of an import
+    assert [r.alloc["ID"] for r in reopen(tmp_path).all_allocs()] == ["fresh"]
+    assert not (tmp_path / "client" / "state.imported").exists()
+
+
+def test_db_files_are_private(db: ClientStateDB) -> None:
+    db.put_alloc({"ID": "a1"})
+    for name in ("state.db", "state.db-wal"):
+        assert os.stat(db.path.parent / name).st_mode & 0o077 == 0, name
