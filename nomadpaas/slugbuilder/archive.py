@@ -1,11 +1,13 @@
 """Pack a directory into a gzip tarball and extract untrusted tarballs safely.
 
-Used for slugs (entries under ``./app/``), source tarballs and build-cache tarballs.
-The rules follow reference/buildpacks.md §7:
+Used for source tarballs and build-cache tarballs (slugs are packed in layers by
+`layers.pack_slug`, with the same tar writer). The rules follow reference/buildpacks.md §7:
 
-- packing never follows symlinks, refuses absolute links, links leaving the tree and
-  special files, normalises owners (0/0, no names) and strips setuid/setgid/sticky and
-  group/other write bits;
+- packing (`tarwriter`) never follows symlinks, refuses absolute links, links leaving the
+  tree and special files, normalises owners (0/0, no names) and strips
+  setuid/setgid/sticky and group/other write bits; it keeps mtimes to the nanosecond,
+  and extracting restores them exactly, so a cache that travelled as a tarball looks
+  untouched to whatever compares (size, mtime);
 - extracting checks every member *before* writing anything (names, types, link targets,
   member count, sizes), then extracts with tarfile's ``data`` filter into an empty
   directory (the filter alone has known bypasses on this Python, so both are needed).
@@ -13,14 +15,23 @@ The rules follow reference/buildpacks.md §7:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import posixpath
-import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from nomadpaas.slugbuilder.gzmember import GzipMember, deflate_pool
+from nomadpaas.slugbuilder.tarwriter import (
+    DIR,
+    FILE,
+    ArchiveError,
+    TarStream,
+    entry_for,
+    resolve_hardlinks,
+    scan_tree,
+)
 
 __all__ = [
     "FAST_GZIP_LEVEL",
@@ -34,19 +45,16 @@ __all__ = [
 ]
 
 # gzip level 6: close to 9 in size for code trees, much faster (Heroku moved to pigz for speed).
-# Measured on the Flask example's slug (2.1 MiB, 250 files): level 6 packs in 0.09 s to
-# 578 KiB, level 1 in 0.05 s to 708 KiB (+22%), level 9 in 0.27 s to 572 KiB. Slugs are
-# downloaded by every instance start, so they keep 6.
+# Measured on the Flask example's slug (2.1 MiB, 255 entries; one thread, CPU seconds):
+# level 1 0.029 s 713 KB (+23%), 4 0.039 s 612 KB (+5%), 5 0.052 s 589 KB (+1.5%),
+# 6 0.075 s 580 KB, 9 0.243 s 575 KB. Slugs are downloaded by every instance start, so
+# they keep 6; `gzmember` deflates on several threads instead.
 GZIP_LEVEL = 6
 # For archives only the build machine reads back (the build cache): time matters, not size.
 FAST_GZIP_LEVEL = 1
 # Longest member name we accept (bytes); PATH_MAX on Linux is 4096.
 MAX_NAME_BYTES = 4096
 _READ_CHUNK_BYTES = 1024 * 1024
-
-
-class ArchiveError(ValueError):
-    """A tree cannot be packed, or a tarball is unsafe or too large; says which member."""
 
 
 @dataclass(frozen=True)
@@ -85,84 +93,47 @@ def pack_directory(
     exclude: tuple[str, ...] = (".git",),
     compresslevel: int = GZIP_LEVEL,
 ) -> PackStats:
-    """Write `source`'s tree to `dest` (tar.gz), entries named ``./<prefix>/…``.
+    """Write `source`'s tree to `dest` (one tar.gz member), entries named ``./<prefix>/…``.
+
+    Every mtime is kept to the nanosecond (`extract_tarball` restores it exactly), so a
+    tree packed and extracted again (the build cache) looks unchanged to anything that
+    compares (size, mtime): the slug layers' fingerprints, the task's cache check.
 
     Parameters:
         source: directory to pack; symlinks inside are stored as links, never followed.
         dest: the tarball to create (overwritten).
-        prefix: e.g. ``"app"`` for slugs (Heroku's ``./app/`` layout); ``""`` for none.
+        prefix: e.g. ``"app"`` for Heroku's ``./app/`` layout; ``""`` for none.
         exclude: top-level names to leave out.
         compresslevel: gzip level, 1 (fastest) to 9 (smallest).
     Raises ArchiveError for an absolute symlink, a link leaving the tree or a special file.
     """
-    source = source.resolve()
-    root = "./" + prefix.strip("/") if prefix.strip("/") else "."
-    files = 0
-    total = 0
-    with (
-        dest.open("wb") as raw,
-        gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0
-        ) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        if prefix.strip("/"):
-            tar.addfile(_normalised(tar.gettarinfo(str(source), arcname=root)))
-        for dirpath, dirnames, filenames in os.walk(source):
-            base = Path(dirpath)
-            rel_base = base.relative_to(source).as_posix()
-            if rel_base == ".":
-                dirnames[:] = [d for d in dirnames if d not in exclude]
-                filenames = [f for f in filenames if f not in exclude]
-            dirnames.sort()
-            for name in sorted(filenames) + [d for d in dirnames if (base / d).is_symlink()]:
-                path = base / name
-                rel = name if rel_base == "." else f"{rel_base}/{name}"
-                info = tar.gettarinfo(str(path), arcname=f"{root}/{rel}")
-                _check_packable(info, rel)
-                info = _normalised(info)
-                if info.isreg():
-                    with path.open("rb") as f:
-                        tar.addfile(info, f)
-                    total += info.size
-                else:
-                    tar.addfile(info)
-                files += 1
-            # os.walk does not descend into symlinked dirs (followlinks=False); they were
-            # added above as links, so drop them from the walk and add real dirs' headers.
-            dirnames[:] = [d for d in dirnames if not (base / d).is_symlink()]
-            for name in dirnames:
-                rel = name if rel_base == "." else f"{rel_base}/{name}"
-                tar.addfile(_normalised(tar.gettarinfo(str(base / name), arcname=f"{root}/{rel}")))
+    root = str(source.resolve())
+    arc_root = "./" + prefix.strip("/") if prefix.strip("/") else "."
+    entries = [entry_for(root, "")] if arc_root != "." else []
+    entries = resolve_hardlinks(entries + scan_tree(root, exclude=frozenset(exclude)))
+    digest = hashlib.sha256()
+    pool = deflate_pool()
+    with dest.open("wb") as raw:
+
+        def write(data: bytes) -> None:
+            raw.write(data)
+            digest.update(data)
+
+        try:
+            member = GzipMember(write, compresslevel, pool)
+            stream = TarStream(member.write, exact_mtimes=True)
+            stream.add(arc_root, entries)
+            stream.end()
+            member.close()
+        finally:
+            if pool is not None:
+                pool.shutdown()
     return PackStats(
-        files=files,
-        uncompressed_bytes=total,
+        files=sum(1 for e in entries if e.kind != DIR),
+        uncompressed_bytes=sum(e.size for e in entries if e.kind == FILE),
         compressed_bytes=dest.stat().st_size,
-        sha256=sha256_file(dest),
+        sha256=digest.hexdigest(),
     )
-
-
-def _check_packable(info: tarfile.TarInfo, rel: str) -> None:
-    if info.issym():
-        target = info.linkname
-        if target.startswith("/"):
-            raise ArchiveError(
-                f"{rel} is a symlink to the absolute path {target}: a slug must not point at "
-                "the build machine (make it relative, or recreate it at start in .profile.d)"
-            )
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
-        if resolved == ".." or resolved.startswith("../"):
-            raise ArchiveError(f"{rel} is a symlink leaving the app directory ({target})")
-    elif not (info.isreg() or info.isdir() or info.islnk()):
-        # islnk: tarfile stores a second name of an inode already packed as a hardlink.
-        raise ArchiveError(f"{rel} is a special file (device, FIFO or socket); remove it")
-
-
-def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mode &= ~(stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH)
-    return info
 
 
 def extract_tarball(
@@ -181,9 +152,35 @@ def extract_tarball(
         with tarfile.open(tarball, mode="r:*") as tar:
             members = _checked_members(tar, limits, allow_symlinks)
             tar.extractall(dest, members=members, filter="data")
+        _restore_exact_mtimes(dest, members)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ArchiveError(f"{tarball.name} is not a readable tarball: {exc}") from exc
     return len(members)
+
+
+def _restore_exact_mtimes(dest: Path, members: list[tarfile.TarInfo]) -> None:
+    """Set the nanosecond mtimes of PAX records, which tarfile rounds through a float,
+    and symlinks' mtimes, which it leaves at "now" (a tree packed and extracted again
+    then looks unchanged to whatever compares mtimes)."""
+    for info in members:
+        exact = info.pax_headers.get("mtime", "")
+        if "." in exact:
+            ns = _parse_pax_time(exact)
+        elif info.issym():
+            ns = int(info.mtime) * 1_000_000_000
+        else:
+            continue
+        if ns is not None:
+            os.utime(dest / info.name, ns=(ns, ns), follow_symlinks=False)
+
+
+def _parse_pax_time(text: str) -> int | None:
+    negative = text.startswith("-")
+    seconds, _, fraction = text.lstrip("-").partition(".")
+    if not (seconds.isdigit() and (fraction.isdigit() or not fraction)):
+        return None
+    ns = int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
+    return -ns if negative else ns
 
 
 def _checked_members(
@@ -222,7 +219,7 @@ def _checked_members(
 
 
 def _safe_name(name: str) -> str:
-    if not name or "\x00" in name or len(name.encode()) > MAX_NAME_BYTES:
+    if not name or "\x00" in name or len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
         raise ArchiveError(f"bad member name {name[:80]!r}")
     if name.startswith("/") or any(part == ".." for part in name.split("/")):
         raise ArchiveError(f"{name}: member path leaves the destination")

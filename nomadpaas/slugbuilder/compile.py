@@ -25,7 +25,7 @@ from pathlib import Path
 
 from nomadpaas.errors import BuildFailed
 from nomadpaas.procfile import Procfile, ProcfileError, is_dns_label, parse_procfile
-from nomadpaas.slugbuilder.archive import ArchiveError, extract_tarball, pack_directory
+from nomadpaas.slugbuilder.archive import GZIP_LEVEL, ArchiveError, extract_tarball
 from nomadpaas.slugbuilder.buildpacks import (
     DETECTION_ORDER,
     Buildpack,
@@ -34,6 +34,7 @@ from nomadpaas.slugbuilder.buildpacks import (
     run_phase,
 )
 from nomadpaas.slugbuilder.launcher import LAUNCHER_RELPATH, write_launcher
+from nomadpaas.slugbuilder.layers import pack_slug
 from nomadpaas.slugbuilder.release import ReleaseFormatError, ReleaseInfo, parse_release
 from nomadpaas.slugbuilder.slugignore import apply_slugignore
 from nomadpaas.slugbuilder.timings import Timings
@@ -57,6 +58,8 @@ RELEASE_TIMEOUT_S = 60.0
 SLUG_SOFT_LIMIT_BYTES = 300 * 1024**2  # Heroku's warning threshold (compressed)
 SLUG_HARD_LIMIT_BYTES = 1024**3  # Heroku's 2026 default maximum (compressed)
 LOG_TAIL_LINES = 15
+#: Under CACHE_DIR, owned by the slug compiler: compressed slug layers kept between builds.
+SLUG_LAYERS_CACHE = Path(".nomadpaas") / "slug-layers"
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The build task's own variables that buildpacks may see; anything else (credentials,
 # presigned URLs) stays out. UV_*/PIP_*/npm_config_* are the operator's installer settings.
@@ -164,6 +167,7 @@ def build_slug(
     with timer.phase("stage_source"):
         _stage_source(request.source, build_dir)
     ignored = apply_slugignore(build_dir)
+    source_epoch_ns = _newest_mtime_ns(build_dir)
     for warning in ignored.warnings:
         _warn(emit, warnings, warning)
     if ignored.removed:
@@ -207,9 +211,15 @@ def build_slug(
     slug_path = request.output_dir / "slug.tar.gz"
     try:
         with timer.phase("pack_slug"):
-            stats = pack_directory(build_dir, slug_path, prefix="app")
+            stats = pack_slug(
+                build_dir, slug_path, level=GZIP_LEVEL,
+                layer_cache=request.cache_dir / SLUG_LAYERS_CACHE,
+                source_epoch_ns=source_epoch_ns,
+            )  # fmt: skip
     except ArchiveError as exc:
         raise BuildFailed(f"The slug cannot be packed: {exc}") from exc
+    if stats.reused:
+        emit(f"       Reused unchanged {', '.join(stats.reused)} from the build cache")
     if stats.compressed_bytes > SLUG_HARD_LIMIT_BYTES:
         raise BuildFailed(
             f"Compiled slug size is {_mb(stats.compressed_bytes)}, over the "
@@ -252,6 +262,19 @@ def _stage_source(source: Path, build_dir: Path) -> None:
         extract_tarball(source, build_dir)
     except ArchiveError as exc:
         raise BuildFailed(f"The source tarball was refused: {exc}") from exc
+
+
+def _newest_mtime_ns(root: Path) -> int:
+    """The newest mtime of the staged source's files (0 for none): the slug's "source date".
+
+    Files the build writes outside the slug's layers get it as their mtime, so the same
+    source packs the same way (a source packed by `nomadpaas push` has mtime 0 throughout).
+    """
+    newest = 0
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime_ns)
+    return newest
 
 
 def _read_procfile(build_dir: Path, emit: Log | None, warnings: list[str]) -> Procfile | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ from nomadpaas.slugbuilder.archive import (
     pack_directory,
     sha256_file,
 )
+from nomadpaas.slugbuilder.tarwriter import Entry, encode_header
 
 
 def _app(root: Path) -> Path:
@@ -141,3 +144,54 @@ def test_extract_refuses_garbage(tmp_path: Path) -> None:
     junk.write_bytes(b"not a tarball at all")
     with pytest.raises(ArchiveError, match="not a readable tarball"):
         extract_tarball(junk, tmp_path / "d")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "size", "link"),
+    [
+        ("./app/Procfile", tarfile.REGTYPE, 12, ""),
+        ("./app/sub/", tarfile.DIRTYPE, 0, ""),
+        ("./app/bin/python", tarfile.SYMTYPE, 0, "python3.11"),
+        ("./app/b", tarfile.LNKTYPE, 0, "./app/a"),
+    ],
+)
+def test_plain_headers_equal_tarfiles(name: str, kind: bytes, size: int, link: str) -> None:
+    entry = Entry(name, kind, 0o755, size, 1_700_000_000 * 10**9, link, "")
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.mtime, info.linkname = (
+        kind,
+        0o755,
+        size,
+        1_700_000_000,
+        link,
+    )
+    expected = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    assert encode_header(name, entry, link, 1_700_000_000 * 10**9) == expected
+
+
+def test_names_ustar_cannot_hold_still_read_back(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    deep = app / ("d" * 60) / ("e" * 60) / ("f" * 60)  # > 100 bytes: ustar prefix
+    deep.mkdir(parents=True)
+    (deep / "x.txt").write_text("prefix")
+    (app / ("g" * 120)).write_text("no slash to split at: PAX path")
+    (app / "ünï.txt").write_text("non-ASCII: PAX path")
+    (app / "\udcff-raw").write_text("undecodable name: PAX with hdrcharset")
+    (app / "long-link").symlink_to(("d" * 60) + "/" + ("e" * 60) + "/" + ("f" * 60) + "/x.txt")
+    os.utime(deep / "x.txt", ns=(5, 5))  # sub-second and tiny: exact PAX mtime
+    slug = tmp_path / "s.tar.gz"
+    pack_directory(app, slug)
+    dest = tmp_path / "out"
+    extract_tarball(slug, dest)
+    for path in app.rglob("*"):
+        rel = path.relative_to(app)
+        assert (dest / rel).is_symlink() == path.is_symlink(), rel
+        if path.is_file() and not path.is_symlink():
+            assert (dest / rel).read_bytes() == path.read_bytes()
+            assert (dest / rel).stat().st_mtime_ns == path.stat().st_mtime_ns
+    assert (dest / "long-link").read_text() == "prefix"
+    if shutil.which("tar"):
+        listed = subprocess.run(
+            ["tar", "-tzf", str(slug)], capture_output=True, timeout=60, check=True
+        ).stdout.decode("utf-8", "surrogateescape")
+        assert "./" + "g" * 120 in listed.splitlines() and "./ünï.txt" in listed.splitlines()

@@ -65,6 +65,8 @@ def test_flask_cold_then_warm_build_runs_from_anywhere(
     assert warm.result is not None
     assert CACHE_HIT in warm.output
     assert "+ flask==" not in warm.output and "Resolved" not in warm.output  # no downloads
+    # The restored venv is left as it was (no file rewritten): its slug layer is reused.
+    assert "Reused unchanged .venv from the build cache" in warm.output
     print(f"flask build: cold {cold_s:.1f} s, warm {warm_s:.1f} s")
     # The venv moves between cache and build dir as hard links (creating files is the cost).
     cached = next((cache / "python" / "venv").rglob("flask/__init__.py"))
