@@ -121,6 +121,9 @@ class SlugMetadata:
     created_at: str
     warnings: list[str]
     format: int = 1
+    #: The slug's MD5: the ETag S3 gives its single-part upload, so the platform can
+    #: check a server-side copy of it without reading the bytes.
+    md5: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -235,6 +238,7 @@ def build_slug(
         buildpack_description=description,
         stack=request.stack,
         sha256=stats.sha256,
+        md5=stats.md5,
         compressed_bytes=stats.compressed_bytes,
         uncompressed_bytes=stats.uncompressed_bytes,
         files=stats.files,

@@ -74,21 +74,24 @@ class SlugPack:
     uncompressed_bytes: int  # regular files' bytes
     compressed_bytes: int
     sha256: str
+    md5: str  # what S3 reports as the ETag of a single-part upload of these bytes
     layers: tuple[str, ...]
     reused: tuple[str, ...]
 
 
 class _Output:
-    """The slug file and its running sha256 and length."""
+    """The slug file and its running sha256, MD5 and length."""
 
     def __init__(self, path: Path) -> None:
         self.file = path.open("wb")
         self.digest = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False)
         self.length = 0
 
     def write(self, data: bytes) -> None:
         self.file.write(data)
         self.digest.update(data)
+        self.md5.update(data)
         self.length += len(data)
 
 
@@ -167,6 +170,7 @@ def pack_slug(
         uncompressed_bytes=sum(e.size for e in everything if e.kind == FILE),
         compressed_bytes=out.length,
         sha256=out.digest.hexdigest(),
+        md5=out.md5.hexdigest(),
         layers=tuple(name for name, _entries in layers),
         reused=tuple(reused),
     )

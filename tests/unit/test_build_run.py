@@ -3,6 +3,8 @@ task runs through the presigned URLs it is dispatched with."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -66,6 +68,10 @@ def test_build_uploads_once_dispatches_idempotently_and_streams_every_line(
     local = tmp_path / "slug.tar.gz"
     store.get_file(build.slug_key, local)
     assert sha256_file(local) == build.slug_sha256
+    # The record's MD5 is the uploaded bytes' (what the promotion's copy is checked with).
+    slug_record = json.loads(store.get_bytes("builds/web/b1.json"))["slug"]
+    assert slug_record["md5"] == hashlib.md5(local.read_bytes(), usedforsecurity=False).hexdigest()
+    assert store.head(build.slug_key).etag == slug_record["md5"]
     keys = [o.key for o in store.list_prefix("")]
     assert not [k for k in keys if "/staging/" in k or k.endswith(".config.json")], keys
     assert "builds/web/b1.json" in keys and build.source_key in keys
