@@ -30,6 +30,7 @@ from nomadpaas.slugbuilder.buildpacks import (
     DETECTION_ORDER,
     Buildpack,
     detect,
+    detect_first,
     explicit_selection,
     run_phase,
 )
@@ -331,14 +332,11 @@ def _select(
         last = selected[-1]
         description = detect(last, build_dir, env) or last.name
         return selected, description
-    for name in DETECTION_ORDER:
-        candidate = Buildpack(name=name, path=buildpacks_dir / name)
-        if not candidate.script("detect").is_file():
-            continue
-        found = detect(candidate, build_dir, env)
-        if found is not None:
-            emit(f"-----> {found} app detected")
-            return [candidate], found
+    candidates = [Buildpack(name=name, path=buildpacks_dir / name) for name in DETECTION_ORDER]
+    found = detect_first([c for c in candidates if c.script("detect").is_file()], build_dir, env)
+    if found is not None:
+        emit(f"-----> {found[1]} app detected")
+        return [found[0]], found[1]
     raise BuildFailed(
         "No buildpack detected this app (tried " + ", ".join(DETECTION_ORDER) + ")",
         hint="Add a Procfile, requirements.txt, pyproject.toml, package.json or index.html, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from nomadpaas.slugbuilder.buildpacks import (
     DETECTION_ORDER,
     Buildpack,
     detect,
+    detect_first,
     explicit_selection,
     resolve,
 )
@@ -95,3 +97,40 @@ def test_explicit_selection_precedence(tmp_path: Path) -> None:
 def _names(selection: tuple[list[Buildpack], str] | None) -> tuple[list[str], str]:
     assert selection is not None
     return [b.name for b in selection[0]], selection[1]
+
+
+def fake_buildpack(root: Path, name: str, script: str) -> Buildpack:
+    bin_dir = root / name / "bin"
+    bin_dir.mkdir(parents=True)
+    detect_script = bin_dir / "detect"
+    detect_script.write_text("#!/bin/sh\n" + script + "\n")
+    detect_script.chmod(0o755)
+    return Buildpack(name=name, path=root / name)
+
+
+def test_detect_first_runs_detects_at_once_but_answers_in_order(tmp_path: Path) -> None:
+    slow_pass = fake_buildpack(tmp_path, "slow", "sleep 0.5; echo Slow")
+    fast_pass = fake_buildpack(tmp_path, "fast", "echo Fast")
+    hang = fake_buildpack(tmp_path, "hang", "echo Hang; exec sleep 60")
+    failing = fake_buildpack(tmp_path, "fails", "echo nope; exit 1")
+    app = tmp_path / "app"
+    app.mkdir()
+
+    assert detect_first([failing, slow_pass, fast_pass], app, ENV) == (slow_pass, "Slow")
+    assert detect_first([failing, fast_pass, slow_pass], app, ENV) == (fast_pass, "Fast")
+    assert detect_first([failing], app, ENV) is None
+    # Concurrent: two slow detects cost one wait, and one that is still running once an
+    # earlier one won is killed rather than waited for.
+    other_slow = fake_buildpack(tmp_path, "slow2", "sleep 0.5; exit 1")
+    started = time.monotonic()
+    assert detect_first([other_slow, slow_pass, hang], app, ENV) == (slow_pass, "Slow")
+    assert time.monotonic() - started < 5.0
+
+
+@pytest.mark.parametrize("example", sorted(MATRIX))
+def test_detect_first_picks_what_the_order_says(example: str) -> None:
+    candidates = [Buildpack(name=n, path=BUILDPACKS / n) for n in DETECTION_ORDER]
+    found = detect_first(candidates, EXAMPLES / example, ENV)
+    expected = next(n for n in DETECTION_ORDER if n in MATRIX[example])
+    assert found is not None and found[0].name == expected
+    assert found[1] == MATRIX[example][expected]
