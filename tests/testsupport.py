@@ -90,9 +90,13 @@ class ServerProcess:
 
 
 def agent_process(
-    data_dir: Path, acl_token_file: Path | None = None, log_path: Path | None = None
+    data_dir: Path,
+    acl_token_file: Path | None = None,
+    log_path: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> ServerProcess:
-    """`nomadpaas agent --dev` on random loopback ports (not started yet)."""
+    """`nomadpaas agent --dev` on random loopback ports (not started yet); `extra_args`
+    are appended (e.g. ``["-meta", "nomadpaas.build_cache_dir=DIR"]`` as `up` passes)."""
     port = free_port()
     argv = [
         sys.executable, "-m", "nomadpaas", "agent", "--dev",
@@ -103,6 +107,7 @@ def agent_process(
     ]  # fmt: skip
     if acl_token_file is not None:
         argv += ["--acl-token-file", str(acl_token_file)]
+    argv += list(extra_args)
     return ServerProcess(argv, "/v1/status/leader", port, data_dir, log_path=log_path)
 
 

@@ -19,7 +19,7 @@ import socket
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,8 @@ class AgentConfig:
     region: str = REGION
     datacenter: str = DATACENTER
     node_name: str = field(default_factory=socket.gethostname)
+    # `-meta key=value` (repeatable): the node's Meta, for ${meta.<key>} and constraints.
+    meta: Mapping[str, str] = field(default_factory=dict)
     # -- event stream (issue 4): no CLI flags yet; the environment overrides (tests).
     event_buffer_size: int = field(
         default_factory=lambda: int(
@@ -196,6 +198,7 @@ class Agent:
             data_dir=self.data_dir,
             nomad_version=NOMAD_VERSION,
         )
+        node["Meta"] = {**(node.get("Meta") or {}), **self.config.meta}
 
         def txn_fn(txn: Txn) -> None:
             old = txn.get(NODES, (node["ID"],))

@@ -37,6 +37,15 @@ def agent(
     log_level: Annotated[
         str, typer.Option("--log-level", help="DEBUG logs one line per request.")
     ] = "INFO",
+    meta: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-meta",
+            "--meta",
+            metavar="KEY=VALUE",
+            help="Node metadata (repeatable), as Nomad's -meta: jobs read it as ${meta.KEY}.",
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded Nomad-compatible agent until SIGINT/SIGTERM."""
     from nomadpaas.agent import AgentConfig, main
@@ -49,5 +58,17 @@ def agent(
         data_dir=data_dir,
         acl_token_file=acl_token_file,
         log_level=log_level,
+        meta=parse_meta(meta or []),
     )
     raise typer.Exit(main(config))
+
+
+def parse_meta(pairs: list[str]) -> dict[str, str]:
+    """`-meta` values as a dict; a later key wins (Nomad's flag does the same)."""
+    meta: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="'-meta'")
+        meta[key.strip()] = value
+    return meta

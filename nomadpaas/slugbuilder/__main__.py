@@ -15,11 +15,11 @@ objects moved through presigned URLs; see dispatched.py.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nomadpaas.errors import NomadPaasError
 from nomadpaas.slugbuilder.compile import (
@@ -29,8 +29,13 @@ from nomadpaas.slugbuilder.compile import (
     default_buildpacks_dir,
 )
 
+if TYPE_CHECKING:
+    import argparse
+
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse  # not on the build task's path (`task` takes its inputs from env)
+
     parser = argparse.ArgumentParser(prog="python -m nomadpaas.slugbuilder")
     parser.add_argument("--source", type=Path, required=True, help="source dir or .tar.gz")
     parser.add_argument("--cache-dir", type=Path, required=True)

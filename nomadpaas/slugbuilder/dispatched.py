@@ -12,6 +12,10 @@ inputs are the dispatch meta, which Nomad exposes as `NOMAD_META_<key>` (nomad-a
     config_url                    GET  the app's config vars as JSON    (optional)
     stack, commit                 (optional)
 
+and from the task's env, `NOMADPAAS_BUILD_CACHE_DIR` (the node meta
+`nomadpaas.build_cache_dir`): the node-local tier of the build cache (localcache.py);
+unset, empty or unresolved means S3 only.
+
 The build log goes to stdout line by line (the platform follows it live). Whatever
 happens, a build record is written to `metadata_url`: status, timings (start and end
 to the millisecond, `duration_s`, and `timings`: seconds per phase, `startup` being the
@@ -36,6 +40,7 @@ from typing import Any
 from nomadpaas.errors import NomadPaasError
 from nomadpaas.slugbuilder.compile import DEFAULT_STACK, CompileFailed
 from nomadpaas.slugbuilder.http_transfer import HttpTransfer
+from nomadpaas.slugbuilder.localcache import LocalCache
 from nomadpaas.slugbuilder.task import BuildTask, Transfer, run_build_task
 from nomadpaas.slugbuilder.timings import Timings, process_age
 
@@ -86,10 +91,12 @@ def run(
     work_dir: Path,
     *,
     startup_s: float | None = None,
+    local: LocalCache | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Build per `meta`; return (exit code, build record). The record is also stored.
 
     `startup_s`: how long the process took to get here (recorded as the `startup` phase).
+    `local`: the node's build cache slots (None: S3 only).
     """
     log = _Log()
     started, clock = _now(), time.monotonic()
@@ -122,7 +129,15 @@ def run(
             commit=meta.get("commit"),
             build_id=meta.get("build_id"),
         )
-        metadata = run_build_task(task, transfer, work_dir / "build", log=log, timings=timings)
+        metadata = run_build_task(
+            task,
+            transfer,
+            work_dir / "build",
+            log=log,
+            timings=timings,
+            local=local,
+            app=meta.get("app"),
+        )
         record.update(status="succeeded", slug=metadata.to_dict())
         code = 0
     except CompileFailed as exc:
@@ -191,5 +206,6 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         tempfile.TemporaryDirectory(prefix="nomadpaas-build-", dir=scratch_parent) as scratch,
         HttpTransfer() as transfer,
     ):
-        code, _record = run(meta, transfer, Path(scratch), startup_s=startup_s)
+        local = LocalCache.from_env(env.get("NOMADPAAS_BUILD_CACHE_DIR"))
+        code, _record = run(meta, transfer, Path(scratch), startup_s=startup_s, local=local)
     return code

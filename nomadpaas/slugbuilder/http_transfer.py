@@ -7,28 +7,33 @@ credentials, DESIGN.md §5), so moving an object is one unauthenticated request:
   object" and returns False (a first build has no cache); S3 answers 403 to a GET of a
   missing key when the signer may not list the bucket, so 403 on a *cache* is a miss too
   — the caller decides, via `missing_statuses`.
+- `fetch_tagged` is `fetch` with the object's ETag, and optionally conditional
+  (``If-None-Match``: an unsigned extra header is allowed on a presigned GET); a 304
+  leaves `dest` alone. The node-local build cache uses it (localcache.py).
 - `store` PUTs the file with an explicit Content-Length (S3 refuses chunked uploads to a
-  presigned PUT URL) and retries transient failures.
+  presigned PUT URL), retries transient failures, and returns the new object's ETag.
 
-Built on the standard library's http.client, not httpx: the build task is a fresh
-process per build, and importing httpx (which pulls in its CLI's dependencies) cost
-~70 ms of every build's start for two or three plain requests. Thread-safe: each
-request uses its own connection (the slug and the cache upload at the same time).
+Built on a minimal HTTP/1.1 client (http1.py), not httpx or http.client: the build task
+is a fresh process per build, and importing those cost ~70 ms (httpx) or ~10 ms
+(http.client's email and ssl imports) of every build's start for two or three plain
+requests. Thread-safe: each request uses its own connection (the slug and the cache
+upload at the same time).
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import tempfile
 import time
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from typing import Any, Literal, NamedTuple
+from urllib.parse import urljoin
 
-__all__ = ["HttpTransfer", "TransferError"]
+from nomadpaas.slugbuilder.http1 import Response, request
+
+__all__ = ["Fetched", "HttpTransfer", "TransferError"]
 
 #: Seconds to connect / between bytes; a slow S3 still sends something every minute.
 CONNECT_TIMEOUT_S = 10.0
@@ -41,38 +46,23 @@ RETRY_DELAY_S = 1.0
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK_BYTES = 1024 * 1024
-#: Bytes per socket write of an upload (http.client's default is 8 KiB).
-_SEND_BLOCK_BYTES = 256 * 1024
 
 
 class TransferError(OSError):
     """An object could not be fetched or stored; names the URL without its signature."""
 
 
+class Fetched(NamedTuple):
+    """What a (conditional) GET found: `fetched` (written to dest), `not-modified` (the
+    object's ETag is still the one given; dest untouched) or `missing`; and the ETag."""
+
+    status: Literal["fetched", "not-modified", "missing"]
+    etag: str | None = None
+
+
 def _redacted(url: str) -> str:
     """The URL without its query (the signature is a bearer credential until expiry)."""
     return url.split("?", 1)[0]
-
-
-def _connect(url: str) -> tuple[http.client.HTTPConnection, str]:
-    """A connected HTTP(S) connection for `url`, and the request target (path + query)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TransferError(f"not an http(s) URL: {_redacted(url)}")
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(
-            parts.hostname, parts.port, timeout=CONNECT_TIMEOUT_S, blocksize=_SEND_BLOCK_BYTES
-        )
-    else:
-        conn = http.client.HTTPConnection(
-            parts.hostname, parts.port, timeout=CONNECT_TIMEOUT_S, blocksize=_SEND_BLOCK_BYTES
-        )
-    conn.connect()
-    if conn.sock is not None:
-        conn.sock.settimeout(READ_TIMEOUT_S)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return conn, target
 
 
 class HttpTransfer:
@@ -96,10 +86,14 @@ class HttpTransfer:
 
     def fetch(self, url: str, dest: Path) -> bool:
         """Download `url` to `dest`; False when the object does not exist."""
+        return self.fetch_tagged(url, dest).status == "fetched"
+
+    def fetch_tagged(self, url: str, dest: Path, if_none_match: str | None = None) -> Fetched:
+        """Download `url` to `dest` unless its ETag is `if_none_match`; say which."""
         for attempt in _attempts():
             try:
-                found = self._get(url, dest, attempt)
-            except (OSError, http.client.HTTPException) as exc:
+                found = self._get(url, dest, attempt, if_none_match)
+            except OSError as exc:
                 if isinstance(exc, TransferError):
                     raise
                 if attempt >= ATTEMPTS:
@@ -109,59 +103,65 @@ class HttpTransfer:
                 return found
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _get(self, url: str, dest: Path, attempt: int) -> bool | None:
+    def _get(self, url: str, dest: Path, attempt: int, if_none_match: str | None) -> Fetched | None:
         """One GET (redirects followed); None asks for a retry (a 5xx)."""
+        headers = {"If-None-Match": if_none_match} if if_none_match else {}
         for _ in range(MAX_REDIRECTS + 1):
-            conn, target = _connect(url)
-            try:
-                conn.request("GET", target)
-                response = conn.getresponse()
-                location = response.getheader("Location")
+            with _request("GET", url, headers=headers) as response:
+                location = response.header("Location")
                 if response.status in _REDIRECTS and location:
-                    response.read()
                     url = urljoin(url, location)
                     continue
+                etag = response.header("ETag")
+                if response.status == 304 and if_none_match:
+                    return Fetched("not-modified", etag or if_none_match)
                 if response.status in self._missing:
-                    return False
+                    return Fetched("missing")
                 if response.status >= 500 and attempt < ATTEMPTS:
                     return None
                 if not 200 <= response.status < 300:
                     raise TransferError(f"GET {_redacted(url)} failed with HTTP {response.status}")
-                _write_atomically(dest, iter(partial(response.read, _CHUNK_BYTES), b""))
-                return True
-            finally:
-                conn.close()
+                _write_atomically(dest, response.chunks(_CHUNK_BYTES))
+                return Fetched("fetched", etag)
         raise TransferError(f"GET {_redacted(url)}: more than {MAX_REDIRECTS} redirects")
 
-    def store(self, path: Path, url: str) -> None:
-        """PUT the file at `path` to `url`, with its exact Content-Length."""
+    def store(self, path: Path, url: str) -> str | None:
+        """PUT the file at `path` to `url`, with its exact Content-Length; return the new
+        object's ETag (None when the server does not say)."""
         size = path.stat().st_size
         for attempt in _attempts():
             try:
-                status, text = self._put(path, url, size)
-            except (OSError, http.client.HTTPException) as exc:
+                status, text, etag = self._put(path, url, size)
+            except OSError as exc:
                 if isinstance(exc, TransferError):
                     raise
                 if attempt >= ATTEMPTS:
                     raise TransferError(f"PUT {_redacted(url)} failed: {exc!r}") from exc
                 continue
             if 200 <= status < 300:
-                return
+                return etag
             if status >= 500 and attempt < ATTEMPTS:
                 continue
             raise TransferError(f"PUT {_redacted(url)} failed with HTTP {status}: {text[:200]}")
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _put(self, path: Path, url: str, size: int) -> tuple[int, str]:
-        conn, target = _connect(url)
-        try:
-            with path.open("rb") as body:
-                # A file body with an explicit length is sent as is, in blocks, not chunked.
-                conn.request("PUT", target, body=body, headers={"Content-Length": str(size)})
-                response = conn.getresponse()
-                text = response.read().decode(errors="replace")
-            return response.status, text
-        finally:
-            conn.close()
+    def _put(self, path: Path, url: str, size: int) -> tuple[int, str, str | None]:
+        with path.open("rb") as body, _request("PUT", url, body=body, body_size=size) as response:
+            text = response.read().decode(errors="replace")
+            return response.status, text, response.header("ETag")
+
+
+def _request(method: str, url: str, **kwargs: Any) -> Response:
+    try:
+        return request(
+            method,
+            url,
+            connect_timeout_s=CONNECT_TIMEOUT_S,
+            read_timeout_s=READ_TIMEOUT_S,
+            **kwargs,
+        )
+    except ValueError as exc:  # not an http(s) URL, or a header with a line break
+        raise TransferError(f"{method} {_redacted(url)}: {exc}") from exc
 
 
 def _attempts() -> Iterator[int]:

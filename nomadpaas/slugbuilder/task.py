@@ -11,6 +11,11 @@ dispatcher (presigned S3 URLs in the real job; ``file://`` URLs in tests), moved
 
 A missing or unreadable cache is a cache miss, never a failure; the cache is saved only
 after a successful build (Heroku's rule), so a broken build cannot poison the next one.
+With a node-local tier (localcache.py) the app's slot on this node is CACHE_DIR: a
+conditional GET (``If-None-Match``) that answers 304 means no download and no extraction;
+otherwise the slot is refilled from S3's object (GNU tar after a header check:
+fastextract.py).
+
 A cache restored from the object it would be saved to, and left untouched by the
 buildpacks (same names, sizes, modes, mtimes), is not packed and uploaded again. The
 slug uploads on a thread while the cache is packed (fast gzip: only the next build reads
@@ -34,7 +39,6 @@ from nomadpaas.errors import BuildFailed
 from nomadpaas.slugbuilder.archive import (
     FAST_GZIP_LEVEL,
     ArchiveError,
-    extract_tarball,
     pack_directory,
 )
 from nomadpaas.slugbuilder.compile import (
@@ -44,9 +48,12 @@ from nomadpaas.slugbuilder.compile import (
     build_slug,
     default_buildpacks_dir,
 )
+from nomadpaas.slugbuilder.fastextract import extract_cache_tarball
+from nomadpaas.slugbuilder.http_transfer import Fetched
+from nomadpaas.slugbuilder.localcache import CacheSlot, LocalCache, Tag, object_id
 from nomadpaas.slugbuilder.timings import Timings
 
-__all__ = ["BuildTask", "FileTransfer", "Transfer", "run_build_task"]
+__all__ = ["BuildTask", "Fetched", "FileTransfer", "Transfer", "run_build_task"]
 
 Log = Callable[[str], None]
 
@@ -58,27 +65,47 @@ class Transfer(Protocol):
         """Download `url` to `dest`; False when the object does not exist."""
         ...
 
-    def store(self, path: Path, url: str) -> None:
-        """Upload the file at `path` to `url` (replacing it)."""
+    def fetch_tagged(self, url: str, dest: Path, if_none_match: str | None = None) -> Fetched:
+        """Download `url` to `dest` unless its ETag is `if_none_match`; say which."""
+        ...
+
+    def store(self, path: Path, url: str) -> str | None:
+        """Upload the file at `path` to `url` (replacing it); the new ETag when known."""
         ...
 
 
 class FileTransfer:
-    """A Transfer for ``file://`` URLs (tests, and a shared filesystem)."""
+    """A Transfer for ``file://`` URLs (tests, and a shared filesystem).
+
+    An object's ETag is its file's inode, size and mtime: `store` replaces the file, so
+    every store makes a new one.
+    """
 
     def fetch(self, url: str, dest: Path) -> bool:
+        return self.fetch_tagged(url, dest).status == "fetched"
+
+    def fetch_tagged(self, url: str, dest: Path, if_none_match: str | None = None) -> Fetched:
         source = _file_path(url)
         if not source.is_file():
-            return False
+            return Fetched("missing")
+        etag = _file_etag(source)
+        if if_none_match is not None and if_none_match == etag:
+            return Fetched("not-modified", etag)
         shutil.copyfile(source, dest)
-        return True
+        return Fetched("fetched", etag)
 
-    def store(self, path: Path, url: str) -> None:
+    def store(self, path: Path, url: str) -> str | None:
         target = _file_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         shutil.copyfile(path, partial)
         partial.replace(target)  # readers never see a half-written object
+        return _file_etag(target)
+
+
+def _file_etag(path: Path) -> str:
+    st = path.stat()
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
 
 
 def _file_path(url: str) -> Path:
@@ -110,11 +137,16 @@ def run_build_task(
     log: Log | None = None,
     buildpacks_dir: Path | None = None,
     timings: Timings | None = None,
+    *,
+    local: LocalCache | None = None,
+    app: str | None = None,
 ) -> SlugMetadata:
     """Fetch, build, store; return the slug's metadata or raise BuildFailed.
 
     `timings` receives the seconds of each phase (fetch_source, fetch_cache,
     restore_cache, the build's own phases, upload_slug, pack_cache, upload_cache).
+    `local` (with the `app` name): the node's cache slots; the build uses this app's
+    slot when it is free, else the S3 path in `work_dir` (see localcache.py).
     """
     emit: Log = log or (lambda _line: None)
     timer = timings or Timings()
@@ -123,9 +155,34 @@ def run_build_task(
     with timer.phase("fetch_source"):
         if not transfer.fetch(task.source_url, source):
             raise BuildFailed("The source archive to build does not exist (was the upload lost?)")
-    cache_dir = work_dir / "cache"
-    restored = _restore_cache(task, transfer, work_dir, cache_dir, emit, timer)
-    before = _fingerprint(cache_dir) if restored else None
+    slot = None
+    if local is not None and app and task.cache_url:
+        slot = local.acquire(app, task.stack)
+    try:
+        return _build(task, transfer, work_dir, source, emit, timer, buildpacks_dir, slot)
+    finally:
+        if slot is not None and local is not None:
+            slot.release()
+            local.prune()
+
+
+def _build(
+    task: BuildTask,
+    transfer: Transfer,
+    work_dir: Path,
+    source: Path,
+    emit: Log,
+    timer: Timings,
+    buildpacks_dir: Path | None,
+    slot: CacheSlot | None,
+) -> SlugMetadata:
+    if slot is None:
+        cache_dir = work_dir / "cache"
+        tag = _restore_cache(task, transfer, work_dir, cache_dir, emit, timer)
+    else:
+        cache_dir = slot.tree
+        tag = _restore_slot(task, transfer, work_dir, slot, emit, timer)
+    before = _fingerprint(cache_dir) if tag is not None else None
 
     request = BuildRequest(
         source=source,
@@ -138,7 +195,14 @@ def run_build_task(
         commit=task.commit,
         build_id=task.build_id,
     )
-    result = build_slug(request, log=emit, timings=timer)
+    try:
+        result = build_slug(request, log=emit, timings=timer)
+    except BaseException:
+        # Heroku's rule: a failed build leaves the cache as it was. S3 is not written; the
+        # slot keeps its tag only when the tree is untouched, else the next build ignores it.
+        if slot is not None and tag is not None and tag.etag and before is not None:
+            _record_if_untouched(slot, tag, cache_dir, before)
+        raise
     emit("-----> Uploading the slug")
 
     # The slug goes up while the cache is packed: one waits on the network, the other on
@@ -148,21 +212,37 @@ def run_build_task(
             transfer.store(result.slug_path, task.slug_url)
 
     upload = _Background(upload_slug)
+    saved: Tag | None = None  # the S3 object the cache tree now equals, when known
     try:
         if task.cache_put_url:
+            after = _fingerprint(cache_dir)
             if (
                 before is not None
+                and tag is not None
+                and after == before
                 and _same_object(task.cache_url, task.cache_put_url)
-                and _fingerprint(cache_dir) == before
             ):
                 emit("       Build cache unchanged since it was restored: not saved again")
+                saved = tag._replace(bytes=_tree_bytes(after))
             else:
-                _save_cache(task.cache_put_url, transfer, work_dir, cache_dir, emit, timer)
+                etag = _save_cache(task.cache_put_url, transfer, work_dir, cache_dir, emit, timer)
+                if etag:
+                    saved = Tag(object_id(task.cache_put_url), etag, _tree_bytes(after))
     finally:
         upload.join()
+    if slot is not None and saved is not None and saved.etag:
+        slot.record(saved)
     if task.metadata_url:
         transfer.store(result.metadata_path, task.metadata_url)
     return result.metadata
+
+
+def _record_if_untouched(
+    slot: CacheSlot, tag: Tag, cache_dir: Path, before: frozenset[tuple[str, int, int, int, str]]
+) -> None:
+    """After a failed build: the slot keeps its tag only if the tree is as restored."""
+    if _fingerprint(cache_dir) == before:
+        slot.record(tag._replace(bytes=_tree_bytes(before)))
 
 
 class _Background:
@@ -187,17 +267,22 @@ class _Background:
 
 def _save_cache(
     url: str, transfer: Transfer, work_dir: Path, cache_dir: Path, emit: Log, timer: Timings
-) -> None:
+) -> str | None:
+    """Pack and upload the cache; the new object's ETag ("" when unknown, None on failure)."""
     packed = work_dir / "cache-new.tar.gz"
     try:
         with timer.phase("pack_cache"):
             stats = pack_directory(cache_dir, packed, compresslevel=FAST_GZIP_LEVEL)
         with timer.phase("upload_cache"):
-            transfer.store(packed, url)
+            etag = transfer.store(packed, url)
         emit(f"       Build cache saved ({stats.compressed_bytes / 1024**2:.1f} MB)")
     except (ArchiveError, OSError) as exc:
         # The slug is fine; only the next build gets slower.
         emit(f" !     Warning: the build cache was not saved: {exc}")
+        return None
+    finally:
+        packed.unlink(missing_ok=True)
+    return etag or ""
 
 
 def _same_object(get_url: str | None, put_url: str) -> bool:
@@ -229,23 +314,73 @@ def _fingerprint(root: Path) -> frozenset[tuple[str, int, int, int, str]]:
     return frozenset(entries)
 
 
+def _tree_bytes(fingerprint: frozenset[tuple[str, int, int, int, str]]) -> int:
+    return sum(size for _, _, size, _, _ in fingerprint)
+
+
 def _restore_cache(
     task: BuildTask, transfer: Transfer, work_dir: Path, cache_dir: Path, emit: Log, timer: Timings
-) -> bool:
-    """Fill `cache_dir` from `cache_url`; True when a cache was restored."""
+) -> Tag | None:
+    """Fill `cache_dir` from `cache_url`; the restored object's tag, None on a miss."""
     packed = work_dir / "cache-old.tar.gz"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fetched = _fetch_cache(task, transfer, packed, None, emit, timer)
+    if fetched is None or fetched.status != "fetched":
+        return None
+    if not _extract_cache(packed, cache_dir, emit, timer):
+        return None
+    return Tag(object_id(task.cache_url or ""), fetched.etag or "")
+
+
+def _restore_slot(
+    task: BuildTask, transfer: Transfer, work_dir: Path, slot: CacheSlot, emit: Log, timer: Timings
+) -> Tag | None:
+    """Make the slot's tree this app's cache: as it is when S3 still holds the object it
+    equals (a 304), else from S3's object. The restored object's tag, None on a miss."""
+    known = slot.take()
+    cache_object = object_id(task.cache_url or "")
+    etag = known.etag if known is not None and known.object == cache_object else None
+    packed = work_dir / "cache-old.tar.gz"
+    fetched = _fetch_cache(task, transfer, packed, etag, emit, timer)
+    if known is not None and etag is not None:
+        if fetched is not None and fetched.status == "not-modified":
+            emit("-----> Restored the build cache (this node's copy is current)")
+            return known
+        if fetched is None:  # S3 did not answer: an earlier good cache beats none
+            emit("       Using this node's copy of the build cache (S3 could not confirm it)")
+            return known
+    with timer.phase("restore_cache"):
+        slot.reset_tree()
+    if fetched is None or fetched.status != "fetched":
+        return None
+    if not _extract_cache(packed, slot.tree, emit, timer):
+        return None
+    return Tag(cache_object, fetched.etag or "")
+
+
+def _fetch_cache(
+    task: BuildTask,
+    transfer: Transfer,
+    packed: Path,
+    etag: str | None,
+    emit: Log,
+    timer: Timings,
+) -> Fetched | None:
+    """The (conditional) GET of the cache; None when it failed (a warning says so)."""
     try:
         with timer.phase("fetch_cache"):
-            found = task.cache_url is not None and transfer.fetch(task.cache_url, packed)
+            if task.cache_url is None:
+                return Fetched("missing")
+            return transfer.fetch_tagged(task.cache_url, packed, etag)
     except OSError as exc:
-        emit(f" !     Warning: the build cache could not be fetched ({exc}); building without it")
-        found = False
-    if not found:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        return False
+        emit(f" !     Warning: the build cache could not be fetched ({exc})")
+        return None
+
+
+def _extract_cache(packed: Path, cache_dir: Path, emit: Log, timer: Timings) -> bool:
     try:
         with timer.phase("restore_cache"):
-            extract_tarball(packed, cache_dir)
+            extract_cache_tarball(packed, cache_dir, scratch=packed.parent)
         emit("-----> Restored the build cache")
     except ArchiveError as exc:
         shutil.rmtree(cache_dir, ignore_errors=True)

@@ -7,6 +7,8 @@ answers, and records addresses, credentials and process identities in `stack.jso
     stack.json      the record (mode 0600)      acl-token   the agent's token (0600)
     agent/          the agent's data dir        s3/         the S3 server's data dir
     logs/agent.log  logs/s3.log                 .stack.lock serialises up/down
+    build-cache/    the node-local build cache (agent `-meta nomadpaas.build_cache_dir`;
+                    delete it while no build runs to reclaim the disk)
 
 Servers that are still running (same PID, start time and command line) are kept, never
 started twice; dead ones are started again on the same data dirs, so jobs, variables and
@@ -53,6 +55,9 @@ DEFAULT_S3_PORT = 4649
 BUCKET = "nomadpaas"
 ACCESS_KEY_ID = "nomadpaas"
 SERVICES = ("agent", "s3")
+#: The node meta key the build job reads its node-local cache dir from, and its dir here.
+BUILD_CACHE_META = "nomadpaas.build_cache_dir"
+BUILD_CACHE_DIRNAME = "build-cache"
 #: Seconds one readiness probe may take; the loop retries until the overall timeout.
 _PROBE_TIMEOUT_S = 1.0
 _POLL_S = 0.1
@@ -114,6 +119,8 @@ def server_argv(service: str, ports: _Ports, home: Path) -> list[str]:
             "--consul-port", str(ports.consul),
             "--data-dir", str(home / "agent"),
             "--acl-token-file", str(home / "acl-token"),
+            # The node-local tier of the build cache (jobs/build.nomad.json reads it).
+            "-meta", f"{BUILD_CACHE_META}={home / BUILD_CACHE_DIRNAME}",
         ]  # fmt: skip
     return [
         sys.executable, "-m", "nomadpaas.stack.s3server",

@@ -30,7 +30,7 @@ def test_render_fills_interpreter_and_buildpacks_and_validates() -> None:
     assert task["Driver"] == "raw_exec"
     assert task["Config"] == {
         "command": sys.executable,
-        "args": ["-m", "nomadpaas.slugbuilder", "task"],
+        "args": ["-I", "-m", "nomadpaas.slugbuilder", "task"],
     }
     buildpacks = Path(task["Env"]["NOMADPAAS_BUILDPACKS_DIR"])
     assert (buildpacks / "python" / "bin" / "detect").is_file()

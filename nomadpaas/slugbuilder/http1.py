@@ -1,0 +1,201 @@
+"""A minimal HTTP/1.1 client: one request per connection, for the build task's transfers.
+
+    with request("GET", url, headers={"If-None-Match": etag}) as response:
+        response.status, response.header("ETag"), response.chunks(1 << 20)
+
+Why not http.client: it imports the `email` package (header parsing) and `ssl` up front,
+about 10 ms of every build task's start for two or three plain requests to presigned
+URLs. This speaks just what those need: a request with optional headers and a file body
+of known length (sent with `sendfile`), and a response with a status, headers and a body
+framed by Content-Length, chunked encoding or the connection's end (``Connection:
+close`` is always sent). ``ssl`` is imported only for https URLs.
+
+Errors are `OSError`s (a malformed or cut-short response is `ProtocolError`), so callers
+retry them like a dropped connection.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+__all__ = ["ProtocolError", "Response", "request"]
+
+#: Longest status or header line accepted (bytes), and most header lines.
+MAX_LINE_BYTES = 65536
+MAX_HEADERS = 200
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class ProtocolError(OSError):
+    """The server's answer was not well-formed HTTP/1.1, or ended early."""
+
+
+class Response:
+    """Status, headers (names case-insensitive) and the body of one response."""
+
+    def __init__(self, sock: socket.socket, method: str) -> None:
+        self._sock = sock
+        self._file = sock.makefile("rb")
+        self.status, self.headers = self._read_head()
+        while 100 <= self.status < 200:  # interim answers (100 Continue): read past them
+            self.status, self.headers = self._read_head()
+        self._remaining: int | None = None
+        self._chunked = False
+        self._done = method == "HEAD" or self.status in _NO_BODY_STATUSES
+        if not self._done:
+            if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                self._chunked = True
+            elif "content-length" in self.headers:
+                try:
+                    self._remaining = int(self.headers["content-length"])
+                except ValueError:
+                    raise ProtocolError("bad Content-Length") from None
+                if self._remaining < 0:
+                    raise ProtocolError("bad Content-Length")
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def _line(self) -> bytes:
+        line = self._file.readline(MAX_LINE_BYTES + 1)
+        if len(line) > MAX_LINE_BYTES:
+            raise ProtocolError("header line too long")
+        if not line:
+            raise ProtocolError("connection closed before the response ended")
+        return line
+
+    def _read_head(self) -> tuple[int, dict[str, str]]:
+        parts = self._line().decode("latin-1").split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise ProtocolError(f"not an HTTP/1.x status line: {parts[:2]!r}")
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEADERS):
+            line = self._line()
+            if line in (b"\r\n", b"\n"):
+                return int(parts[1]), headers
+            name, sep, value = line.decode("latin-1").partition(":")
+            if not sep:
+                raise ProtocolError(f"bad header line {line[:80]!r}")
+            key = name.strip().lower()
+            value = value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        raise ProtocolError(f"more than {MAX_HEADERS} header lines")
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The body in pieces of at most `size` bytes; raises if it ends early."""
+        if self._done:
+            return
+        if self._chunked:
+            yield from self._chunked_body(size)
+        elif self._remaining is None:
+            while block := self._file.read1(size):
+                yield block
+        else:
+            while self._remaining > 0:
+                block = self._file.read1(min(size, self._remaining))
+                if not block:
+                    raise ProtocolError(f"body ended {self._remaining} bytes early")
+                self._remaining -= len(block)
+                yield block
+        self._done = True
+
+    def _chunked_body(self, size: int) -> Iterator[bytes]:
+        while True:
+            text = self._line().split(b";", 1)[0].strip()
+            try:
+                left = int(text, 16)
+            except ValueError:
+                raise ProtocolError(f"bad chunk size {text[:20]!r}") from None
+            if left == 0:
+                while self._line() not in (b"\r\n", b"\n"):  # trailers
+                    pass
+                return
+            while left > 0:
+                block = self._file.read1(min(size, left))
+                if not block:
+                    raise ProtocolError("chunked body ended early")
+                left -= len(block)
+                yield block
+            self._line()  # the CRLF after each chunk
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks(1 << 20))
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: IO[bytes] | None = None,
+    body_size: int = 0,
+    connect_timeout_s: float = 10.0,
+    read_timeout_s: float = 120.0,
+) -> Response:
+    """Send one request to an http(s) `url` and read the response's head.
+
+    `body` (a file of `body_size` bytes, read from its current position) is sent with
+    an explicit Content-Length. The caller closes the response (a context manager).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url.split('?', 1)[0]}")
+    port = parts.port or _DEFAULT_PORTS[parts.scheme]
+    head = _head(method, parts, port, headers or {}, body is not None, body_size)
+    sock = socket.create_connection((parts.hostname, port), timeout=connect_timeout_s)
+    try:
+        if parts.scheme == "https":
+            import ssl  # only here: most builds talk to S3 over plain HTTP on a LAN
+
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
+        sock.settimeout(read_timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(head)
+        if body is not None:
+            _send_body(sock, body, body_size)
+        return Response(sock, method)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _head(
+    method: str, parts: Any, port: int, headers: Mapping[str, str], has_body: bool, size: int
+) -> bytes:
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    # Presigned URLs sign the Host header as the URL spells it, default port left out.
+    if port != _DEFAULT_PORTS[parts.scheme]:
+        host = f"{host}:{port}"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines += ["Accept-Encoding: identity"]
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise ValueError(f"header {name!r} holds a line break")
+        if name.lower() != "content-length":
+            lines.append(f"{name}: {value}")
+    if has_body or method in ("PUT", "POST"):
+        lines.append(f"Content-Length: {size}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _send_body(sock: socket.socket, body: IO[bytes], size: int) -> None:
+    """Send exactly `size` bytes of `body` (zero-copy `sendfile` where the socket allows)."""
+    start = body.tell()
+    sent = sock.sendfile(body, start, size)  # falls back to send() for TLS sockets
+    if sent != size:
+        raise ProtocolError(f"sent {sent} of {size} body bytes (the file changed?)")

@@ -1,0 +1,236 @@
+"""The node-local tier of the build cache: the last cache tree this node used per app and stack.
+
+Dokku and CI runners keep the build cache on the machine; S3 stays the truth (any node may
+build any app). A build asks S3 for the cache object with ``If-None-Match: <etag>``: a 304
+says this node's tree is that object, so the tree *is* CACHE_DIR (no download, no
+extraction). Layout under the node's ``NOMADPAAS_BUILD_CACHE_DIR`` (node meta
+``nomadpaas.build_cache_dir``, see jobs/build.nomad.json):
+
+    <root>/<app>/<stack>/lock    flock'ed by the one build using this slot; mtime = last use
+    <root>/<app>/<stack>/tree/   the cache tree, used as CACHE_DIR
+    <root>/<app>/<stack>/tag     {"object", "etag", "bytes"}: tree/ equals that S3 object
+
+The tag exists only while the tree is known to equal the object: `take()` removes it
+before a build touches the tree and `record()` writes it back once the tree matches S3
+again (after an unchanged build, or after the new cache was uploaded). A build that fails
+after changing the tree, or is killed, leaves no tag, so the next build ignores the tree
+and restores S3's copy: a broken build cannot poison the next (Heroku's rule), with no
+copy of the tree per build.
+
+Locks are non-blocking: a second concurrent build of the same app gets None and uses the
+plain S3 path in its own work dir. App and stack must be plain names (one path component
+each); anything else gets no slot. Disk use is capped by `prune`: slots unused for
+`MAX_AGE_S`, then the least recently used ones past `MAX_BYTES` or `MAX_SLOTS`, are
+removed (only when their lock is free). Deleting the whole root while no build runs is
+always safe: the next builds restore from S3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+__all__ = ["MAX_AGE_S", "MAX_BYTES", "MAX_SLOTS", "CacheSlot", "LocalCache", "Tag"]
+
+#: A slot unused this long is removed (seconds): 14 days.
+MAX_AGE_S = 14 * 24 * 3600
+#: Total bytes of all trees kept (as recorded in their tags); LRU slots go first. 5 GiB.
+MAX_BYTES = 5 * 1024**3
+#: Slots (app × stack) kept at most; LRU slots go first.
+MAX_SLOTS = 64
+#: One path component, as storage/keys.py allows for app names and stacks.
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+_LOCK, _TREE, _TAG = "lock", "tree", "tag"
+#: Tries to lock a slot that `prune` removes at the same moment.
+_LOCK_ATTEMPTS = 3
+
+
+class Tag(NamedTuple):
+    """Which S3 object a tree equals: the object's URL without query, and its ETag."""
+
+    object: str
+    etag: str
+    bytes: int = 0
+
+
+def object_id(url: str) -> str:
+    """The object a (presigned) URL names: the URL without its query (the signature)."""
+    return url.split("?", 1)[0]
+
+
+class LocalCache:
+    """The root of the node's build cache slots.
+
+    Parameters:
+        root: an absolute directory (created, mode 0700: caches hold app dependencies).
+        max_age_s, max_bytes, max_slots: the pruning limits (defaults above).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_age_s: float = MAX_AGE_S,
+        max_bytes: int = MAX_BYTES,
+        max_slots: int = MAX_SLOTS,
+    ) -> None:
+        self.root = root
+        self.max_age_s = max_age_s
+        self.max_bytes = max_bytes
+        self.max_slots = max_slots
+
+    @classmethod
+    def from_env(cls, value: str | None) -> LocalCache | None:
+        """The cache at `value` ($NOMADPAAS_BUILD_CACHE_DIR), or None when it is unset,
+        empty, relative, or a node meta interpolation the node did not resolve."""
+        if not value or "${" in value or not os.path.isabs(value):
+            return None
+        return cls(Path(value))
+
+    def acquire(self, app: str, stack: str) -> CacheSlot | None:
+        """The slot of `app` and `stack`, locked for this build; None when the names are
+        not plain, the slot is busy (another build of the app), or the disk refuses."""
+        if not (_NAME_RE.fullmatch(app) and _NAME_RE.fullmatch(stack)):
+            return None
+        slot_dir = self.root / app / stack
+        for _ in range(_LOCK_ATTEMPTS):
+            try:
+                for path in (self.root, slot_dir.parent, slot_dir):
+                    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    if path.is_symlink():  # the slot must be this directory, not elsewhere
+                        return None
+                fd = _lock(slot_dir)
+            except OSError:
+                return None
+            if fd is None:
+                return None
+            try:
+                # `prune` may have removed the slot between our open and our lock: then
+                # this lock guards a deleted file, and the slot must be made again.
+                if os.stat(slot_dir / _LOCK).st_ino == os.fstat(fd).st_ino:
+                    os.utime(fd)  # last use, for pruning
+                    return CacheSlot(slot_dir, fd)
+            except OSError:
+                pass
+            os.close(fd)
+        return None
+
+    def prune(self, now: float | None = None) -> list[Path]:
+        """Remove stale and least recently used slots over the limits; return them.
+
+        Busy slots (locked by a running build) are skipped.
+        """
+        now = time.time() if now is None else now
+        slots: list[tuple[float, int, Path]] = []  # (last use, bytes, dir)
+        with contextlib.suppress(OSError):
+            for app_dir in self.root.iterdir():
+                if not app_dir.is_dir() or app_dir.is_symlink():
+                    continue
+                for slot_dir in app_dir.iterdir():
+                    try:
+                        used = (slot_dir / _LOCK).stat().st_mtime
+                    except OSError:
+                        used = 0.0
+                    tag = _read_tag(slot_dir / _TAG)
+                    # An untagged tree is useless to the next build: it goes first.
+                    slots.append((used if tag else 0.0, tag.bytes if tag else 0, slot_dir))
+        slots.sort()
+        removed: list[Path] = []
+        total = sum(size for _, size, _ in slots)
+        count = len(slots)
+        for used, size, slot_dir in slots:
+            stale = used < now - self.max_age_s
+            if not (stale or total > self.max_bytes or count > self.max_slots):
+                break
+            if _remove_if_free(slot_dir):
+                removed.append(slot_dir)
+                total -= size
+                count -= 1
+        return removed
+
+
+class CacheSlot:
+    """One locked slot: its tree, and the tag saying which S3 object the tree equals."""
+
+    def __init__(self, slot_dir: Path, lock_fd: int) -> None:
+        self.dir = slot_dir
+        self.tree = slot_dir / _TREE
+        self._fd: int | None = lock_fd
+
+    def take(self) -> Tag | None:
+        """The recorded tag, removed from disk: from now on the tree is in use."""
+        path = self.dir / _TAG
+        tag = _read_tag(path)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        if tag is not None and not self.tree.is_dir():
+            return None
+        return tag
+
+    def record(self, tag: Tag) -> None:
+        """Say that the tree now equals `tag`'s object (written atomically)."""
+        path = self.dir / _TAG
+        partial = path.with_name(_TAG + ".partial")
+        partial.write_text(json.dumps(tag._asdict()))
+        partial.replace(path)
+
+    def reset_tree(self) -> Path:
+        """An empty tree (the previous one removed)."""
+        if self.tree.exists():
+            shutil.rmtree(self.tree)
+        self.tree.mkdir(mode=0o700)
+        return self.tree
+
+    def release(self) -> None:
+        """Unlock (idempotent). The process exiting also unlocks."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _read_tag(path: Path) -> Tag | None:
+    try:
+        raw = json.loads(path.read_text())
+        tag = Tag(str(raw["object"]), str(raw["etag"]), int(raw.get("bytes", 0)))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return tag if tag.object and tag.etag else None
+
+
+def _lock(slot_dir: Path) -> int | None:
+    """An fd holding the slot's lock exclusively, or None when another build holds it."""
+    fd = os.open(slot_dir / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove_if_free(slot_dir: Path) -> bool:
+    try:
+        fd = _lock(slot_dir)
+    except OSError:
+        return False
+    if fd is None:
+        return False
+    try:
+        # Untag first: should the removal stop half-way, the rest is never trusted.
+        with contextlib.suppress(FileNotFoundError):
+            (slot_dir / _TAG).unlink()
+        shutil.rmtree(slot_dir / _TREE, ignore_errors=True)
+        (slot_dir / _LOCK).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            slot_dir.rmdir()
+            slot_dir.parent.rmdir()  # only when the app has no other slot
+    finally:
+        os.close(fd)
+    return True

@@ -1,0 +1,72 @@
+"""The node-local build cache through the real agent and S3 server, started as `up` does
+(`-meta nomadpaas.build_cache_dir=...`): the build job's `${meta...}` env resolves on the
+node, the first build fills this app's slot, and a rebuild uses it after a 304."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from testsupport import ServerProcess, agent_process
+
+from nomadpaas import Platform, Settings
+from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
+from nomadpaas.models import BuildEvent
+from nomadpaas.storage.s3 import S3Storage
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BUILD_TIMEOUT_S = 240.0
+
+
+@pytest.fixture
+def node_cache(tmp_path: Path) -> Path:
+    return tmp_path / "build-cache"
+
+
+@pytest.fixture
+def platform(s3: ServerProcess, tmp_path: Path, node_cache: Path) -> Iterator[Platform]:
+    agent = agent_process(
+        tmp_path / "agent",
+        log_path=tmp_path / "agent.log",
+        extra_args=["-meta", f"nomadpaas.build_cache_dir={node_cache}"],
+    )
+    agent.start()
+    try:
+        storage = S3Storage(
+            s3.url, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
+        )
+        settings = Settings(nomad_addr=agent.url, s3_endpoint=s3.url, home=tmp_path / "home")
+        with Platform(settings, storage=storage) as platform:
+            yield platform
+    finally:
+        agent.kill()
+        kill_orphaned_tasks(str(agent.data_dir))
+
+
+def _build(platform: Platform, source: Path) -> list[str]:
+    events: list[BuildEvent] = []
+    build = platform.build("worker", source, on_event=events.append, timeout=BUILD_TIMEOUT_S)
+    lines = [e.message for e in events if e.kind == "log"]
+    assert build.status == "succeeded", lines
+    return lines
+
+
+def test_a_rebuild_uses_the_node_s_copy_of_the_cache(
+    platform: Platform, tmp_path: Path, node_cache: Path
+) -> None:
+    platform.create_app("worker")
+    source = tmp_path / "worker"
+    shutil.copytree(EXAMPLES / "shell-worker", source)
+
+    first = _build(platform, source)
+    assert not any("this node's copy" in line for line in first)
+    tag = json.loads((node_cache / "worker" / "nomadpaas-1" / "tag").read_text())
+    assert tag["object"].endswith("/cache/worker/nomadpaas-1.tar.gz")
+    assert platform.storage.exists("cache/worker/nomadpaas-1.tar.gz")
+
+    (source / "worker.sh").write_text((source / "worker.sh").read_text() + "\n# changed\n")
+    second = _build(platform, source)
+    assert any("this node's copy is current" in line for line in second), second

@@ -1,0 +1,140 @@
+"""The minimal HTTP/1.1 client against a raw socket server that answers canned bytes."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nomadpaas.slugbuilder.http1 import ProtocolError, request
+
+#: Seconds a test server waits for its one client.
+ACCEPT_TIMEOUT_S = 30.0
+
+
+class CannedServer:
+    """Accepts one connection, reads the request head (and a Content-Length body),
+    records it, sends `answer` and closes."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.request = b""
+        self.body = b""
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(ACCEPT_TIMEOUT_S)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        with conn:
+            conn.settimeout(ACCEPT_TIMEOUT_S)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            self.request = head
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+                    while len(body) < length:
+                        body += conn.recv(65536)
+            self.body = body
+            conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self._thread.join(timeout=ACCEPT_TIMEOUT_S)
+        self._listener.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[list[CannedServer]]:
+    servers: list[CannedServer] = []
+    yield servers
+    for server in servers:
+        server.close()
+
+
+def _server(servers: list[CannedServer], answer: bytes) -> CannedServer:
+    server = CannedServer(answer)
+    servers.append(server)
+    return server
+
+
+def test_get_with_headers_and_a_content_length_body(serve: list[CannedServer]) -> None:
+    server = _server(serve, b'HTTP/1.1 200 OK\r\nETag: "abc"\r\nContent-Length: 5\r\n\r\nhello')
+    with request("GET", f"{server.url}/k?X-Amz-Signature=s", headers={"If-None-Match": '"x"'}) as r:
+        assert (r.status, r.header("etag"), r.read()) == (200, '"abc"', b"hello")
+    lines = server.request.decode().split("\r\n")
+    assert lines[0] == "GET /k?X-Amz-Signature=s HTTP/1.1"
+    port = server.url.rsplit(":", 1)[1]
+    assert f"Host: 127.0.0.1:{port}" in lines  # as presigned URLs sign it
+    assert 'If-None-Match: "x"' in lines and "Connection: close" in lines
+
+
+def test_chunked_body_with_trailers_and_interim_answers(serve: list[CannedServer]) -> None:
+    answer = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"4;ext=1\r\nwiki\r\n5\r\npedia\r\n0\r\nTrailer: x\r\n\r\n"
+    )
+    server = _server(serve, answer)
+    with request("GET", server.url) as response:
+        assert response.status == 200
+        assert list(response.chunks(3)) == [b"wik", b"i", b"ped", b"ia"]
+
+
+def test_304_has_no_body_and_a_body_until_close_is_read_whole(serve: list[CannedServer]) -> None:
+    server = _server(serve, b'HTTP/1.1 304 Not Modified\r\nETag: "e"\r\nContent-Length: 9\r\n\r\n')
+    with request("GET", server.url) as response:
+        assert response.status == 304 and response.read() == b""
+    server = _server(serve, b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+    with request("GET", server.url) as response:
+        assert response.read() == b"until the end"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"",
+    ],
+)
+def test_malformed_or_cut_answers_are_protocol_errors(
+    serve: list[CannedServer], answer: bytes
+) -> None:
+    server = _server(serve, answer)
+    with pytest.raises(ProtocolError), request("GET", server.url) as response:
+        response.read()  # a ProtocolError is an OSError: callers retry it
+
+
+def test_put_sends_the_file_with_its_length(serve: list[CannedServer], tmp_path: Path) -> None:
+    payload = bytes(range(256)) * 3000
+    (tmp_path / "f").write_bytes(payload)
+    server = _server(serve, b'HTTP/1.1 200 OK\r\nETag: "new"\r\nContent-Length: 0\r\n\r\n')
+    url = f"{server.url}/o"
+    with (
+        (tmp_path / "f").open("rb") as body,
+        request("PUT", url, body=body, body_size=len(payload)) as r,
+    ):
+        assert r.status == 200 and r.header("ETag") == '"new"'
+    assert server.body == payload
+    head = server.request.decode()
+    assert f"Content-Length: {len(payload)}" in head and "chunked" not in head
+
+
+def test_line_breaks_in_headers_and_other_schemes_are_refused() -> None:
+    with pytest.raises(ValueError):
+        request("GET", "ftp://example.invalid/x")
+    with pytest.raises(ValueError, match="line break"):
+        # Refused before connecting (nothing listens on port 9 here).
+        request("GET", "http://127.0.0.1:9/", headers={"X": "a\r\nInjected: 1"})
