@@ -5,12 +5,17 @@ DESIGN.md §4 (push, up to "read the build record")::
     pack (sourcepack) → sha256 → upload sources/<app>/<sha>.tar.gz if absent
       → register `nomadpaas-build` if missing or different → dispatch with presigned URLs
       (+ ?idempotency_token) → find the child's allocation → stream its stdout live
-      → allocation terminal → read builds/<app>/<id>.json → Build, or BuildFailed (3)
+      → the task prints that its record is stored (or the allocation ends)
+      → read builds/<app>/<id>.json → Build, or BuildFailed (3)
+
+The task stores its record as soon as the slug is up and saves the build cache after
+that, so a push does not wait for the cache; the record, not the allocation's status,
+says whether the build succeeded.
 
 The build task receives presigned URLs only (no credentials). It uploads the slug to a
 staging key, because the slug's digest is unknown until it is built; the platform then
-checks the slug against the digest in the build record and moves it to its
-content-addressed key `slugs/<app>/<sha256>.tar.gz`.
+copies it server-side to its content-addressed key `slugs/<app>/<sha256>.tar.gz`,
+checking the copy's ETag against the MD5 in the build record.
 
 Errors: build failed → BuildFailed (3) with the failing step and the log tail; the wait
 exceeded `timeout` → TimedOut (5; the build goes on); Nomad or S3 not answering →
@@ -65,6 +70,9 @@ DEFAULT_TIMEOUT_S = 30 * 60.0
 PRESIGN_EXPIRY_S = 2 * 3600
 #: Upload progress events: at most one per this many bytes (plus the last).
 PROGRESS_STEP_BYTES = 1024 * 1024
+#: What the build task prints right after storing its record (the task's
+#: slugbuilder/dispatched.py DONE_LINES): the record can be read then.
+RECORD_STORED_LINES = frozenset({"-----> Build succeeded", "-----> Build failed"})
 
 
 class BuildJobFailed(BuildFailed):
@@ -258,15 +266,24 @@ def run_build(
     watcher = BuildWatcher(
         Allocations(nomad), base, deadline, lambda line: events("log", line), clock, sleep
     )
+    found: list[dict[str, Any]] = []
+
+    def record_stored() -> bool:
+        record = _read_record(storage, record_key)
+        if record is not None:
+            found.append(record)
+        return record is not None
+
     try:
         alloc = watcher.allocation(dispatched.eval_id)
         events("allocated", f"Running in allocation {alloc.id[:8]}", alloc_id=alloc.id)
-        alloc, lines = watcher.follow(alloc.id)
+        alloc, lines = watcher.follow(alloc.id, RECORD_STORED_LINES, record_stored)
     finally:
         if config_key is not None:
             with contextlib.suppress(NomadPaasError):
                 storage.delete(config_key)
-    return _finish(storage, watcher, base, alloc, lines, record_key, staging_key, events)
+    record = found[-1] if found else _read_record(storage, record_key)
+    return _finish(storage, watcher, base, alloc, lines, record, staging_key, events)
 
 
 def _size(n: int) -> str:
@@ -343,17 +360,14 @@ def _finish(
     base: Build,
     alloc: Allocation,
     lines: LineSplitter,
-    record_key: str,
+    record: dict[str, Any] | None,
     staging_key: str,
     events: _Events,
 ) -> Build:
-    record = _read_record(storage, record_key)
     state = alloc.task_states.get(jobspec.BUILD_TASK)
-    succeeded = (
-        alloc.client_status == "complete"
-        and record is not None
-        and record.get("status") == "succeeded"
-    )
+    # The record decides: the task stores it once the slug is up, before it saves the
+    # cache, so the allocation may still be running (or fail later, in the cache save).
+    succeeded = record is not None and record.get("status") == "succeeded"
     common: dict[str, Any] = {
         "alloc_id": alloc.id,
         "started_at": (record or {}).get("started_at"),

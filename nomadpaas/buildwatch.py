@@ -32,7 +32,7 @@ PLACEMENT_WAIT_S = 5.0
 POLL_INTERVAL_S = 0.25
 #: Blocking-query wait while following, shortest (the task just printed) and longest (it
 #: has been quiet for a while): how late a line may show, never how late the end shows.
-LOG_POLL_MIN_S = 0.1
+LOG_POLL_MIN_S = 0.05
 LOG_POLL_MAX_S = 1.0
 #: Seconds without a frame before a log read is abandoned (Nomad heartbeats each 1 s).
 LOG_IDLE_TIMEOUT_S = 5.0
@@ -43,12 +43,20 @@ STDERR_TAIL_BYTES = 8 * 1024
 class LineSplitter:
     """Bytes from the log stream → complete lines (UTF-8 split across frames is fine)."""
 
-    def __init__(self, emit: Callable[[str], None], keep: int = 30) -> None:
+    def __init__(
+        self,
+        emit: Callable[[str], None],
+        keep: int = 30,
+        markers: frozenset[str] = frozenset(),
+    ) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._partial = ""
         self._emit = emit
         self.tail: list[str] = []
         self._keep = keep
+        self._markers = markers
+        #: A line equal to one of `markers` went by since the last reset.
+        self.marker_seen = False
 
     def feed(self, data: bytes) -> None:
         text = self._partial + self._decoder.decode(data)
@@ -64,6 +72,8 @@ class LineSplitter:
 
     def _line(self, line: str) -> None:
         self.tail = [*self.tail[-(self._keep - 1) :], line]
+        if line in self._markers:
+            self.marker_seen = True
         self._emit(line)
 
 
@@ -126,9 +136,20 @@ class BuildWatcher:
             index = new_index
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def follow(self, alloc_id: str) -> tuple[Allocation, LineSplitter]:
-        """Pass each line of the task's stdout to `on_line` until the allocation ends."""
-        lines = LineSplitter(self.on_line)
+    def follow(
+        self,
+        alloc_id: str,
+        markers: frozenset[str] = frozenset(),
+        finished: Callable[[], bool] | None = None,
+    ) -> tuple[Allocation, LineSplitter]:
+        """Pass each line of the task's stdout to `on_line` until the allocation ends.
+
+        Or until the task prints one of `markers` and then `finished()` says the result
+        is in (the build task prints a marker right after storing its record, and goes on
+        to save the build cache, which nobody needs to wait for): the allocation returned
+        is then the one last seen, maybe still running.
+        """
+        lines = LineSplitter(self.on_line, markers=markers)
         offset = index = 0
         wait = LOG_POLL_MIN_S
         for _ in range(1_000_000):  # bounded by the deadline
@@ -145,6 +166,10 @@ class BuildWatcher:
             if state is not None and (state.state != "pending" or state.events):
                 before = offset
                 offset = self._read(alloc_id, offset, lines)
+                if lines.marker_seen and finished is not None:
+                    if finished():
+                        return alloc, lines
+                    lines.marker_seen = False  # not the task's own marker: go on
                 wait = LOG_POLL_MIN_S if offset != before else min(wait * 2, LOG_POLL_MAX_S)
             self._pace(started, new_index > index, wait)
             index = new_index

@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from nomadpaas.errors import NomadPaasError
-from nomadpaas.slugbuilder.compile import DEFAULT_STACK, CompileFailed
+from nomadpaas.slugbuilder.compile import DEFAULT_STACK, CompileFailed, SlugMetadata
 from nomadpaas.slugbuilder.http_transfer import HttpTransfer
 from nomadpaas.slugbuilder.localcache import LocalCache
 from nomadpaas.slugbuilder.task import BuildTask, Transfer, run_build_task
 from nomadpaas.slugbuilder.timings import Timings, process_age
 
-__all__ = ["RECORD_FORMAT", "main", "read_meta"]
+__all__ = ["DONE_LINES", "RECORD_FORMAT", "main", "read_meta"]
 
 REQUIRED = ("app", "build_id", "source_url", "slug_url", "metadata_url")
 OPTIONAL = ("cache_url", "cache_put_url", "config_url", "stack", "commit")
@@ -53,6 +53,10 @@ RECORD_FORMAT = 1
 #: Lines of build output kept in the record.
 TAIL_LINES = 30
 STEP_PREFIX = "-----> "
+#: Printed right after the build record is stored: the platform reads the record when it
+#: sees one of these (nomadpaas/build.py holds the same lines), without waiting for the
+#: task to exit (the cache is saved after a success).
+DONE_LINES = {"succeeded": "-----> Build succeeded", "failed": "-----> Build failed"}
 
 
 def read_meta(environ: Mapping[str, str]) -> dict[str, str]:
@@ -115,7 +119,29 @@ def run(
         "error": None,
         "slug": None,
     }
-    code = 3
+    record_file = work_dir / "build-record.json"
+
+    def store_record() -> None:
+        """Write the record as it stands (raises OSError when it cannot be stored)."""
+        record.update(log_tail=list(log.tail), timings=timings.to_dict())
+        record_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        transfer.store(record_file, meta["metadata_url"])
+
+    def finish(status: str) -> None:
+        record.update(
+            status=status,
+            step=log.step or None,
+            finished_at=_now(),
+            duration_s=round(time.monotonic() - clock, 3),
+        )
+        store_record()
+        log(DONE_LINES[status])  # after the store: the platform reads the record on it
+
+    def succeeded(metadata: SlugMetadata) -> None:
+        record["slug"] = metadata.to_dict()
+        finish("succeeded")
+
+    announced = False
     try:
         with timings.phase("fetch_config"):
             config = _fetch_config(meta.get("config_url"), transfer, work_dir)
@@ -129,7 +155,13 @@ def run(
             commit=meta.get("commit"),
             build_id=meta.get("build_id"),
         )
-        metadata = run_build_task(
+
+        def on_slug_stored(metadata: SlugMetadata) -> None:
+            nonlocal announced
+            succeeded(metadata)
+            announced = True
+
+        run_build_task(
             task,
             transfer,
             work_dir / "build",
@@ -137,37 +169,33 @@ def run(
             timings=timings,
             local=local,
             app=meta.get("app"),
+            on_slug_stored=on_slug_stored,
         )
-        record.update(status="succeeded", slug=metadata.to_dict())
-        code = 0
-    except CompileFailed as exc:
-        _fail(log, record, exc.message, exc.hint)
-    except NomadPaasError as exc:
-        _fail(log, record, exc.message, exc.hint)
+    except (CompileFailed, NomadPaasError) as exc:
+        if not announced:
+            _fail(log, record, exc.message, exc.hint)
     except OSError as exc:  # a transfer, or the disk
-        _fail(log, record, f"Moving build files failed: {exc}", None)
-    record.update(
-        step=log.step or None,
-        finished_at=_now(),
-        duration_s=round(time.monotonic() - clock, 3),
-        log_tail=list(log.tail),
-        timings=timings.to_dict(),
-    )
-    record_file = work_dir / "build-record.json"
-    record_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        if not announced:
+            _fail(log, record, f"Moving build files failed: {exc}", None)
+    if announced:
+        # Succeeded and said so; the cache was saved since: the record gets its timings.
+        try:
+            store_record()
+        except OSError as exc:
+            log(f" !     Warning: the build record's final timings were not stored: {exc}")
+        return 0, record
     try:
-        transfer.store(record_file, meta["metadata_url"])
+        finish("failed")
     except OSError as exc:
         log(f" !     The build record could not be stored: {exc}")
-        code = code or 3
-    return code, record
+    return 3, record
 
 
 def _fail(log: _Log, record: dict[str, Any], message: str, hint: str | None) -> None:
     log(f" !     Build failed: {message}")
     if hint:
         log(f" !     {hint}")
-    record["error"] = {"message": message, "hint": hint}
+    record.update(status="failed", slug=None, error={"message": message, "hint": hint})
 
 
 def _fetch_config(url: str | None, transfer: Transfer, work_dir: Path) -> dict[str, str]:

@@ -18,9 +18,8 @@ fastextract.py).
 
 A cache restored from the object it would be saved to, and left untouched by the
 buildpacks (same names, sizes, modes, mtimes), is not packed and uploaded again. The
-slug uploads on a thread while the cache is packed (fast gzip: only the next build reads
-it back) and uploaded. (Packing the cache on a thread beside the slug's packing was
-measured: no gain, both are mostly Python holding the GIL.)
+cache is saved after the slug is stored and `on_slug_stored` has reported the result, so
+the platform does not wait for it (fast gzip: only the next build reads it back).
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +138,7 @@ def run_build_task(
     *,
     local: LocalCache | None = None,
     app: str | None = None,
+    on_slug_stored: Callable[[SlugMetadata], None] | None = None,
 ) -> SlugMetadata:
     """Fetch, build, store; return the slug's metadata or raise BuildFailed.
 
@@ -147,6 +146,8 @@ def run_build_task(
     restore_cache, the build's own phases, upload_slug, pack_cache, upload_cache).
     `local` (with the `app` name): the node's cache slots; the build uses this app's
     slot when it is free, else the S3 path in `work_dir` (see localcache.py).
+    `on_slug_stored` is called once the slug is uploaded, before the cache is saved: the
+    build has succeeded then (the dispatched task writes its record there).
     """
     emit: Log = log or (lambda _line: None)
     timer = timings or Timings()
@@ -159,7 +160,9 @@ def run_build_task(
     if local is not None and app and task.cache_url:
         slot = local.acquire(app, task.stack)
     try:
-        return _build(task, transfer, work_dir, source, emit, timer, buildpacks_dir, slot)
+        return _build(
+            task, transfer, work_dir, source, emit, timer, buildpacks_dir, slot, on_slug_stored
+        )
     finally:
         if slot is not None and local is not None:
             slot.release()
@@ -175,6 +178,7 @@ def _build(
     timer: Timings,
     buildpacks_dir: Path | None,
     slot: CacheSlot | None,
+    on_slug_stored: Callable[[SlugMetadata], None] | None,
 ) -> SlugMetadata:
     if slot is None:
         cache_dir = work_dir / "cache"
@@ -204,32 +208,27 @@ def _build(
             _record_if_untouched(slot, tag, cache_dir, before)
         raise
     emit("-----> Uploading the slug")
-
-    # The slug goes up while the cache is packed: one waits on the network, the other on
-    # gzip, and both are done before the build record can say "succeeded".
-    def upload_slug() -> None:
-        with timer.phase("upload_slug"):
-            transfer.store(result.slug_path, task.slug_url)
-
-    upload = _Background(upload_slug)
+    with timer.phase("upload_slug"):
+        transfer.store(result.slug_path, task.slug_url)
+    # The build's result is known now: whoever waits for it need not wait for the cache,
+    # which only the next build reads (and which is best effort anyway).
+    if on_slug_stored is not None:
+        on_slug_stored(result.metadata)
     saved: Tag | None = None  # the S3 object the cache tree now equals, when known
-    try:
-        if task.cache_put_url:
-            after = _fingerprint(cache_dir)
-            if (
-                before is not None
-                and tag is not None
-                and after == before
-                and _same_object(task.cache_url, task.cache_put_url)
-            ):
-                emit("       Build cache unchanged since it was restored: not saved again")
-                saved = tag._replace(bytes=_tree_bytes(after))
-            else:
-                etag = _save_cache(task.cache_put_url, transfer, work_dir, cache_dir, emit, timer)
-                if etag:
-                    saved = Tag(object_id(task.cache_put_url), etag, _tree_bytes(after))
-    finally:
-        upload.join()
+    if task.cache_put_url:
+        after = _fingerprint(cache_dir)
+        if (
+            before is not None
+            and tag is not None
+            and after == before
+            and _same_object(task.cache_url, task.cache_put_url)
+        ):
+            emit("       Build cache unchanged since it was restored: not saved again")
+            saved = tag._replace(bytes=_tree_bytes(after))
+        else:
+            etag = _save_cache(task.cache_put_url, transfer, work_dir, cache_dir, emit, timer)
+            if etag:
+                saved = Tag(object_id(task.cache_put_url), etag, _tree_bytes(after))
     if slot is not None and saved is not None and saved.etag:
         slot.record(saved)
     if task.metadata_url:
@@ -243,26 +242,6 @@ def _record_if_untouched(
     """After a failed build: the slot keeps its tag only if the tree is as restored."""
     if _fingerprint(cache_dir) == before:
         slot.record(tag._replace(bytes=_tree_bytes(before)))
-
-
-class _Background:
-    """Runs `fn` on a thread; `join` waits and re-raises what it raised."""
-
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Callable[[], object]) -> None:
-        try:
-            fn()
-        except BaseException as exc:  # re-raised on the caller's thread by join()
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
 
 
 def _save_cache(

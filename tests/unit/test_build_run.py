@@ -14,6 +14,7 @@ from unit.fakebuild import FakeBuildNomad
 
 from nomadpaas import jobspec
 from nomadpaas.build import (
+    RECORD_STORED_LINES,
     BuildJobFailed,
     ensure_build_job,
     idempotency_token,
@@ -31,6 +32,7 @@ from nomadpaas.errors import (
 from nomadpaas.models import BuildEvent
 from nomadpaas.nomad.client import NomadClient
 from nomadpaas.nomad.jobs import Jobs
+from nomadpaas.slugbuilder.dispatched import DONE_LINES
 from nomadpaas.storage.keys import sha256_file
 from nomadpaas.storage.s3 import S3Storage
 
@@ -138,7 +140,8 @@ def test_failed_build_raises_build_failed_with_step_and_tail(
     assert isinstance(err, BuildFailed) and err.exit_code == 3
     assert err.build.status == "failed" and err.build.error
     assert err.build.log_tail and any("Build failed" in line for line in err.build.log_tail)
-    assert lines and lines[-1] == err.build.log_tail[-1]
+    # The record's tail ends where the task stored it; the task then said so on stdout.
+    assert lines[-2:] == [err.build.log_tail[-1], DONE_LINES["failed"]]
     assert err.to_dict()["build"]["status"] == "failed"
     assert not [o.key for o in storage(s3).list_prefix("slugs/")]
 
@@ -206,3 +209,30 @@ def test_ensure_build_job_registers_only_when_needed_and_refuses_foreign_jobs() 
         with pytest.raises(Conflict):
             ensure_build_job(jobs, changed)
     assert len(fake.registrations) == 3
+
+
+def test_the_result_is_taken_when_the_task_says_its_record_is_stored(
+    s3: ServerProcess, tmp_path: Path
+) -> None:
+    # The task stores its record, prints the marker, then saves the cache: the platform
+    # does not wait for the allocation to end (here it never does).
+    fake = FakeBuildNomad(never_finishes=True)
+    source = copy_example("shell-worker", tmp_path)
+    with fake.client() as nomad:
+        build = run_build(nomad, storage(s3), "web", source, timeout=60, build_id="b9")
+    assert build.status == "succeeded" and storage(s3).exists(build.slug_key or "")
+    assert sorted(RECORD_STORED_LINES) == sorted(DONE_LINES.values())
+
+
+def test_a_marker_line_without_a_record_does_not_end_the_wait(
+    s3: ServerProcess, tmp_path: Path
+) -> None:
+    def impostor(meta: dict[str, str]) -> tuple[int, bytes, bytes]:
+        return 1, b"-----> Build succeeded\n-----> not really\n", b"boom\n"
+
+    fake = FakeBuildNomad(task=impostor, running_reads=4)
+    source = copy_example("shell-worker", tmp_path)
+    with fake.client() as nomad, pytest.raises(BuildJobFailed) as info:
+        run_build(nomad, storage(s3), "web", source, timeout=60)
+    assert "Exit Code: 1" in (info.value.build.error or "")
+    assert fake.reads and max(fake.reads.values()) > 4  # it waited for the terminal status
