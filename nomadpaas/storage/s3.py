@@ -105,6 +105,9 @@ class S3Storage:
         from botocore.config import Config
 
         self._bucket = bucket
+        #: The bucket answered once: a later 404 on HEAD is the key's, not the bucket's
+        #: (saves a HEAD bucket per miss; a bucket deleted meanwhile fails the next write).
+        self._bucket_seen = False
         self.endpoint_url = endpoint_url.rstrip("/") if endpoint_url else None
         #: How errors name the endpoint.
         self.endpoint = self.endpoint_url or "AWS S3"
@@ -170,6 +173,7 @@ class S3Storage:
         with _translated(self.endpoint, f"check bucket {self._bucket}", bucket=self._bucket):
             try:
                 self._client.head_bucket(Bucket=self._bucket)
+                self._bucket_seen = True
                 return
             except Exception as exc:
                 if _code(exc) not in _NOT_FOUND_CODES | {"NoSuchBucket"}:
@@ -186,6 +190,7 @@ class S3Storage:
             except Exception as exc:
                 code = _code(exc)
                 if code == "BucketAlreadyOwnedByYou":
+                    self._bucket_seen = True
                     return  # another process created it a moment ago
                 if code == "BucketAlreadyExists":
                     raise AlreadyExists(
@@ -193,6 +198,7 @@ class S3Storage:
                         hint="Choose another name with NOMADPAAS_S3_BUCKET.",
                     ) from None
                 raise
+        self._bucket_seen = True
 
     # -- objects ----------------------------------------------------------------------
 
@@ -201,10 +207,13 @@ class S3Storage:
         with self._translated("read", key):
             try:
                 self._client.head_object(Bucket=self._bucket, Key=key)
+                self._bucket_seen = True
                 return True
             except Exception as exc:
                 if _code(exc) not in _NOT_FOUND_CODES:
                     raise
+        if self._bucket_seen:
+            return False
         # A HEAD 404 has no body, so it cannot say whether the key or the bucket is
         # missing; ask about the bucket so callers do not upload into nowhere.
         with _translated(self.endpoint, f"check bucket {self._bucket}", bucket=self._bucket):

@@ -203,3 +203,17 @@ def test_a_copied_object_survives_a_sigkill_of_the_server(s3: ServerProcess) -> 
     s3.kill(signal.SIGKILL)
     s3.start()
     assert storage(s3).get_bytes("b") == b"the bytes"
+
+
+def test_a_miss_costs_one_request_once_the_bucket_answered(s3: ServerProcess) -> None:
+    store = storage(s3)
+    store.ensure_bucket()
+    calls: list[str] = []
+    store._client.meta.events.register("before-call", lambda **kw: calls.append(kw["model"].name))
+    assert not store.exists("sources/web/none.tar.gz")
+    assert calls == ["HeadObject"]  # no HeadBucket: the bucket already answered
+    fresh = storage(s3)
+    fresh._client.meta.events.register("before-call", lambda **kw: calls.append(kw["model"].name))
+    calls.clear()
+    assert not fresh.exists("sources/web/none.tar.gz")
+    assert calls == ["HeadObject", "HeadBucket"]  # a new store tells key from bucket
