@@ -73,6 +73,9 @@ PROGRESS_STEP_BYTES = 1024 * 1024
 #: What the build task prints right after storing its record (the task's
 #: slugbuilder/dispatched.py DONE_LINES): the record can be read then.
 RECORD_STORED_LINES = frozenset({"-----> Build succeeded", "-----> Build failed"})
+#: What it prints when only the slug's upload and the record are left (task.py's
+#: UPLOADING_LINE): the watcher then reads the log often, to see the end at once.
+NEAR_END_LINES = frozenset({"-----> Uploading the slug"})
 
 
 class BuildJobFailed(BuildFailed):
@@ -277,7 +280,9 @@ def run_build(
     try:
         alloc = watcher.allocation(dispatched.eval_id)
         events("allocated", f"Running in allocation {alloc.id[:8]}", alloc_id=alloc.id)
-        alloc, lines = watcher.follow(alloc.id, RECORD_STORED_LINES, record_stored)
+        alloc, lines = watcher.follow(
+            alloc.id, RECORD_STORED_LINES, record_stored, near_end=NEAR_END_LINES
+        )
     finally:
         if config_key is not None:
             with contextlib.suppress(NomadPaasError):

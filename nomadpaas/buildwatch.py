@@ -34,6 +34,10 @@ POLL_INTERVAL_S = 0.25
 #: has been quiet for a while): how late a line may show, never how late the end shows.
 LOG_POLL_MIN_S = 0.05
 LOG_POLL_MAX_S = 1.0
+#: Log reads once the task says its end is near (a few ms of steps left), and how long
+#: that lasts at most (a line that only looks like the task's costs this much polling).
+NEAR_END_POLL_S = 0.01
+NEAR_END_WINDOW_S = 2.0
 #: Seconds without a frame before a log read is abandoned (Nomad heartbeats each 1 s).
 LOG_IDLE_TIMEOUT_S = 5.0
 #: Bytes of stderr read when a build died without writing its record.
@@ -48,6 +52,7 @@ class LineSplitter:
         emit: Callable[[str], None],
         keep: int = 30,
         markers: frozenset[str] = frozenset(),
+        near_end: frozenset[str] = frozenset(),
     ) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._partial = ""
@@ -55,8 +60,11 @@ class LineSplitter:
         self.tail: list[str] = []
         self._keep = keep
         self._markers = markers
+        self._near_end = near_end
         #: A line equal to one of `markers` went by since the last reset.
         self.marker_seen = False
+        #: A line equal to one of `near_end` went by (the end is a moment away).
+        self.near_end_seen = False
 
     def feed(self, data: bytes) -> None:
         text = self._partial + self._decoder.decode(data)
@@ -74,6 +82,8 @@ class LineSplitter:
         self.tail = [*self.tail[-(self._keep - 1) :], line]
         if line in self._markers:
             self.marker_seen = True
+        if line in self._near_end:
+            self.near_end_seen = True
         self._emit(line)
 
 
@@ -141,17 +151,21 @@ class BuildWatcher:
         alloc_id: str,
         markers: frozenset[str] = frozenset(),
         finished: Callable[[], bool] | None = None,
+        near_end: frozenset[str] = frozenset(),
     ) -> tuple[Allocation, LineSplitter]:
         """Pass each line of the task's stdout to `on_line` until the allocation ends.
 
         Or until the task prints one of `markers` and then `finished()` says the result
         is in (the build task prints a marker right after storing its record, and goes on
         to save the build cache, which nobody needs to wait for): the allocation returned
-        is then the one last seen, maybe still running.
+        is then the one last seen, maybe still running. After one of `near_end` (the task
+        says only its last short steps are left) the log is read every NEAR_END_POLL_S for
+        at most NEAR_END_WINDOW_S, so the marker is seen within milliseconds.
         """
-        lines = LineSplitter(self.on_line, markers=markers)
+        lines = LineSplitter(self.on_line, markers=markers, near_end=near_end)
         offset = index = 0
         wait = LOG_POLL_MIN_S
+        near_until: float | None = None
         for _ in range(1_000_000):  # bounded by the deadline
             started = self.clock()
             alloc, new_index = self.allocations.watch(
@@ -171,6 +185,10 @@ class BuildWatcher:
                         return alloc, lines
                     lines.marker_seen = False  # not the task's own marker: go on
                 wait = LOG_POLL_MIN_S if offset != before else min(wait * 2, LOG_POLL_MAX_S)
+                if lines.near_end_seen and near_until is None:
+                    near_until = self.clock() + NEAR_END_WINDOW_S
+                if near_until is not None and self.clock() < near_until:
+                    wait = NEAR_END_POLL_S
             self._pace(started, new_index > index, wait)
             index = new_index
         raise AssertionError("unreachable")  # pragma: no cover

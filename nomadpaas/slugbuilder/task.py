@@ -55,6 +55,10 @@ __all__ = ["BuildTask", "Fetched", "FileTransfer", "Transfer", "run_build_task"]
 
 Log = Callable[[str], None]
 
+#: Printed when only the slug's upload and the build record are left: the platform
+#: (nomadpaas/build.py, NEAR_END_LINES) watches the log closely from then on.
+UPLOADING_LINE = "-----> Uploading the slug"
+
 
 class Transfer(Protocol):
     """Moves whole objects between URLs and local files."""
@@ -207,7 +211,7 @@ def _build(
         if slot is not None and tag is not None and tag.etag and before is not None:
             _record_if_untouched(slot, tag, cache_dir, before)
         raise
-    emit("-----> Uploading the slug")
+    emit(UPLOADING_LINE)
     with timer.phase("upload_slug"):
         transfer.store(result.slug_path, task.slug_url)
     # The build's result is known now: whoever waits for it need not wait for the cache,

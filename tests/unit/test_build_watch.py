@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from nomadpaas.buildwatch import LOG_POLL_MAX_S, LOG_POLL_MIN_S, POLL_INTERVAL_S, BuildWatcher
+from nomadpaas.buildwatch import (
+    LOG_POLL_MAX_S,
+    LOG_POLL_MIN_S,
+    NEAR_END_POLL_S,
+    POLL_INTERVAL_S,
+    BuildWatcher,
+)
 from nomadpaas.errors import TimedOut
 from nomadpaas.models import Build
 from nomadpaas.nomad.allocations import Allocation, TaskState
@@ -143,3 +149,36 @@ def test_deadline_while_following_raises_timed_out() -> None:
     with pytest.raises(TimedOut) as info:
         watcher(fake, [], deadline=3.0).follow("a1")
     assert "a1" in info.value.message and len(fake.calls) < 20
+
+
+def test_after_a_near_end_line_the_log_is_read_often_and_a_marker_ends_the_wait() -> None:
+    clock = FakeClock()
+    fake = ScriptedAllocations(
+        clock,
+        watches=[(alloc("running", 7), 7, 0.0)] + [(alloc("running", 7), 7, 0.01)] * 5,
+        logs=[b"-----> Compiling\n-----> Uploading\n", b"", b"", b"-----> Stored\n"],
+    )
+    asked: list[int] = []
+
+    def finished() -> bool:
+        asked.append(len(fake.reads))
+        return True
+
+    done, _ = watcher(fake, []).follow(
+        "a1", frozenset({"-----> Stored"}), finished, near_end=frozenset({"-----> Uploading"})
+    )
+    assert not done.terminal  # the result was in before the allocation ended
+    assert asked == [4]  # asked once, right after the marker line
+    # Once the end was near, every wait is the short one, not a doubling backoff.
+    assert [c[2] for c in fake.calls[1:4]] == [pytest.approx(NEAR_END_POLL_S)] * 3
+
+
+def test_a_marker_whose_result_is_not_in_yet_does_not_end_the_wait() -> None:
+    clock = FakeClock()
+    fake = ScriptedAllocations(
+        clock,
+        watches=[(alloc("running", 7), 7, 0.0), (alloc("complete", 8), 8, 0.0)],
+        logs=[b"-----> Stored\n", b""],
+    )
+    done, _ = watcher(fake, []).follow("a1", frozenset({"-----> Stored"}), lambda: False)
+    assert done.terminal
