@@ -2,10 +2,19 @@
 # A function app has no `web` process in its Procfile and either a main.py defining
 # `main` or `handler` (or any function when FUNCTION_TARGET is set), or a package.json
 # depending on @google-cloud/functions-framework with no start script.
+# (Bash builtins for the common checks: detect runs on every build, and each grep is a
+# fork and an exec.)
+has_line() {  # $1 file, $2 extended regex: true when a line of the file matches
+  local line
+  while IFS= read -r line || [ -n "$line" ]; do
+    [[ $line =~ $2 ]] && return 0
+  done < "$1"
+  return 1
+}
 function_kind() {
   local d=$1
-  if [ -f "$d/Procfile" ] && grep -Eq '^[[:space:]]*web[[:space:]]*:' "$d/Procfile"; then return 0; fi
-  if [ -f "$d/main.py" ] && grep -Eq "^(async[[:space:]]+)?def[[:space:]]+(${FUNCTION_TARGET:-main|handler})[[:space:]]*\(" "$d/main.py"; then
+  if [ -f "$d/Procfile" ] && has_line "$d/Procfile" '^[[:space:]]*web[[:space:]]*:'; then return 0; fi
+  if [ -f "$d/main.py" ] && has_line "$d/main.py" "^(async[[:space:]]+)?def[[:space:]]+(${FUNCTION_TARGET:-main|handler})[[:space:]]*\("; then
     echo python; return 0
   fi
   if [ -f "$d/package.json" ] && grep -q '"@google-cloud/functions-framework"' "$d/package.json" \
