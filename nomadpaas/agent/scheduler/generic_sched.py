@@ -243,7 +243,13 @@ class GenericScheduler:
         nodes = self.state.ready_nodes()
         node = nodes[0] if nodes else None
         used: set[int] = set()
-        if node is not None:
+        # The node's ports in use matter only to groups with networks: a job without any
+        # skips the walk over every allocation on the node.
+        placing = {p.group for p in places}
+        wants_ports = any(
+            g.get("Networks") for g in job.get("TaskGroups") or () if g.get("Name") in placing
+        )
+        if node is not None and wants_ports:
             stopping = {u["ID"] for u in plan.node_update}
             live = [
                 a
@@ -251,6 +257,11 @@ class GenericScheduler:
                 if not alloc_terminal(a) and a["ID"] not in stopping
             ]
             used = ports_in_use(live)
+        # Every placement on the node gets the same metric, and every placement of a group
+        # without networks the same resources: built once and shared by the plan's allocs
+        # (plan apply freezes a shared object once; 1,000 placements, one copy).
+        metric = self._success_metric(node)
+        resources: dict[str, dict[str, Any]] = {}
         for place in places:
             group = lookup_group(job, place.group)
             if group is None:
@@ -279,8 +290,15 @@ class GenericScheduler:
                 previous_allocation=place.previous_alloc_id,
                 reschedule_tracker=place.reschedule_tracker,
             )
-            set_resources(alloc, group, networks, ports)
-            alloc["Metrics"] = self._success_metric(node)
+            if networks is None and ports is None:
+                shared = resources.get(place.group)
+                if shared is None:
+                    shared = resources[place.group] = {}
+                    set_resources(shared, group, None, None)
+                alloc.update(shared)
+            else:
+                set_resources(alloc, group, networks, ports)
+            alloc["Metrics"] = metric
             plan.node_allocation.append(alloc)
             if place.canary and deployment is not None:
                 state = deployment["TaskGroups"].get(place.group)

@@ -3,9 +3,11 @@ deployments: the JobSummary counters and the job's Status; mirrors the summary a
 `setJobStatus` parts of nomad/state/state_store.go.
 
 Every write that touches a job's allocs, evals or deployments ends with
-`refresh_job(txn, namespace, job_id)`. Counters are recomputed from scratch (cheap on one
-node, and never drifts); `Queued` is the one counter only the scheduler knows, so it is
-kept from the stored summary and set by `set_queued` when an evaluation completes.
+`refresh_job(txn, namespace, job_id)`. Counters come from the state store's `job_allocs`
+tally, which the store keeps in step with the allocations on every commit (so they never
+drift, and a refresh costs the rows a write changed, not all of the job's); `Queued` is
+the one counter only the scheduler knows, so it is kept from the stored summary and set
+by `set_queued` when an evaluation completes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from nomadpaas.agent.server.state import lookups
 from nomadpaas.agent.server.state.frozen import thaw
-from nomadpaas.agent.server.state.schema import JOB_SUMMARIES, JOBS
+from nomadpaas.agent.server.state.schema import ALLOCS, JOB_SUMMARIES, JOBS, TALLY_JOB_ALLOCS
 from nomadpaas.agent.server.state.state_store import Row, Txn
 from nomadpaas.agent.structs.alloc import alloc_terminal
 from nomadpaas.agent.structs.deployment import deployment_active
@@ -65,14 +67,30 @@ def empty_summary(job: Any, index: int) -> dict[str, Any]:
     }
 
 
-def job_status(txn: Txn, job: Row) -> str:
-    """The job's Status by the first matching rule of nomad-api.md §1.2."""
+# (TaskGroup, ClientStatus, DesiredStatus) → how many allocations of the job's current
+# incarnation are in it: the state store's `job_allocs` tally, so a refresh costs the
+# allocations a write changed, not every allocation of the job.
+Counts = dict[tuple[Any, Any, Any], int]
+
+
+def incarnation_counts(txn: Txn, job: Row) -> Counts:
+    """The allocation counts of the job's current incarnation (its CreateIndex)."""
+    tally = txn.tally(ALLOCS, TALLY_JOB_ALLOCS, (job["Namespace"], job["ID"]))
+    create = job.get("CreateIndex")
+    return {(g, c, d): n for (ci, g, c, d), n in tally.items() if ci == create and n > 0}
+
+
+def job_status(txn: Txn, job: Row, counts: Counts | None = None) -> str:
+    """The job's Status by the first matching rule of nomad-api.md §1.2; `counts` are the
+    job's `incarnation_counts` when the caller has them already."""
     ns, job_id, create = job["Namespace"], job["ID"], job.get("CreateIndex")
     if job.get("Type") == JOB_TYPE_SYSTEM or is_parent(job):
         return JOB_STATUS_DEAD if job.get("Stop") else JOB_STATUS_RUNNING
     if any(deployment_active(d) for d in lookups.deployments_by_job(txn, ns, job_id, create)):
         return JOB_STATUS_RUNNING
-    if any(not alloc_terminal(a) for a in lookups.allocs_by_job(txn, ns, job_id, create)):
+    if counts is None:
+        counts = incarnation_counts(txn, job)
+    if any(not alloc_terminal({"ClientStatus": c, "DesiredStatus": d}) for _, c, d in counts):
         return JOB_STATUS_RUNNING
     evals = lookups.evals_by_job(txn, ns, job_id)
     if any(not eval_terminal(e) for e in evals):
@@ -82,18 +100,18 @@ def job_status(txn: Txn, job: Row) -> str:
     return JOB_STATUS_PENDING
 
 
-def _group_counts(txn: Txn, job: Row, old: Row | None) -> dict[str, dict[str, int]]:
+def _group_counts(job: Row, old: Row | None, counts: Counts) -> dict[str, dict[str, int]]:
     groups: dict[str, dict[str, int]] = {}
     old_groups = (old or {}).get("Summary") or {}
     for g in job.get("TaskGroups") or []:
         counters = dict.fromkeys(_GROUP_COUNTERS, 0)
         counters["Queued"] = int((old_groups.get(g["Name"]) or {}).get("Queued", 0))
         groups[g["Name"]] = counters
-    for alloc in lookups.allocs_by_job(txn, job["Namespace"], job["ID"], job.get("CreateIndex")):
-        counter = _COUNTER_OF_STATUS.get(alloc.get("ClientStatus", ""))
-        group = groups.get(alloc["TaskGroup"])
+    for (name, status, _), n in counts.items():
+        counter = _COUNTER_OF_STATUS.get(status)
+        group = groups.get(name)
         if counter is not None and group is not None:
-            group[counter] += 1
+            group[counter] += n
     return groups
 
 
@@ -115,12 +133,13 @@ def refresh_job(txn: Txn, namespace: str, job_id: str) -> None:
         return
     old = txn.get(JOB_SUMMARIES, (namespace, job_id))
     summary = thaw(old) if old is not None else empty_summary(job, txn.index)
-    summary["Summary"] = _group_counts(txn, job, old)
+    counts = incarnation_counts(txn, job)
+    summary["Summary"] = _group_counts(job, old, counts)
     summary["Children"] = _children(txn, job)
     if old is None or thaw(old) != {**summary, "ModifyIndex": old["ModifyIndex"]}:
         summary["ModifyIndex"] = txn.index
         txn.put(JOB_SUMMARIES, (namespace, job_id), summary)
-    status = job_status(txn, job)
+    status = job_status(txn, job, counts)
     if status != job.get("Status"):
         updated = thaw(job)
         updated["Status"] = status

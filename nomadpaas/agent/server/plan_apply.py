@@ -21,7 +21,7 @@ from typing import Any
 from nomadpaas.agent.scheduler.ports import ports_in_use
 from nomadpaas.agent.scheduler.scheduler import Plan, PlanResult
 from nomadpaas.agent.server.job_summary import refresh_job
-from nomadpaas.agent.server.state.frozen import thaw
+from nomadpaas.agent.server.state.frozen import freeze_shared, thaw
 from nomadpaas.agent.server.state.schema import ALLOCS, DEPLOYMENTS, JOB_VERSIONS, JOBS, version_key
 from nomadpaas.agent.server.state.state_store import StateStore, Txn
 from nomadpaas.agent.structs.alloc import (
@@ -68,6 +68,7 @@ def _apply(txn: Txn, plan: Plan) -> PlanResult:
         old = txn.get(DEPLOYMENTS, (d["ID"],))
         d["CreateIndex"] = old["CreateIndex"] if old is not None else txn.index
         deployments[d["ID"]] = d
+    memo: dict[int, tuple[Any, Any]] = {}  # placements share resources: frozen once
     for alloc in plan.node_allocation:
         a = dict(alloc)
         old = txn.get(ALLOCS, (a["ID"],))
@@ -80,7 +81,7 @@ def _apply(txn: Txn, plan: Plan) -> PlanResult:
                 _link_previous(txn, a["PreviousAllocation"], a["ID"], now)
         _touch(a, txn.index, now)
         _count_placement(txn, deployments, old, a, now)
-        txn.put(ALLOCS, (a["ID"],), a)
+        txn.put(ALLOCS, (a["ID"],), freeze_shared(a, memo))
         jobs.add((a["Namespace"], a["JobID"]))
     for update in plan.deployment_updates:
         d = deployments.get(update["DeploymentID"])
@@ -113,8 +114,8 @@ def _touch(alloc: dict[str, Any], index: int, now: int) -> None:
 
 def _port_conflict(txn: Txn, plan: Plan) -> bool:
     new = [a for a in plan.node_allocation if txn.get(ALLOCS, (a["ID"],)) is None]
-    if not new:
-        return False
+    if not any(ports_in_use([a]) for a in new):
+        return False  # nothing new holds a port: no walk over every allocation
     stopping = {u["ID"] for u in plan.node_update}
     live = [a for a in txn.list(ALLOCS) if not alloc_terminal(a) and a["ID"] not in stopping]
     used = ports_in_use(live)

@@ -366,9 +366,12 @@ def client_status_from_task_states(task_states: dict[str, Any] | None) -> tuple[
     return ALLOC_CLIENT_COMPLETE, "All tasks have completed"
 
 
+_SERVER_TERMINAL_STATUSES = (ALLOC_DESIRED_STOP, ALLOC_DESIRED_EVICT)
+
+
 def server_terminal(alloc: Alloc) -> bool:
     """DesiredStatus is stop or evict."""
-    return alloc.get("DesiredStatus") in (ALLOC_DESIRED_STOP, ALLOC_DESIRED_EVICT)
+    return alloc.get("DesiredStatus") in _SERVER_TERMINAL_STATUSES
 
 
 def client_terminal(alloc: Alloc) -> bool:
@@ -378,7 +381,11 @@ def client_terminal(alloc: Alloc) -> bool:
 
 def alloc_terminal(alloc: Alloc) -> bool:
     """Allocation.TerminalStatus: server- or client-terminal."""
-    return server_terminal(alloc) or client_terminal(alloc)
+    # Inlined (hot: every alloc of a job or node, on every summary refresh and client poll).
+    return (
+        alloc.get("DesiredStatus") in _SERVER_TERMINAL_STATUSES
+        or alloc.get("ClientStatus") in CLIENT_TERMINAL_STATUSES
+    )
 
 
 def ran_successfully(alloc: Alloc) -> bool:

@@ -39,8 +39,28 @@ class FrozenDict(dict[str, Any]):
         return (FrozenDict, (dict(self),))
 
 
+# Values that are immutable as they are: returned by `freeze` without a look inside.
+_SCALARS = frozenset({str, int, float, bool, type(None), FrozenDict})
+_LEAVES = frozenset({str, int, float, bool, type(None)})  # what `thaw` copies as is
+
+
 def freeze(value: Any) -> Any:
     """A deep read-only copy of a JSON-able value (already frozen parts are reused)."""
+    # Exact type checks first: every write freezes its rows, and isinstance() against the
+    # Mapping ABC was most of the cost of a 1,000-allocation plan.
+    # Scalars inside containers are checked inline too: no call per leaf.
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return FrozenDict(
+            {
+                k if type(k) is str else str(k): v if type(v) in _SCALARS else freeze(v)
+                for k, v in value.items()
+            }
+        )
+    if kind is list or kind is tuple:
+        return tuple([v if type(v) in _SCALARS else freeze(v) for v in value])
     if isinstance(value, FrozenDict):
         return value
     if isinstance(value, Mapping):
@@ -50,8 +70,48 @@ def freeze(value: Any) -> Any:
     return value
 
 
+def freeze_shared(row: Any, memo: dict[int, tuple[Any, Any]]) -> Any:
+    """`freeze` for a batch of rows built to share parts (a plan's placements share their
+    resources and metric): a container below the row met again, by identity, is frozen
+    once and the frozen copy shared. `memo` lives for one batch, which nobody changes
+    meanwhile; it holds every container it saw (the rows themselves are not remembered),
+    so no id is reused while it lives."""
+    if type(row) is not dict:
+        return _freeze_shared(row, memo)
+    return FrozenDict(
+        {k if type(k) is str else str(k): _freeze_shared(v, memo) for k, v in row.items()}
+    )
+
+
+def _freeze_shared(value: Any, memo: dict[int, tuple[Any, Any]]) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict or kind is list or kind is tuple:
+        hit = memo.get(id(value))
+        if hit is not None:
+            return hit[1]
+        frozen: Any
+        if kind is dict:
+            frozen = FrozenDict(
+                {k if type(k) is str else str(k): _freeze_shared(v, memo) for k, v in value.items()}
+            )
+        else:
+            frozen = tuple([_freeze_shared(v, memo) for v in value])
+        memo[id(value)] = (value, frozen)
+        return frozen
+    return freeze(value)
+
+
 def thaw(value: Any) -> Any:
     """A deep mutable copy of a (possibly frozen) JSON-able value."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if kind is FrozenDict or kind is dict:
+        return {k: v if type(v) in _LEAVES else thaw(v) for k, v in value.items()}
+    if kind is tuple or kind is list:
+        return [v if type(v) in _LEAVES else thaw(v) for v in value]
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -51,6 +51,41 @@ TABLES: tuple[str, ...] = (
 )
 
 
+# Secondary indexes (the non-`id` indexes of nomad/state/schema.go): table → index name →
+# the row fields whose values (a tuple, None for a missing field) the index groups by.
+# The store keeps each one current on every commit; `by_index` reads them.
+INDEX_JOB = "job"
+INDEX_NODE = "node"
+INDEX_EVAL = "eval"
+INDEX_DEPLOYMENT = "deployment"
+INDEXES: dict[str, dict[str, tuple[str, ...]]] = {
+    ALLOCS: {
+        INDEX_JOB: ("Namespace", "JobID"),
+        INDEX_NODE: ("NodeID",),
+        INDEX_EVAL: ("EvalID",),
+        INDEX_DEPLOYMENT: ("DeploymentID",),
+    },
+    EVALS: {INDEX_JOB: ("Namespace", "JobID")},
+    DEPLOYMENTS: {INDEX_JOB: ("Namespace", "JobID")},
+}
+
+
+# Counted indexes (tallies.py): table → name → (group fields, counted fields); a field is
+# a name or a path into nested objects. Job summaries and statuses read `job_allocs`:
+# per (Namespace, JobID), how many allocations of each incarnation (the embedded Job's
+# CreateIndex), task group, ClientStatus and DesiredStatus there are.
+TALLY_JOB_ALLOCS = "job_allocs"
+TallyFields = tuple[str | tuple[str, ...], ...]
+TALLIES: dict[str, dict[str, tuple[TallyFields, TallyFields]]] = {
+    ALLOCS: {
+        TALLY_JOB_ALLOCS: (
+            ("Namespace", "JobID"),
+            (("Job", "CreateIndex"), "TaskGroup", "ClientStatus", "DesiredStatus"),
+        )
+    },
+}
+
+
 def version_key(namespace: str, job_id: str, version: int) -> tuple[str, str, str]:
     """The `job_versions` key of one version; zero-padded so keys sort by version."""
     return (namespace, job_id, f"{version:020d}")

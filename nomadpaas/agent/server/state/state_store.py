@@ -5,6 +5,9 @@ How it works, in Nomad's terms:
 - **Tables** (schema.py) map a key tuple to a frozen JSON row. A `Snapshot` is an
   immutable view of every table at one index; readers never lock and never see a
   half-applied write. Rows are `FrozenDict`s: mutating one raises TypeError.
+  Secondary indexes (allocs by job, node, eval, deployment; schema.INDEXES) and tallies
+  (allocation counts per job; schema.TALLIES) are part of the snapshot, moved by each
+  commit's changes (indexes.py, tallies.py); snapshot.py reads them.
 - **Writes** go through `write(msg_type, fn)`: `fn(txn)` reads and puts/deletes rows on
   a `Txn`; if it changed anything, all of it is committed at one new raft-like index
   (`txn.index`), persisted and fsync'd (persistence.py) before `write` returns, and
@@ -23,35 +26,34 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from nomadpaas.agent.server.state import indexes as idx
+from nomadpaas.agent.server.state import tallies as tl
 from nomadpaas.agent.server.state.frozen import freeze
 from nomadpaas.agent.server.state.persistence import RowWrite, SQLitePersistence
-from nomadpaas.agent.server.state.schema import TABLES
+from nomadpaas.agent.server.state.schema import INDEXES, TABLES, TALLIES
+from nomadpaas.agent.server.state.snapshot import Change, Key, KeyedRows, Row, Rows, Snapshot, Txn
 
 log = logging.getLogger(__name__)
-
 T = TypeVar("T")
-Key = tuple[str, ...]
-Row = Any  # a FrozenDict in practice; typed loosely because rows are free-form Nomad JSON
 Query = Callable[["Snapshot"], tuple[T, int]]
-Rows = list[Row]  # module-level aliases: the classes below have a method named `list`
-KeyedRows = list[tuple[Key, Row]]
 
-_DELETED = object()  # marks a key deleted inside a Txn's overlay
-
-
-@dataclass(frozen=True)
-class Change:
-    """One committed row change. `obj` is the new row, or the old one when `deleted`."""
-
-    table: str
-    key: Key
-    obj: Row
-    deleted: bool
+__all__ = [
+    "Change",
+    "Commit",
+    "Key",
+    "KeyedRows",
+    "Query",
+    "Row",
+    "Rows",
+    "Snapshot",
+    "StateStore",
+    "Txn",
+]
 
 
 @dataclass(frozen=True)
@@ -63,109 +65,32 @@ class Commit:
     changes: tuple[Change, ...]
 
 
-class Snapshot:
-    """An immutable view of all tables at `index`; cheap to take, safe to keep."""
-
-    __slots__ = ("_table_indexes", "_tables", "index")
-
-    def __init__(
-        self, index: int, tables: dict[str, dict[Key, Row]], table_indexes: dict[str, int]
-    ) -> None:
-        self.index = index
-        self._tables = tables
-        self._table_indexes = table_indexes
-
-    def table_index(self, table: str) -> int:
-        """The index of the last write to `table` (Nomad's `index` table); 0 if never."""
-        self._check(table)
-        return self._table_indexes.get(table, 0)
-
-    def get(self, table: str, key: Key) -> Row | None:
-        return self._tables[self._check(table)].get(key)
-
-    def list(self, table: str, prefix: Key = ()) -> Rows:
-        """Rows whose key starts with `prefix` (whole key parts), sorted by key."""
-        return [row for _, row in self.items(table, prefix)]
-
-    def items(self, table: str, prefix: Key = ()) -> KeyedRows:
-        rows = self._tables[self._check(table)]
-        n = len(prefix)
-        return sorted(((k, v) for k, v in rows.items() if k[:n] == prefix), key=lambda kv: kv[0])
-
-    def count(self, table: str) -> int:
-        return len(self._tables[self._check(table)])
-
-    def _check(self, table: str) -> str:
-        if table not in self._tables:
-            raise KeyError(f"unknown state store table {table!r}")
-        return table
-
-
-class Txn:
-    """A write transaction: reads see the snapshot plus this transaction's own writes."""
-
-    def __init__(self, base: Snapshot, index: int, msg_type: str) -> None:
-        self.index = index  # the index this transaction commits at, for Create/ModifyIndex
-        self.msg_type = msg_type
-        self._base = base
-        self._pending: dict[str, dict[Key, Any]] = {}
-
-    def get(self, table: str, key: Key) -> Row | None:
-        pending = self._pending.get(table, {})
-        if key in pending:
-            value = pending[key]
-            return None if value is _DELETED else value
-        return self._base.get(table, key)
-
-    def list(self, table: str, prefix: Key = ()) -> Rows:
-        merged: dict[Key, Row] = dict(self._base.items(table, prefix))
-        n = len(prefix)
-        for key, value in self._pending.get(table, {}).items():
-            if key[:n] != prefix:
-                continue
-            if value is _DELETED:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
-        return [merged[k] for k in sorted(merged)]
-
-    def put(self, table: str, key: Key, row: Any) -> Row:
-        """Insert or replace a row; returns the frozen row that will be stored."""
-        self._base._check(table)
-        frozen = freeze(row)
-        self._pending.setdefault(table, {})[key] = frozen
-        return frozen
-
-    def delete(self, table: str, key: Key) -> Row | None:
-        """Delete a row; returns the row that was there (None if absent: no change)."""
-        old = self.get(table, key)
-        if old is not None:
-            self._pending.setdefault(table, {})[key] = _DELETED
-        return old
-
-    def _changes(self) -> Iterator[Change]:
-        for table, rows in self._pending.items():
-            for key, value in rows.items():
-                if value is _DELETED:
-                    old = self._base.get(table, key)
-                    if old is not None:  # deleting something put in this same txn: no-op
-                        yield Change(table, key, old, True)
-                else:
-                    yield Change(table, key, value, False)
-
-
 class StateStore:
     """The agent's state; see the module docstring. `path=None` keeps it in memory only."""
 
     def __init__(self, path: Path | None, tables: Iterable[str] = TABLES) -> None:
         self._tables = tuple(tables)
+        self._specs = {t: INDEXES[t] for t in self._tables if t in INDEXES}
+        self._tally_specs = {t: TALLIES[t] for t in self._tables if t in TALLIES}
         self._persist = SQLitePersistence(path) if path is not None else None
         if self._persist is not None:
             loaded = self._persist.load(self._tables)
             rows = {t: {k: freeze(v) for k, v in loaded.rows[t].items()} for t in self._tables}
-            self._snap = Snapshot(loaded.latest_index, rows, loaded.table_indexes)
+            self._snap = Snapshot(
+                loaded.latest_index,
+                rows,
+                loaded.table_indexes,
+                specs=self._specs,
+                tally_specs=self._tally_specs,
+            )
         else:
-            self._snap = Snapshot(0, {t: {} for t in self._tables}, {})
+            self._snap = Snapshot(
+                0,
+                {t: {} for t in self._tables},
+                {},
+                specs=self._specs,
+                tally_specs=self._tally_specs,
+            )
         self._write_lock = threading.Lock()
         # Guards `_snap` swaps and the waiter registries, so a waiter can never miss a commit.
         self._cond = threading.Condition(threading.Lock())
@@ -202,9 +127,8 @@ class StateStore:
             if not changes:
                 return result, base.index
             touched = sorted({c.table for c in changes})
-            if self._persist is not None:
-                writes = [RowWrite(c.table, c.key, None if c.deleted else c.obj) for c in changes]
-                self._persist.commit(txn.index, writes, touched)
+            # The next snapshot is built before anything is persisted: should building it
+            # fail, the write fails whole, as if `fn` had raised.
             tables = dict(base._tables)
             for table in touched:
                 tables[table] = dict(tables[table])  # copy-on-write per touched table
@@ -215,7 +139,22 @@ class StateStore:
                     tables[c.table][c.key] = c.obj
             table_indexes = dict(base._table_indexes)
             table_indexes.update(dict.fromkeys(touched, txn.index))
-            self._publish(Snapshot(txn.index, tables, table_indexes))
+            indexes = idx.apply(self._specs, base._indexes, base._tables, changes)
+            tallies = tl.apply(self._tally_specs, base._tallies, base._tables, changes)
+            if self._persist is not None:
+                writes = [RowWrite(c.table, c.key, None if c.deleted else c.obj) for c in changes]
+                self._persist.commit(txn.index, writes, touched)
+            self._publish(
+                Snapshot(
+                    txn.index,
+                    tables,
+                    table_indexes,
+                    indexes,
+                    self._specs,
+                    tallies,
+                    self._tally_specs,
+                )
+            )
             commit = Commit(txn.index, msg_type, changes)
             for callback in list(self._subscribers):
                 try:
