@@ -64,6 +64,9 @@ class AllocDir:
         self.root = os.path.join(self.alloc_root, alloc_id)
         self.shared_dir = os.path.join(self.root, SHARED_ALLOC_NAME)
         self.log_dir = os.path.join(self.shared_dir, LOG_DIR_NAME)
+        # The shared dirs were built by this instance: a task's build skips them (the
+        # alloc runner builds them first, then each task dir hook builds its task).
+        self._shared_built = False
 
     def task_dir(self, task: str) -> TaskDir:
         _check_name("task name", task)
@@ -81,13 +84,8 @@ class AllocDir:
 
     def build(self, tasks: list[str]) -> dict[str, TaskDir]:
         """Create the shared dirs and every task's dirs; idempotent (task restarts, recovery)."""
-        os.makedirs(os.path.dirname(self.alloc_root), exist_ok=True)
-        _mkdir(self.alloc_root, DIR_PERMS)
-        _mkdir(self.root, DIR_PERMS)
-        _mkdir(self.shared_dir, DIR_PERMS)
-        _mkdir(self.log_dir, DIR_PERMS)
-        _mkdir(os.path.join(self.shared_dir, SHARED_TMP_NAME), TMP_DIR_PERMS)
-        _mkdir(os.path.join(self.shared_dir, SHARED_DATA_NAME), DIR_PERMS)
+        if not self._shared_built:
+            self._build_shared()
         dirs: dict[str, TaskDir] = {}
         for task in tasks:
             td = self.task_dir(task)
@@ -98,6 +96,17 @@ class AllocDir:
             _mkdir(td.private_dir, SECRET_DIR_PERMS)
             dirs[task] = td
         return dirs
+
+    def _build_shared(self) -> None:
+        if not os.path.isdir(self.alloc_root):
+            os.makedirs(os.path.dirname(self.alloc_root), exist_ok=True)
+            _mkdir(self.alloc_root, DIR_PERMS)
+        _mkdir(self.root, DIR_PERMS)
+        _mkdir(self.shared_dir, DIR_PERMS)
+        _mkdir(self.log_dir, DIR_PERMS)
+        _mkdir(os.path.join(self.shared_dir, SHARED_TMP_NAME), TMP_DIR_PERMS)
+        _mkdir(os.path.join(self.shared_dir, SHARED_DATA_NAME), DIR_PERMS)
+        self._shared_built = True
 
     def destroy(self) -> None:
         """Remove the whole tree. Symlinks are unlinked, never followed (a task may plant
@@ -116,13 +125,33 @@ class AllocDir:
             raise AllocDirError(f"failed to destroy alloc dir {self.root}: {exc}") from exc
 
 
+def _umask() -> int | None:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+_UMASK = _umask()
+
+
 def _mkdir(path: str, perms: int) -> None:
-    if os.path.islink(path):
-        raise AllocDirError(f"refusing to use {path}: it is a symlink")
+    # One syscall for a new directory (a dozen per allocation): mkdir refuses to follow or
+    # replace an existing entry, so the symlink and type checks are only needed then.
     try:
         os.mkdir(path, perms)
     except FileExistsError:
+        if os.path.islink(path):
+            raise AllocDirError(f"refusing to use {path}: it is a symlink") from None
         if not os.path.isdir(path):
             raise AllocDirError(f"{path} exists and is not a directory") from None
+    else:
+        if _UMASK is not None and perms & ~_UMASK == perms:
+            return  # the umask took nothing away: the mode is already exact
     # mkdir's mode is filtered by the umask; the permissions here are part of the contract.
     os.chmod(path, perms)

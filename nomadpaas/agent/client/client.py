@@ -7,6 +7,9 @@ Threads:
   server forgot (garbage-collected) are destroyed (tasks killed, alloc dir removed).
 - *sync*: batches the runners' updates into `ServerRPC.update_allocs`, at most every
   `SYNC_INTERVAL_S`, at once when a ClientStatus changes (Nomad's allocSync, 200 ms).
+  "At once" waits a little to coalesce, longer when the last write was slow: every write
+  makes the server refresh the job and wakes this node's watch loop, so a thousand
+  allocations starting together must share writes instead of paying for one each.
 
 `start()` first restores every allocation saved in the client state (client/state.py):
 task runners with a saved driver handle re-attach (`recover_task`) instead of starting a
@@ -47,6 +50,9 @@ SYNC_INTERVAL_S = 0.2  # Nomad's allocSyncIntv: updates are batched over this wi
 # An urgent update (a ClientStatus change) waits only this long, so status changes of
 # allocations starting together still share one update_allocs call.
 URGENT_COALESCE_S = 0.02
+# ... or this many times as long as the previous update_allocs took (capped by the sync
+# interval), so the server spends at most about a fifth of its time on our writes.
+URGENT_COALESCE_COST_FACTOR = 4.0
 WATCH_WAIT_S = 30.0  # blocking-query wait; shutdown interrupts the store anyway
 RETRY_BACKOFF_S = 1.0  # after a failed RPC, before trying again
 SHUTDOWN_JOIN_S = 5.0
@@ -79,19 +85,18 @@ def _stopped_before_start(alloc_id: str) -> dict[str, Any]:
     return {"ID": alloc_id, "ClientStatus": "complete", "ClientDescription": ALL_COMPLETED}
 
 
-def _change_key(alloc: Mapping[str, Any]) -> str:
-    """What the server changes about an allocation (not the client's own updates)."""
+def _change_key(alloc: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What the server changes about an allocation (not the client's own updates).
+
+    Compared with `==` only (DesiredTransition is a mapping): every client update wakes the
+    watch loop with all of the node's allocations, so this must stay cheap."""
     job = alloc.get("Job") or {}
-    return json.dumps(
-        [
-            alloc.get("AllocModifyIndex"),
-            alloc.get("DesiredStatus"),
-            alloc.get("DesiredTransition"),
-            job.get("JobModifyIndex"),
-            job.get("Version"),
-        ],
-        sort_keys=True,
-        default=str,
+    return (
+        alloc.get("AllocModifyIndex"),
+        alloc.get("DesiredStatus"),
+        alloc.get("DesiredTransition"),
+        job.get("JobModifyIndex"),
+        job.get("Version"),
     )
 
 
@@ -124,7 +129,7 @@ class Client:
         self.state_db = ClientStateDB(config.data_dir)
         self._lock = threading.Lock()
         self._runners: dict[str, AllocRunner] = {}
-        self._seen: dict[str, str] = {}  # alloc ID -> _change_key of the last version run
+        self._seen: dict[str, tuple[Any, ...]] = {}  # alloc ID -> _change_key last run
         self._pending: dict[str, dict[str, Any]] = {}
         self._sync_wake = threading.Event()
         self._stop = threading.Event()
@@ -300,12 +305,17 @@ class Client:
             self._sync_wake.set()
 
     def _sync_loop(self) -> None:
+        last_write_s = 0.0
         while not self._stop.is_set():
             if self._sync_wake.wait(self.config.sync_interval_s):
-                self._stop.wait(URGENT_COALESCE_S)
+                coalesce_s = max(URGENT_COALESCE_S, URGENT_COALESCE_COST_FACTOR * last_write_s)
+                self._stop.wait(min(coalesce_s, self.config.sync_interval_s))
             self._sync_wake.clear()
+            started = time.monotonic()
             if not self._flush():
                 self._stop.wait(RETRY_BACKOFF_S)
+                continue
+            last_write_s = time.monotonic() - started
 
     def _flush(self) -> bool:
         """Send pending updates; on failure keep them (unless newer ones arrived)."""

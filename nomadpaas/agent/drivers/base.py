@@ -9,7 +9,7 @@ wire like Nomad's ``drivers.TaskHandle``), ``ExitResult`` is what ``wait_task`` 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -135,6 +135,11 @@ class Driver(Protocol):
     def start_task(self, cfg: TaskConfig) -> TaskHandle: ...
 
     def wait_task(self, task_id: str, timeout_s: float | None = None) -> ExitResult | None: ...
+
+    def watch_task(self, task_id: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, from any thread, when the task may have exited (it may
+        fire early: check with ``wait_task``); lets one thread serve every task's wait."""
+        ...
 
     def stop_task(self, task_id: str, timeout_s: float, signal: str = "") -> None: ...
 

@@ -362,3 +362,26 @@ def test_extra_runner_hooks_see_every_phase_and_report_health(env: Any) -> None:
     assert calls[0] == "states:pending" and "prerun" in calls and "states:running" in calls
     assert calls.index("update:stop") < calls.index("prekill") < calls.index("postrun")
     assert calls[-1] == "postrun"
+
+
+def _threads_named(prefix: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def test_running_allocations_hold_one_thread_each_and_stop_promptly(env: Any) -> None:
+    # A thousand running allocations must not cost two threads each polling: the task's
+    # loop runs on the allocation's own thread, the coordinator is event driven and the
+    # driver's exit watch wakes the loop.
+    runners = [env(make_alloc([py_task("web", SLEEPER)]))[0] for _ in range(3)]
+    for r in runners:
+        wait_for(lambda r=r: r.client_status()[0] == "running", what="running")
+    ids = {r.id[:8] for r in runners}
+    assert sorted(_threads_named("alloc-")) == sorted(f"alloc-{i}" for i in ids)
+    assert not [n for n in _threads_named("task-") if n[-8:] in ids]
+    # No coordinator poll to wait for: each allocation is done as soon as its task died.
+    for r in runners:
+        r.update({**r.alloc, "DesiredStatus": "stop"})
+    for r in runners:
+        assert r.wait_done(30), r.task_states()
+        assert event_types(r.task_states()["web"])[-2:] == ["Terminated", "Killed"]
+    wait_for(lambda: not [n for n in _threads_named("alloc-") if n[6:] in ids], what="exit")

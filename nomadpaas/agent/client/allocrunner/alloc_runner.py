@@ -1,11 +1,15 @@
 """Runs one allocation: its directory, its task runners in lifecycle order, its status
 updates to the server, stop/restart/destroy; mirrors client/allocrunner/alloc_runner.go.
 
-One coordinator thread per allocation wakes on every task state change: it opens the
-lifecycle gates (task_hook_coordinator.py), kills the live tasks when a task failed, the
-leader died or only sidecars are left, and runs the kill sequence when the server sets
-DesiredStatus stop/evict. ClientStatus/ClientDescription follow from the task states and
-go to the client's batched updater (urgent when ClientStatus changes).
+The coordinator is event driven, not a thread: every task state change, server update or
+finished kill runs one coordination step (on the thread that caused it; a step arriving
+while another runs is folded into it). A step opens the lifecycle gates
+(task_hook_coordinator.py), decides to kill the live tasks when a task failed, the leader
+died or only sidecars are left, and starts the kill sequence when the server sets
+DesiredStatus stop/evict; kills block, so they run on a thread of their own. While a kill
+of ours runs no gate opens (as when Nomad's coordinator waits for the kill).
+ClientStatus/ClientDescription follow from the task states and go to the client's
+batched updater (urgent when ClientStatus changes).
 
 *kill* (the allocation must stop: tasks die) is kept apart from *shutdown* (the agent
 exits: runner threads end, tasks keep running, state stays on disk for the next agent).
@@ -52,6 +56,7 @@ from nomadpaas.agent.client.allocrunner.taskrunner.task_runner import (
     TaskRunner,
     TaskRunnerConfig,
 )
+from nomadpaas.agent.client.lib.protocols import hooks_of
 from nomadpaas.agent.client.state import ClientStateDB, RestoredAlloc
 from nomadpaas.agent.drivers.base import Driver
 from nomadpaas.agent.structs.alloc import (
@@ -65,8 +70,7 @@ from nomadpaas.agent.structs.alloc import (
 
 log = logging.getLogger("nomadpaas.agent.client.allocrunner")
 
-COORDINATOR_POLL_S = 2.0  # a safety net: the coordinator wakes on every task state change
-SHUTDOWN_JOIN_S = 2.0  # how long shutdown waits for the coordinator thread
+SHUTDOWN_JOIN_S = 2.0  # how long shutdown waits for a running coordination step
 # Restart Signaled reasons, verbatim from client/client.go RestartAllocation.
 MSG_USER_RESTART = "User requested task to restart"
 MSG_USER_RESTART_ALL = "User requested all tasks to restart"
@@ -119,10 +123,24 @@ class AllocRunner:
         self._shutdown = False
         self._destroyed = False
         self._last_status: tuple[str, str] | None = None
-        self._thread: threading.Thread | None = None
+        self._started = False  # run() was called
+        self._set_up = False  # the alloc thread persisted it and ran the prerun hooks
+        self._setup_done = threading.Event()  # set up, or gave up trying
+        self._persist_lock = threading.Lock()  # put_alloc/delete_alloc in call order
+        self._stepping_thread: threading.Thread | None = None
+        self._stepping = False  # a thread is running coordination steps
+        self._dirty = False  # another step was asked for meanwhile
+        self._own_kill = False  # a kill started by a step is running
+        self._finished = False  # postrun done: no more steps
         self._done = threading.Event()
-        if cfg.restored is None:
-            cfg.state_db.put_alloc(cfg.alloc)
+        hooks = self._hooks
+        self._prerun_hooks: list[RunnerPrerunHook] = hooks_of(hooks, RunnerPrerunHook)
+        self._prekill_hooks: list[RunnerPreKillHook] = hooks_of(hooks, RunnerPreKillHook)
+        self._destroy_hooks: list[RunnerDestroyHook] = hooks_of(hooks, RunnerDestroyHook)
+        self._update_hooks: list[RunnerUpdateHook] = hooks_of(hooks, RunnerUpdateHook)
+        self._task_state_hooks: list[RunnerTaskStateHook] = hooks_of(hooks, RunnerTaskStateHook)
+        self._postrun_hooks: list[RunnerPostrunHook] = hooks_of(hooks, RunnerPostrunHook)
+        self._shutdown_hooks: list[RunnerShutdownHook] = hooks_of(hooks, RunnerShutdownHook)
         restored_tasks = cfg.restored.tasks if cfg.restored else {}
         self.tasks: dict[str, TaskRunner] = {}
         for task in group_of(cfg.alloc).get("Tasks") or []:
@@ -137,9 +155,6 @@ class AllocRunner:
                     restored=restored_tasks.get(name), tracker=tracker,
                 )
             )  # fmt: skip
-        if cfg.restored is None:
-            for tr in self.tasks.values():
-                tr.emit(new_task_event(TASK_RECEIVED, now_ns=time.time_ns()))
 
     # -- queries ----------------------------------------------------------------------
 
@@ -158,34 +173,68 @@ class AllocRunner:
     # -- control ----------------------------------------------------------------------
 
     def run(self) -> None:
-        """Build the alloc dir and start the coordinator and task runner threads."""
-        if self._thread is not None:
+        """Start the allocation's thread: it persists the allocation (`Received`), builds
+        the alloc dir (prerun hooks), starts the other task runners and coordinates, then
+        runs the first task's loop itself. Returns at once, so the client's watch loop
+        hands out a thousand allocations without waiting on a disk for each."""
+        with self._cond:
+            if self._started:
+                return
+            self._started = True
+        claimed = [tr for tr in self.tasks.values() if tr.claim()]
+        threading.Thread(
+            target=self._alloc_thread, args=(claimed,), name=f"alloc-{self.id[:8]}", daemon=True
+        ).start()
+
+    def _alloc_thread(self, claimed: list[TaskRunner]) -> None:
+        try:
+            self._set_up_alloc(claimed[1:])
+        except Exception:
+            log.exception("alloc runner %s: setting up the allocation failed", self.id)
+            for tr in claimed:
+                tr.release_claim()  # never ran: a kill finishes it instead of waiting
+            self._setup_done.set()
             return
-        for hook in self._hooks:
-            if isinstance(hook, RunnerPrerunHook):
+        if claimed:
+            claimed[0].run_claimed()
+
+    def _set_up_alloc(self, others: list[TaskRunner]) -> None:
+        try:
+            if self.cfg.restored is None:
+                self._persist_alloc()
+                for tr in self.tasks.values():
+                    tr.emit(new_task_event(TASK_RECEIVED, now_ns=time.time_ns()))
+            for hook in self._prerun_hooks:
                 hook.prerun(self.alloc, self.alloc_dir)
-        for tr in self.tasks.values():
-            tr.start()
-        self._thread = threading.Thread(
-            target=self._coordinate_loop, name=f"alloc-{self.id[:8]}", daemon=True
-        )
-        self._thread.start()
+            self._push_update()
+            for tr in others:
+                tr.start_claimed()
+            with self._cond:
+                self._set_up = True
+        finally:
+            self._setup_done.set()
+        self._kick()
         if server_terminal(self.alloc):
             self.update(self.alloc)
+
+    def _persist_alloc(self) -> None:
+        """Save the current version, unless the allocation was destroyed meanwhile."""
+        with self._persist_lock:
+            if not self._destroyed:
+                self.cfg.state_db.put_alloc(self.alloc)
 
     def update(self, alloc: dict[str, Any]) -> None:
         """A newer version from the server: persist it; DesiredStatus stop/evict kills."""
         self.alloc = alloc
-        self.cfg.state_db.put_alloc(alloc)
+        self._persist_alloc()
         for tr in self.tasks.values():
             tr.update_alloc(alloc)
-        for hook in self._hooks:
-            if isinstance(hook, RunnerUpdateHook):
-                hook.update(alloc)
+        for hook in self._update_hooks:
+            hook.update(alloc)
         if server_terminal(alloc):
             with self._cond:
                 self._stop_requested = True
-                self._cond.notify_all()
+            self._kick()
 
     def restart(self, task_name: str = "", all_tasks: bool = False) -> None:
         """`/v1/client/allocation/:id/restart`: `Restart Signaled`, not counted as a failure."""
@@ -219,9 +268,8 @@ class AllocRunner:
                 return
             self._killing = True
         if prekill:
-            for hook in self._hooks:
-                if isinstance(hook, RunnerPreKillHook):
-                    hook.prekill(self.alloc)
+            for hook in self._prekill_hooks:
+                hook.prekill(self.alloc)
         self._kill_tasks()
 
     def destroy(self) -> None:
@@ -231,11 +279,15 @@ class AllocRunner:
         self.kill(prekill=False)
         self._kill_tasks(include_poststop=True)  # a poststop task may still wait its turn
         self._shutdown_threads()
-        self._destroyed = True
-        for hook in self._hooks:
-            if isinstance(hook, RunnerDestroyHook):
-                hook.destroy(self.alloc, self.alloc_dir)
-        self.cfg.state_db.delete_alloc(self.id)
+        # The alloc thread may still be building the alloc dir (tasks that were dead
+        # already do not wait for it): let it finish before removing the tree.
+        self._setup_done.wait(SHUTDOWN_JOIN_S)
+        with self._persist_lock:
+            self._destroyed = True
+        for hook in self._destroy_hooks:
+            hook.destroy(self.alloc, self.alloc_dir)
+        with self._persist_lock:
+            self.cfg.state_db.delete_alloc(self.id)
 
     def shutdown(self, *, wait: bool = True) -> None:
         """The agent exits: stop our threads, leave the tasks running. With `wait=False`
@@ -243,7 +295,8 @@ class AllocRunner:
         for hook in self._hooks:
             if isinstance(hook, GroupShutdownDelayHook):
                 hook.cancel.set()
-            if isinstance(hook, RunnerShutdownHook) and wait:
+        if wait:
+            for hook in self._shutdown_hooks:
                 hook.shutdown()
         for tr in self.tasks.values():
             tr.shutdown(wait=wait)
@@ -254,11 +307,13 @@ class AllocRunner:
             self._shutdown_threads()
 
     def _shutdown_threads(self) -> None:
+        """No step starts from now on; wait (bounded) for one in progress elsewhere."""
         with self._cond:
             self._shutdown = True
             self._cond.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(SHUTDOWN_JOIN_S)
+            if self._stepping_thread is threading.current_thread():
+                return
+            self._cond.wait_for(lambda: not self._stepping, SHUTDOWN_JOIN_S)
 
     # -- coordination -----------------------------------------------------------------
 
@@ -274,11 +329,9 @@ class AllocRunner:
         """Every task state change: push the update now, tell the task-state hooks, then
         let the coordinator act."""
         states = self._push_update()
-        for hook in self._hooks:
-            if isinstance(hook, RunnerTaskStateHook):
-                hook.task_states_updated(self.alloc, states)
-        with self._cond:
-            self._cond.notify_all()
+        for hook in self._task_state_hooks:
+            hook.task_states_updated(self.alloc, states)
+        self._kick()
 
     def _push_update(self) -> dict[str, Any]:
         """Send ClientStatus/TaskStates (and any DeploymentStatus); returns the states."""
@@ -304,31 +357,70 @@ class AllocRunner:
             for tr in self.tasks.values()
         ]
 
-    def _coordinate_loop(self) -> None:
+    def _kick(self) -> None:
+        """Run coordination steps until none is pending; a thread already stepping picks
+        up this request instead (so a step that emits events does not recurse)."""
+        with self._cond:
+            self._dirty = True
+            if self._stepping or not self._set_up:
+                return
+            self._stepping = True
+            self._stepping_thread = threading.current_thread()
         try:
-            self._push_update()
             while True:
                 with self._cond:
-                    if self._shutdown:
+                    if not self._dirty or self._shutdown or self._finished:
                         return
-                    stop = self._stop_requested and not self._killing
-                if stop:
-                    self.kill()
-                self._coordinate()
-                if self.is_done():
-                    self._push_update()
-                    for hook in self._hooks:
-                        if isinstance(hook, RunnerPostrunHook):
-                            hook.postrun(self.alloc)
-                    self._done.set()
-                    return
-                with self._cond:
-                    if not self._shutdown:
-                        self._cond.wait(COORDINATOR_POLL_S)
+                    self._dirty = False
+                self._step()
         except Exception:
             log.exception("alloc runner %s: coordinator crashed", self.id)
+        finally:
+            with self._cond:
+                self._stepping = False
+                self._stepping_thread = None
+                self._cond.notify_all()
 
-    def _coordinate(self) -> None:
+    def _step(self) -> None:
+        with self._cond:
+            stop = self._stop_requested and not self._killing
+            busy = self._own_kill
+        if stop:
+            self._kill_async(prekill=True)
+            return
+        if busy:
+            return  # the kill's end asks for the next step
+        if self._coordinate():
+            return
+        if self.is_done():
+            self._push_update()
+            for hook in self._postrun_hooks:
+                hook.postrun(self.alloc)
+            with self._cond:
+                self._finished = True
+            self._done.set()
+
+    def _kill_async(self, *, prekill: bool) -> None:
+        """`kill` on a thread of its own (it blocks for up to KillTimeout), then a step."""
+        with self._cond:
+            if self._own_kill:
+                return
+            self._own_kill = True
+
+        def killer() -> None:
+            try:
+                self.kill(prekill=prekill)
+            except Exception:
+                log.exception("alloc runner %s: kill failed", self.id)
+            finally:
+                with self._cond:
+                    self._own_kill = False
+                self._kick()
+
+        threading.Thread(target=killer, name=f"kill-{self.id[:8]}", daemon=True).start()
+
+    def _coordinate(self) -> bool:
+        """Open the gates that are due; True when a kill was started instead."""
         views = self._views()
         if not self._killing:
             decision = kill_event_type(views)
@@ -338,10 +430,11 @@ class AllocRunner:
                 for tr in self.tasks.values():
                     if not tr.is_dead() and tr.kind != "poststop":
                         tr.emit(new_task_event(event_type, now_ns=time.time_ns(), **fields))
-                self.kill(prekill=False)
-                views = self._views()
+                self._kill_async(prekill=False)
+                return True
         for name in startable(views):
             self.tasks[name].open_gate()
+        return False
 
     def _kill_tasks(self, *, include_poststop: bool = False) -> None:
         """Leader first, then every other live task concurrently; poststop tasks are

@@ -24,10 +24,12 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from nomadpaas.agent.drivers.base import ExitResult
+from nomadpaas.agent.drivers.rawexec.watcher import ExitWatcher, Watch
 
 # The wrapper: $1 state dir, $2 setsid(1) path, then the command and its args.
 # Its stdin is the write end of a pipe on which the inner sh announces the task PID, so start_task
@@ -147,7 +149,11 @@ class TaskProcess:
         name: str,
         state: ProcessState,
         wrapper: subprocess.Popen[bytes] | None,
+        *,
+        pidfd: int | None = None,
     ) -> None:
+        """``pidfd``: the task's, opened by a caller that just started it and read its start
+        time after opening (so it is this task's); otherwise it is opened and checked here."""
         self.task_id = task_id
         self.name = name
         self.state = state
@@ -155,7 +161,12 @@ class TaskProcess:
         self._lock = threading.Lock()
         self._result: ExitResult | None = None
         self._completed_at_ns = 0
-        self._pidfd: int | None = self._open_pidfd(state.pid, state.pid_start_time)
+        self._pidfd: int | None = (
+            pidfd if pidfd is not None else self._open_pidfd(state.pid, state.pid_start_time)
+        )
+        self._wrapper_fd: int | None = None  # opened by the first watch()
+        self._watch: Watch | None = None
+        self._watcher: ExitWatcher | None = None
 
     @staticmethod
     def _open_pidfd(pid: int, start_time: int) -> int | None:
@@ -234,6 +245,39 @@ class TaskProcess:
     def _readable(fd: int, timeout_s: float) -> bool:
         return readable(fd, timeout_s)
 
+    def watch(self, watcher: ExitWatcher, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, soon after the task or its wrapper exits (at once if one
+        already did); it may also fire early, so the caller checks ``poll``/``wait``."""
+        with self._lock:
+            if self._watch is not None and self._watcher is not None:
+                self._watcher.cancel(self._watch)
+                self._watch = None
+            if self._wrapper_fd is None:
+                self._wrapper_fd = self._open_wrapper_fd()
+            fds = tuple(fd for fd in (self._pidfd, self._wrapper_fd) if fd is not None)
+            gone = self._result is not None or self._pidfd is None or self._wrapper_fd is None
+        if gone:
+            callback()
+            return
+        # Outside our lock: the callback may take the caller's locks.
+        w = watcher.watch(fds, callback)
+        with self._lock:
+            self._watch, self._watcher = w, watcher
+
+    def _open_wrapper_fd(self) -> int | None:
+        if self._wrapper is not None and self._wrapper.returncode is not None:
+            return None
+        try:
+            fd = os.pidfd_open(self.state.wrapper_pid)
+        except ProcessLookupError:
+            return None
+        if self._wrapper is None and (
+            proc_start_time(self.state.wrapper_pid) != self.state.wrapper_start_time
+        ):
+            os.close(fd)  # a reused PID: the wrapper we knew is gone
+            return None
+        return fd
+
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the main PID; a task that is already gone is not an error."""
         with self._lock:
@@ -299,6 +343,10 @@ class TaskProcess:
             os.close(fd)
 
     def _close_pidfd(self) -> None:
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        if self._watch is not None and self._watcher is not None:
+            self._watcher.cancel(self._watch)
+            self._watch = None
+        for fd in (self._pidfd, self._wrapper_fd):
+            if fd is not None:
+                os.close(fd)
+        self._pidfd = self._wrapper_fd = None

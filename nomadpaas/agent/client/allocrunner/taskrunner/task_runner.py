@@ -6,7 +6,10 @@ kill; mirrors client/allocrunner/taskrunner/task_runner.go.
        └──── Restarting (pending, delay) ◀── RestartTracker ───────────┤
                                              Not Restarting / done ─▶ stop hooks ─▶ dead
 
-One thread per task runs that loop (`_run`). Another thread may `kill` (the task must die:
+One thread per task runs that loop (`_run`): the allocation's own thread for its first
+task (`claim` + `run_claimed`), a thread of its own for any other. While the task runs the
+loop sleeps, polling nothing, until the driver's exit watch (one thread for all tasks)
+wakes it. Another thread may `kill` (the task must die:
 `Killing` → driver stop → `Terminated` → `Killed`), `restart` (`Restart Signaled`, not
 counted against the policy) or `shutdown` (the agent exits: the loop ends, the task keeps
 running and its saved handle lets the next agent `recover_task` it). Every state change
@@ -15,7 +18,6 @@ is persisted (client/state.py) before the alloc runner hears of it.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import threading
@@ -47,7 +49,8 @@ from nomadpaas.agent.client.allocrunner.taskrunner.task_config import (
     kill_timeout_ns,
     task_env,
 )
-from nomadpaas.agent.client.allocrunner.taskrunner.task_state import apply_task_update
+from nomadpaas.agent.client.allocrunner.taskrunner.task_state import apply_task_update, copy_state
+from nomadpaas.agent.client.lib.protocols import hooks_of
 from nomadpaas.agent.client.state import ClientStateDB, LocalTaskState
 from nomadpaas.agent.drivers.base import (
     Driver,
@@ -75,7 +78,12 @@ from nomadpaas.agent.structs.duration import NS_PER_S
 
 log = logging.getLogger("nomadpaas.agent.client.taskrunner")
 
-WAIT_POLL_S = 0.5  # how often the wait loop looks at the shutdown flag (idle wakeups)
+WAIT_POLL_S = 0.5  # how often the gate wait looks at its flags (a safety net: it is notified)
+# While a task runs, the runner sleeps until the driver's exit watch (one thread for all
+# tasks) or a shutdown wakes it; this is only a safety net against a lost wakeup.
+EXIT_CHECK_S = 30.0
+# After the exit watch fired, how long wait_task may take to read the recorded status.
+EXIT_RECORD_WAIT_S = 1.0
 # A kill waits this long beyond KillTimeout for the run loop to reach `dead`.
 KILL_GRACE_S = 20.0
 TASK_RESTORE_FAILED = "Failed Restoring Task"
@@ -118,7 +126,7 @@ class TaskRunner:
         )
         restored = cfg.restored
         self._state: dict[str, Any] = (
-            copy.deepcopy(restored.task_state) if restored else new_task_state()
+            copy_state(restored.task_state) if restored else new_task_state()
         )
         self._handle: TaskHandle | None = (
             TaskHandle.from_dict(restored.handle) if restored and restored.handle else None
@@ -130,7 +138,16 @@ class TaskRunner:
         self._kill_requested = False
         self._shutdown = False
         self._restart_requested = False
+        self._exit_seen = False  # set by the driver's exit watch
         self._done = threading.Event()
+        self._claimed = False  # someone will run the loop (start() or claim())
+        # Each phase's hooks, picked once (runtime Protocol checks are slow).
+        hooks = cfg.hooks
+        self._prestart_hooks: list[TaskPrestartHook] = hooks_of(hooks, TaskPrestartHook)
+        self._poststart_hooks: list[TaskPoststartHook] = hooks_of(hooks, TaskPoststartHook)
+        self._prekill_hooks: list[TaskPreKillHook] = hooks_of(hooks, TaskPreKillHook)
+        self._exited_hooks: list[TaskExitedHook] = hooks_of(hooks, TaskExitedHook)
+        self._stop_hooks: list[TaskStopHook] = hooks_of(hooks, TaskStopHook)
         self._thread: threading.Thread | None = None
         if self._state["State"] == TASK_STATE_DEAD:
             self._done.set()
@@ -148,7 +165,7 @@ class TaskRunner:
 
     def task_state(self) -> dict[str, Any]:
         with self._lock:
-            return copy.deepcopy(self._state)
+            return copy_state(self._state)
 
     def is_dead(self) -> bool:
         return self._done.is_set()
@@ -175,12 +192,36 @@ class TaskRunner:
 
     def start(self) -> None:
         """Launch the loop thread (a dead restored task needs none)."""
-        if self._done.is_set() or self._thread is not None:
-            return
+        if self.claim():
+            self.start_claimed()
+
+    def claim(self) -> bool:
+        """Promise that the loop will run (`start_claimed` or `run_claimed` follows); False
+        when it must not (already claimed, or a dead restored task). From here on a kill
+        leaves finishing the task to the loop."""
+        with self._lock:
+            if self._done.is_set() or self._claimed:
+                return False
+            self._claimed = True
+            return True
+
+    def release_claim(self) -> None:
+        """Take back a claim whose loop never started (the allocation's setup failed)."""
+        with self._lock:
+            if self._thread is None:
+                self._claimed = False
+
+    def start_claimed(self) -> None:
+        """Run the claimed loop on a thread of its own."""
         self._thread = threading.Thread(
             target=self._run, name=f"task-{self.name}-{self.alloc_id[:8]}", daemon=True
         )
         self._thread.start()
+
+    def run_claimed(self) -> None:
+        """Run the claimed loop on the calling thread (the allocation's own)."""
+        self._thread = threading.current_thread()
+        self._run()
 
     def open_gate(self) -> None:
         """Let the task start: the alloc runner's lifecycle coordinator calls this."""
@@ -195,9 +236,13 @@ class TaskRunner:
         """The task must die: emit `event` (usually `Killing`), prekill hooks, task
         ShutdownDelay, then driver stop with KillSignal/KillTimeout; `Killed` follows."""
         handle: TaskHandle | None = None
+        unstarted = False
         with self._wake:
             already = self._done.is_set() or self._kill_requested
             if not already:
+                # Unclaimed, no loop will ever run: this kill finishes the task, and
+                # claims it so that no start() slips in meanwhile.
+                unstarted, self._claimed = not self._claimed, True
                 self._kill_requested = True
                 self._tracker.set_killed()
                 handle = self._handle
@@ -208,13 +253,12 @@ class TaskRunner:
             return
         if event is not None:
             self.emit(event)
-        for hook in self.cfg.hooks:
-            if isinstance(hook, TaskPreKillHook):
-                hook.prekill(self.cfg.alloc, self.cfg.task)
+        for hook in self._prekill_hooks:
+            hook.prekill(self.cfg.alloc, self.cfg.task)
         if handle is not None:
             self._shutdown_delay()
             self._stop_driver(handle)
-        if self._thread is None:
+        if unstarted:
             self._finish_unstarted()
         if wait:
             self._done.wait(self._kill_wait_s())
@@ -244,8 +288,9 @@ class TaskRunner:
         with self._wake:
             self._shutdown = True
             self._wake.notify_all()
-        if wait and self._thread is not None:
-            self._thread.join(WAIT_POLL_S * 4)
+        thread = self._thread
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join(WAIT_POLL_S * 4)
 
     def update_alloc(self, alloc: dict[str, Any]) -> None:
         self.cfg.alloc = alloc
@@ -282,9 +327,8 @@ class TaskRunner:
                         continue
                     break
             restored_live = False
-            for hook in self.cfg.hooks:
-                if isinstance(hook, TaskPoststartHook):
-                    hook.poststart(self.cfg.alloc, self.cfg.task)
+            for hook in self._poststart_hooks:
+                hook.poststart(self.cfg.alloc, self.cfg.task)
             result = self._wait()
             if result is None:
                 return  # agent shutdown: leave the task running
@@ -329,8 +373,8 @@ class TaskRunner:
 
     def _run_prestart(self, *, restoring: bool = False) -> None:
         env = self._task_env()
-        for hook in self.cfg.hooks:
-            if not isinstance(hook, TaskPrestartHook) or hook.name in self._hooks_done:
+        for hook in self._prestart_hooks:
+            if hook.name in self._hooks_done:
                 continue
             req = TaskPrestartRequest(
                 alloc=self.cfg.alloc, task=self.cfg.task, alloc_dir=self.cfg.alloc_dir,
@@ -383,14 +427,33 @@ class TaskRunner:
         return self._restart_or_stop()
 
     def _wait(self) -> ExitResult | None:
-        """The exit result, or None when the agent shuts down first."""
+        """The exit result, or None when the agent shuts down first. Sleeps until the
+        driver's exit watch fires: no thread of ours polls while a task runs."""
         assert self._handle is not None
         task_id = self._handle.task_id
-        while not self._shutdown:
-            result = self.cfg.driver.wait_task(task_id, WAIT_POLL_S)
+        driver = self.cfg.driver
+        armed = False
+        while True:
+            if not armed:
+                with self._wake:
+                    self._exit_seen = False
+                driver.watch_task(task_id, self._on_exit)
+                armed = True
+            with self._wake:
+                if not (self._exit_seen or self._shutdown):
+                    self._wake.wait(EXIT_CHECK_S)
+                if self._shutdown:
+                    return None
+                seen = self._exit_seen
+            result = driver.wait_task(task_id, EXIT_RECORD_WAIT_S if seen else 0)
             if result is not None:
                 return result
-        return None
+            armed = not seen  # woken early (or the wrapper is slow): watch again
+
+    def _on_exit(self) -> None:
+        with self._wake:
+            self._exit_seen = True
+            self._wake.notify_all()
 
     def _handle_exit(self, result: ExitResult) -> None:
         with self._lock:
@@ -406,9 +469,8 @@ class TaskRunner:
         self.emit(new_task_event(TASK_TERMINATED, now_ns=time.time_ns(),
                                  ExitCode=result.exit_code, Signal=result.signal,
                                  Message=result.err))  # fmt: skip
-        for hook in self.cfg.hooks:
-            if isinstance(hook, TaskExitedHook):
-                hook.exited(self.cfg.alloc, self.cfg.task)
+        for hook in self._exited_hooks:
+            hook.exited(self.cfg.alloc, self.cfg.task)
 
     def _restart_or_stop(self) -> bool:
         """Ask the restart tracker; True means run again (after waiting out the delay)."""
@@ -438,15 +500,15 @@ class TaskRunner:
         if self._shutdown and not self._kill_requested:
             return
         req = TaskStopRequest(alloc=self.cfg.alloc, task=self.cfg.task, task_dir=self.task_dir)
-        for hook in self.cfg.hooks:
-            if isinstance(hook, TaskStopHook):
-                try:
-                    hook.stop(req)
-                except Exception:
-                    log.exception("task %s: stop hook %s failed", self.task_id, hook.name)
+        for hook in self._stop_hooks:
+            try:
+                hook.stop(req)
+            except Exception:
+                log.exception("task %s: stop hook %s failed", self.task_id, hook.name)
         event = new_task_event(TASK_KILLED, now_ns=time.time_ns()) if self._kill_requested else None
-        self._update(TASK_STATE_DEAD, event)
-        self._done.set()
+        # `dead` is final: is_dead() holds before the alloc runner hears of it, so its
+        # (event-driven) coordinator sees the allocation done on this very update.
+        self._update(TASK_STATE_DEAD, event, done=True)
 
     def _finish_unstarted(self) -> None:
         """Killed before the loop thread ever ran (e.g. the alloc stopped while pending)."""
@@ -490,13 +552,15 @@ class TaskRunner:
             self.task_dir, self.cfg.host_env,
         )  # fmt: skip
 
-    def _update(self, state: str | None, event: dict[str, Any] | None) -> None:
-        """Append `event`, move to `state`, persist, then tell the alloc runner."""
+    def _update(
+        self, state: str | None, event: dict[str, Any] | None, *, done: bool = False
+    ) -> None:
+        """Append `event`, move to `state`, persist, then tell the alloc runner (with
+        `done`, the task is marked dead for good in between)."""
         with self._lock:
             apply_task_update(self._state, state, event, time.time_ns())
-            ts = self._state
             local = LocalTaskState(
-                task_state=copy.deepcopy(ts),
+                task_state=copy_state(self._state),
                 handle=self._handle.to_dict() if self._handle is not None else None,
                 hooks_done=sorted(self._hooks_done),
             )
@@ -504,4 +568,6 @@ class TaskRunner:
             self.cfg.state_db.put_task(self.alloc_id, self.name, local)
         except OSError as exc:
             log.warning("task %s: persisting state failed: %s", self.task_id, exc)
+        if done:
+            self._done.set()
         self.cfg.on_state_change(self.name)
