@@ -3,7 +3,7 @@
 Starts `nomadpaas agent --dev` with a temporary data dir, first times N `sleep 300` started
 directly with subprocess.Popen (the baseline), then registers ONE raw_exec service job whose
 group has Count N (`sleep 300`, small resources, no deployment) and times register → all N
-`running` (polling /v1/job/:id/summary). With the N tasks up it reports the agent's RSS
+`running` (blocking queries on /v1/job/:id/summary). With the N tasks up it reports the agent's RSS
 (goal ≤ 150 MB) and the per-task overhead beyond the task: RSS and PSS of every process in
 each task's tree except the `sleep` itself (goal ≤ 2 MB each). Then it stops the job, checks
 that every task process is gone, and kills the agent; orphans are killed as a last resort.
@@ -155,9 +155,18 @@ def job(n: int) -> dict[str, Any]:
     }
 
 
-def summary(http: httpx.Client) -> dict[str, int]:
-    counts: dict[str, int] = http.get(f"/v1/job/{JOB_ID}/summary").json()["Summary"]["app"]
-    return counts
+def wait_summary(http: httpx.Client, key: str, n: int, deadline: float) -> None:
+    """Until the summary's `key` count is `n`, with blocking queries: the answer comes the
+    moment the summary changes, so the measured time is not rounded up to a poll period."""
+    index = 0
+    while True:
+        reply = http.get(f"/v1/job/{JOB_ID}/summary", params={"index": index, "wait": "5s"})
+        reply.raise_for_status()
+        if reply.json()["Summary"]["app"][key] == n:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {n} {key}")
+        index = int(reply.headers.get("X-Nomad-Index", index))
 
 
 def run(n: int, data_dir: Path, log: Path, deadline: float) -> None:
@@ -177,7 +186,7 @@ def run(n: int, data_dir: Path, log: Path, deadline: float) -> None:
         reply = http.post("/v1/jobs", json={"Job": job(n)})
         if reply.status_code != 200:
             raise SystemExit(f"register failed: {reply.status_code} {reply.text}")
-        wait(lambda: summary(http)["Running"] == n, f"{n} running", deadline)
+        wait_summary(http, "Running", n, deadline)
         agent_s = time.monotonic() - t0
         cpu1 = cpu_s(agent.pid)
         ratio = agent_s / popen_s
@@ -206,7 +215,7 @@ def run(n: int, data_dir: Path, log: Path, deadline: float) -> None:
 
         t0 = time.monotonic()
         http.delete(f"/v1/job/{JOB_ID}").raise_for_status()
-        wait(lambda: summary(http)["Complete"] == n, f"{n} complete", deadline)
+        wait_summary(http, "Complete", n, deadline)
         wait(lambda: task_trees(data_dir) == ([], []), "task processes gone", deadline)
         print(f"stop:     {n} allocations stopped, every process gone, in "
               f"{time.monotonic() - t0:.2f}s")  # fmt: skip
