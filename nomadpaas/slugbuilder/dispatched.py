@@ -137,10 +137,6 @@ def run(
         store_record()
         log(DONE_LINES[status])  # after the store: the platform reads the record on it
 
-    def succeeded(metadata: SlugMetadata) -> None:
-        record["slug"] = metadata.to_dict()
-        finish("succeeded")
-
     announced = False
     try:
         with timings.phase("fetch_config"):
@@ -158,7 +154,8 @@ def run(
 
         def on_slug_stored(metadata: SlugMetadata) -> None:
             nonlocal announced
-            succeeded(metadata)
+            record["slug"] = metadata.to_dict()
+            finish("succeeded")
             announced = True
 
         run_build_task(
@@ -195,7 +192,8 @@ def _fail(log: _Log, record: dict[str, Any], message: str, hint: str | None) -> 
     log(f" !     Build failed: {message}")
     if hint:
         log(f" !     {hint}")
-    record.update(status="failed", slug=None, error={"message": message, "hint": hint})
+    # No slug: one may be set by a success whose record could not be stored.
+    record.update(slug=None, error={"message": message, "hint": hint})
 
 
 def _fetch_config(url: str | None, transfer: Transfer, work_dir: Path) -> dict[str, str]:

@@ -33,7 +33,7 @@ from urllib.parse import urljoin
 
 from nomadpaas.slugbuilder.http1 import Response, request
 
-__all__ = ["Fetched", "HttpTransfer", "TransferError"]
+__all__ = ["Fetched", "HttpTransfer", "TransferError", "object_id"]
 
 #: Seconds to connect / between bytes; a slow S3 still sends something every minute.
 CONNECT_TIMEOUT_S = 10.0
@@ -60,8 +60,9 @@ class Fetched(NamedTuple):
     etag: str | None = None
 
 
-def _redacted(url: str) -> str:
-    """The URL without its query (the signature is a bearer credential until expiry)."""
+def object_id(url: str) -> str:
+    """The object a (presigned) URL names: the URL without its query. Also what errors
+    show of a URL, as the signature in the query is a bearer credential until expiry."""
     return url.split("?", 1)[0]
 
 
@@ -97,7 +98,7 @@ class HttpTransfer:
                 if isinstance(exc, TransferError):
                     raise
                 if attempt >= ATTEMPTS:
-                    raise TransferError(f"GET {_redacted(url)} failed: {exc!r}") from exc
+                    raise TransferError(f"GET {object_id(url)} failed: {exc!r}") from exc
                 continue
             if found is not None:
                 return found
@@ -120,10 +121,10 @@ class HttpTransfer:
                 if response.status >= 500 and attempt < ATTEMPTS:
                     return None
                 if not 200 <= response.status < 300:
-                    raise TransferError(f"GET {_redacted(url)} failed with HTTP {response.status}")
+                    raise TransferError(f"GET {object_id(url)} failed with HTTP {response.status}")
                 _write_atomically(dest, response.chunks(_CHUNK_BYTES))
                 return Fetched("fetched", etag)
-        raise TransferError(f"GET {_redacted(url)}: more than {MAX_REDIRECTS} redirects")
+        raise TransferError(f"GET {object_id(url)}: more than {MAX_REDIRECTS} redirects")
 
     def store(self, path: Path, url: str) -> str | None:
         """PUT the file at `path` to `url`, with its exact Content-Length; return the new
@@ -136,13 +137,13 @@ class HttpTransfer:
                 if isinstance(exc, TransferError):
                     raise
                 if attempt >= ATTEMPTS:
-                    raise TransferError(f"PUT {_redacted(url)} failed: {exc!r}") from exc
+                    raise TransferError(f"PUT {object_id(url)} failed: {exc!r}") from exc
                 continue
             if 200 <= status < 300:
                 return etag
             if status >= 500 and attempt < ATTEMPTS:
                 continue
-            raise TransferError(f"PUT {_redacted(url)} failed with HTTP {status}: {text[:200]}")
+            raise TransferError(f"PUT {object_id(url)} failed with HTTP {status}: {text[:200]}")
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _put(self, path: Path, url: str, size: int) -> tuple[int, str, str | None]:
@@ -161,7 +162,7 @@ def _request(method: str, url: str, **kwargs: Any) -> Response:
             **kwargs,
         )
     except ValueError as exc:  # not an http(s) URL, or a header with a line break
-        raise TransferError(f"{method} {_redacted(url)}: {exc}") from exc
+        raise TransferError(f"{method} {object_id(url)}: {exc}") from exc
 
 
 def _attempts() -> Iterator[int]:

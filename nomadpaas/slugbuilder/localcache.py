@@ -60,11 +60,6 @@ class Tag(NamedTuple):
     bytes: int = 0
 
 
-def object_id(url: str) -> str:
-    """The object a (presigned) URL names: the URL without its query (the signature)."""
-    return url.split("?", 1)[0]
-
-
 class LocalCache:
     """The root of the node's build cache slots.
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlparse, urlsplit
+from urllib.parse import unquote, urlparse
 
 from nomadpaas.errors import BuildFailed
 from nomadpaas.slugbuilder.archive import (
@@ -47,8 +47,8 @@ from nomadpaas.slugbuilder.compile import (
     default_buildpacks_dir,
 )
 from nomadpaas.slugbuilder.fastextract import extract_cache_tarball
-from nomadpaas.slugbuilder.http_transfer import Fetched
-from nomadpaas.slugbuilder.localcache import CacheSlot, LocalCache, Tag, object_id
+from nomadpaas.slugbuilder.http_transfer import Fetched, object_id
+from nomadpaas.slugbuilder.localcache import CacheSlot, LocalCache, Tag
 from nomadpaas.slugbuilder.timings import Timings
 
 __all__ = ["BuildTask", "Fetched", "FileTransfer", "Transfer", "run_build_task"]
@@ -270,10 +270,7 @@ def _save_cache(
 
 def _same_object(get_url: str | None, put_url: str) -> bool:
     """Whether two (presigned) URLs name the same object: equal but for the signature."""
-    if not get_url:
-        return False
-    a, b = urlsplit(get_url), urlsplit(put_url)
-    return (a.scheme, a.netloc, a.path) == (b.scheme, b.netloc, b.path)
+    return bool(get_url) and object_id(get_url or "") == object_id(put_url)
 
 
 def _fingerprint(root: Path) -> frozenset[tuple[str, int, int, int, str]]:
