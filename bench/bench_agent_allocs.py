@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchsupport import agent_argv, free_port, popen_sleepers
+from benchsupport import agent_argv, free_port, popen_sleepers, pss_kib, status_kib
 
 from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
 from nomadpaas.agent.drivers.rawexec.handle import WRAPPER_NAME, WRAPPER_SCRIPT
@@ -41,28 +41,6 @@ RATIO_GOAL = 2.0
 AGENT_RSS_GOAL_MIB = 150.0
 PER_TASK_GOAL_MIB = 2.0
 JOB_ID = "bench"
-
-
-def status_kib(pid: int, field: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def processes() -> dict[int, tuple[int, list[bytes]]]:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from benchsupport import status_kib
 
 from nomadpaas.agent.client.client import Client, ClientConfig
 from nomadpaas.agent.structs.alloc import new_allocation
@@ -81,11 +84,6 @@ def wait(pred: Any, what: str) -> float:
     return time.monotonic() - started
 
 
-def rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100)
@@ -93,7 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-allocs-") as tmp:
         rpc = MemoryRPC()
         client = Client(ClientConfig(Path(tmp), NODE), rpc)
-        rss_before = rss_kib()
+        rss_before = status_kib(os.getpid(), "VmRSS")
         try:
             client.start()
             allocs = [make_alloc(i) for i in range(n)]
@@ -102,7 +100,8 @@ def main() -> None:
             up = wait(lambda: rpc.count("running") == n, "all running")
             print(f"{n} allocs running in {up:.2f}s ({up / n * 1000:.1f} ms/alloc)")
             print(f"update_allocs calls: {rpc.update_calls}")
-            print(f"threads: {threading.active_count()}, RSS +{rss_kib() - rss_before} KiB")
+            grown = status_kib(os.getpid(), "VmRSS") - rss_before
+            print(f"threads: {threading.active_count()}, RSS +{grown} KiB")
             for alloc in allocs:
                 stopped = {**alloc, "DesiredStatus": "stop"}
                 rpc.put(stopped)

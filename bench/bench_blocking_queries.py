@@ -20,19 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchsupport import free_port
+from benchsupport import free_port, status_kib
 
 PARK_SETTLE_S = 1.5  # after the last request is sent, give the server time to park all
 PARK_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 30.0
 WAIT = "60s"  # longer than the whole measurement, so no poll times out on its own
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def request(
@@ -80,7 +73,7 @@ async def run_round(
     await asyncio.sleep(PARK_SETTLE_S)
     if any(t.done() for t in tasks):
         raise RuntimeError("a poll answered before the write: not parked")
-    parked_rss = rss_mb(pid)
+    parked_rss = status_kib(pid, "VmRSS") / 1024
     started = time.monotonic()
     await request(port, *write)
     results = await asyncio.wait_for(asyncio.gather(*tasks), PARK_TIMEOUT_S)
@@ -157,7 +150,7 @@ def measure(kind: str, polls: int, data_dir: Path) -> tuple[float, float, float]
         argv = [sys.executable, __file__, "--baseline-server", str(port)]
     proc = start(argv, port)
     try:
-        idle = rss_mb(proc.pid)
+        idle = status_kib(proc.pid, "VmRSS") / 1024
         body = json.dumps({"Items": {"k": "v"}}).encode()
         parked, wake = asyncio.run(
             run_round(port, proc.pid, polls, "/v1/vars", ("PUT", "/v1/var/bench", body))

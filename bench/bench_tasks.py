@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from benchsupport import popen_sleepers
+from benchsupport import popen_sleepers, pss_kib, status_kib
 
 from nomadpaas.agent.client.allocdir import AllocDir
 from nomadpaas.agent.client.logmon.logmon import LogMon, LogmonConfig
@@ -26,27 +26,8 @@ from nomadpaas.agent.drivers.rawexec.driver import RawExecDriver
 KIB = 1024
 
 
-def _status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def _pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def bench_driver(n: int, data_dir: str) -> dict[str, float]:
-    rss_before = _status_kib(os.getpid(), "VmRSS")
+    rss_before = status_kib(os.getpid(), "VmRSS")
     logmon = LogMon()
     driver = RawExecDriver()
     # One allocation per task, as the agent would have (one log dir per allocation).
@@ -95,9 +76,9 @@ def bench_driver(n: int, data_dir: str) -> dict[str, float]:
             out[f"{key}_ms_each"] = seconds / n * 1000
         time.sleep(1.0)  # let the wrappers settle at their steady state
         wrappers = [int(h.driver_state["WrapperPID"]) for h in handles]
-        out["wrapper_rss_kib"] = sum(_status_kib(p, "VmRSS") for p in wrappers) / n
-        out["wrapper_pss_kib"] = sum(_pss_kib(p) for p in wrappers) / n
-        out["agent_rss_mib"] = _status_kib(os.getpid(), "VmRSS") / KIB
+        out["wrapper_rss_kib"] = sum(status_kib(p, "VmRSS") for p in wrappers) / n
+        out["wrapper_pss_kib"] = sum(pss_kib(p) for p in wrappers) / n
+        out["agent_rss_mib"] = status_kib(os.getpid(), "VmRSS") / KIB
         out["agent_rss_growth_mib"] = (out["agent_rss_mib"] * KIB - rss_before) / KIB
         t0 = time.monotonic()
         for h in handles:

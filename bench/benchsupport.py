@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: free loopback ports, the agent's command line, a Popen baseline.
+"""Shared by the benchmarks: free loopback ports, the agent's command line, a Popen baseline,
+and a process's memory as /proc tells it.
 
 Benchmarks run as scripts (`python bench/bench_x.py`), so this module is found next to them.
 """
@@ -49,3 +50,27 @@ def popen_sleepers(n: int) -> float:
             p.kill()
         for p in procs:
             p.wait()
+
+
+def status_kib(pid: int, field: str) -> int:
+    """A `/proc/<pid>/status` field in KiB (e.g. VmRSS, Threads: a count); 0 once gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pss_kib(pid: int) -> int:
+    """The process's proportional set size in KiB (shared pages split among users)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
