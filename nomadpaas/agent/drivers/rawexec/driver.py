@@ -36,6 +36,7 @@ from nomadpaas.agent.drivers.rawexec.handle import (
     WRAPPER_SCRIPT,
     ProcessState,
     TaskProcess,
+    pidfd_or_none,
     proc_start_time,
     readable,
 )
@@ -141,7 +142,7 @@ class RawExecDriver:
         finally:
             os.close(announce_r)
         # The pidfd first: it pins the task, so the start time read next is surely its own.
-        pidfd = _pidfd_or_none(pid)
+        pidfd = pidfd_or_none(pid)  # None: reaped already, the exit file tells the rest
         state = ProcessState(
             state_dir=state_dir,
             wrapper_pid=wrapper.pid,
@@ -325,13 +326,6 @@ def kill_orphaned_tasks(data_dir: str) -> int:
         except ProcessLookupError:
             pass
     return killed
-
-
-def _pidfd_or_none(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except ProcessLookupError:
-        return None  # exited and reaped already: the exit file tells the rest
 
 
 def _start_time_or_zero(pid: int) -> int:

@@ -83,6 +83,14 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def pidfd_or_none(pid: int) -> int | None:
+    """A pidfd for ``pid``; None when it exited and was reaped already."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+
+
 def readable(fd: int, timeout_s: float) -> bool:
     """Wait for ``fd`` to become readable; poll(2), since select(2) stops at fd 1023 and an
     agent with a thousand tasks holds more pidfds than that. A closed fd counts as ready."""
@@ -170,9 +178,8 @@ class TaskProcess:
 
     @staticmethod
     def _open_pidfd(pid: int, start_time: int) -> int | None:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
+        fd = pidfd_or_none(pid)
+        if fd is None:
             return None
         # Check after opening: the pidfd pins the process, so a match now cannot be a reused PID.
         if proc_start_time(pid) != start_time:
@@ -267,9 +274,8 @@ class TaskProcess:
     def _open_wrapper_fd(self) -> int | None:
         if self._wrapper is not None and self._wrapper.returncode is not None:
             return None
-        try:
-            fd = os.pidfd_open(self.state.wrapper_pid)
-        except ProcessLookupError:
+        fd = pidfd_or_none(self.state.wrapper_pid)
+        if fd is None:
             return None
         if self._wrapper is None and (
             proc_start_time(self.state.wrapper_pid) != self.state.wrapper_start_time
