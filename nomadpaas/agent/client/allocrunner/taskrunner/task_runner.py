@@ -174,10 +174,6 @@ class TaskRunner:
         with self._lock:
             return bool(self._state["State"] == TASK_STATE_RUNNING)
 
-    def has_handle(self) -> bool:
-        with self._lock:
-            return self._handle is not None
-
     def wait_done(self, timeout_s: float) -> bool:
         return self._done.wait(timeout_s)
 
