@@ -15,8 +15,35 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    import pytest
+
+
+def run_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: Sequence[str]
+) -> subprocess.CompletedProcess[str]:
+    """`nomadpaas.cli.main()` in this process with `args` as argv, the environment already
+    set by the caller: its exit code and what it printed (the global --json reset around)."""
+    # Imported here: the benches and agent tests that use this module never load the CLI.
+    from nomadpaas.cli import main
+    from nomadpaas.cli.output import set_global_json
+
+    monkeypatch.setattr(sys, "argv", ["nomadpaas", *args])
+    capsys.readouterr()
+    set_global_json(False)
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        set_global_json(False)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
 
 
 def free_port() -> int:

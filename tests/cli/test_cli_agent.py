@@ -14,10 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from testsupport import ServerProcess, free_port
-
-from nomadpaas.cli import main
-from nomadpaas.cli.output import set_global_json
+from testsupport import ServerProcess, free_port, run_main
 
 
 def run(
@@ -58,20 +55,11 @@ class InProcess:
         env = {"NOMAD_ADDR": addr, "NOMADPAAS_HOME": str(home), **(extra_env or {})}
         for name, value in env.items():
             self.monkeypatch.setenv(name, value)
-        self.monkeypatch.setattr(sys, "argv", ["nomadpaas", *args])
-        self.capsys.readouterr()
-        set_global_json(False)
-        code = 0
         try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+            return run_main(self.monkeypatch, self.capsys, args)
         finally:
-            set_global_json(False)
             for name in env:
                 self.monkeypatch.delenv(name, raising=False)
-        out, err = self.capsys.readouterr()
-        return subprocess.CompletedProcess(list(args), code, out, err)
 
 
 @pytest.fixture

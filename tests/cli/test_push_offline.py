@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testsupport import free_port
+from testsupport import free_port, run_main
 from unit.fakenomad import FakeNomad
 
 from nomadpaas import Platform, Settings
-from nomadpaas.cli import main
-from nomadpaas.cli.output import set_global_json
 from nomadpaas.cli.push import Renderer
 from nomadpaas.errors import BuildFailed, InvalidInput
 from nomadpaas.models import Build, BuildEvent
@@ -38,18 +35,7 @@ def run_cli(
         monkeypatch.delenv(name, raising=False)
     # Nothing listens there: a command that reached Nomad would fail with exit 6.
     monkeypatch.setenv("NOMAD_ADDR", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setattr(sys, "argv", ["nomadpaas", *args])
-    capsys.readouterr()
-    set_global_json(False)
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        set_global_json(False)
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(list(args), code, out, err)
+    return run_main(monkeypatch, capsys, args)
 
 
 # -- usage errors (exit 2) before any request ---------------------------------------------

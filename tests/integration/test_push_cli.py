@@ -11,18 +11,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from testsupport import ServerProcess, agent_process, s3_process
+from testsupport import ServerProcess, agent_process, run_main, s3_process
 
 from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
-from nomadpaas.cli import main
-from nomadpaas.cli.output import set_global_json
 
 pytestmark = pytest.mark.slow
 
@@ -71,18 +68,7 @@ def cli(
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        monkeypatch.setattr(sys, "argv", ["nomadpaas", *args])
-        capsys.readouterr()
-        set_global_json(False)
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        finally:
-            set_global_json(False)
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(list(args), code, out, err)
+        return run_main(monkeypatch, capsys, args)
 
     return run
 
