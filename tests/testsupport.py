@@ -11,8 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +47,28 @@ def run_main(
         set_global_json(False)
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+@contextmanager
+def threads_started_from(package_dir: str) -> Iterator[list[str]]:
+    """Names of the threads started, while the block runs, by code under `package_dir` (any
+    frame of the starting stack): the threads a component makes, whatever other threads the
+    process starts or ends meanwhile (servers' request handlers, agent parts of earlier
+    tests), which is why counting `threading.enumerate()` is not a test."""
+    started: list[str] = []
+    real_start = threading.Thread.start
+    prefix = package_dir.rstrip(os.sep) + os.sep
+
+    def recording_start(self: threading.Thread) -> None:
+        if any(f.filename.startswith(prefix) for f in traceback.extract_stack()):
+            started.append(self.name)
+        real_start(self)
+
+    threading.Thread.start = recording_start  # type: ignore[method-assign]
+    try:
+        yield started
+    finally:
+        threading.Thread.start = real_start  # type: ignore[method-assign]
 
 
 def free_port() -> int:

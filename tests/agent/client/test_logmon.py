@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from testsupport import threads_started_from
 
+from nomadpaas.agent.client.logmon import logmon as logmon_module
 from nomadpaas.agent.client.logmon.logmon import LogMon, LogmonConfig, LogMonError
 
 WAIT_S = 20.0
@@ -137,15 +138,15 @@ def test_max_files_is_honoured_through_logmon(tmp_path: Path, logmon: LogMon) ->
 
 
 def test_one_thread_serves_many_tasks_and_pipes_are_grown(tmp_path: Path, logmon: LogMon) -> None:
-    before = threading.active_count()
     writers = []
     try:
-        for i in range(20):
-            cfg = _config(tmp_path, task=f"t{i}")
-            logmon.start(f"t{i}", cfg)
-            writers.append(_writer(cfg.stdout_fifo))
-            writers.append(_writer(cfg.stderr_fifo))
-        assert threading.active_count() == before
+        with threads_started_from(os.path.dirname(logmon_module.__file__)) as started:
+            for i in range(20):
+                cfg = _config(tmp_path, task=f"t{i}")
+                logmon.start(f"t{i}", cfg)
+                writers.append(_writer(cfg.stdout_fifo))
+                writers.append(_writer(cfg.stderr_fifo))
+        assert started == []  # the fixture's one thread serves them all
         with open("/proc/sys/fs/pipe-max-size") as f:
             wanted = min(1 << 20, int(f.read()))
         if os.geteuid() == 0:

@@ -5,14 +5,13 @@ single-loop CheckRunner with its intervals."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
-import traceback
 
 import httpx
-import pytest
 from agent.services.services_support import Upstream, wait_for
-from testsupport import free_port
+from testsupport import free_port, threads_started_from
 
 from nomadpaas.agent.client.serviceregistration import checks as checks_module
 from nomadpaas.agent.client.serviceregistration.checks import (
@@ -93,23 +92,10 @@ def test_tcp_check_passing_and_refused() -> None:
     assert refused.output == f"dial tcp 127.0.0.1:{port}: connect: connection refused"
 
 
-def test_runner_runs_every_check_on_one_thread_each_interval(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_runner_runs_every_check_on_one_thread_each_interval() -> None:
     results: dict[str, list[CheckResult]] = {}
     threads: set[str] = set()
     lock = threading.Lock()
-    # Threads started from the checks module's code, whoever else starts threads meanwhile
-    # (the upstream's request handlers, agent parts left by earlier tests).
-    started_by_checks: list[str] = []
-    real_start = threading.Thread.start
-
-    def recording_start(self: threading.Thread) -> None:
-        if any(f.filename == checks_module.__file__ for f in traceback.extract_stack()):
-            started_by_checks.append(self.name)
-        real_start(self)
-
-    monkeypatch.setattr(threading.Thread, "start", recording_start)
 
     def on_result(check_id: str, result: CheckResult) -> None:
         with lock:
@@ -117,7 +103,8 @@ def test_runner_runs_every_check_on_one_thread_each_interval(
             threads.add(threading.current_thread().name)
 
     runner = CheckRunner(on_result)
-    with Upstream() as up:
+    package = os.path.dirname(checks_module.__file__)
+    with Upstream() as up, threads_started_from(package) as started:
         runner.start()
         try:
             for i in range(20):
@@ -127,7 +114,7 @@ def test_runner_runs_every_check_on_one_thread_each_interval(
             # Every check runs at once, then again after its 1 s interval.
             wait_for(lambda: len(results) == 21 and all(len(r) >= 2 for r in results.values()))
             # One thread for all checks.
-            assert started_by_checks == ["service-checks"]
+            assert started == ["service-checks"]
             runner.remove("c0")
             with lock:
                 seen = len(results["c0"])
