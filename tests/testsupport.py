@@ -50,18 +50,18 @@ def run_main(
 
 
 @contextmanager
-def threads_started_from(package_dir: str) -> Iterator[list[str]]:
-    """Names of the threads started, while the block runs, by code under `package_dir` (any
+def threads_started_from(package_dir: str) -> Iterator[list[threading.Thread]]:
+    """The threads started, while the block runs, by code under `package_dir` (any
     frame of the starting stack): the threads a component makes, whatever other threads the
     process starts or ends meanwhile (servers' request handlers, agent parts of earlier
     tests), which is why counting `threading.enumerate()` is not a test."""
-    started: list[str] = []
+    started: list[threading.Thread] = []
     real_start = threading.Thread.start
     prefix = package_dir.rstrip(os.sep) + os.sep
 
     def recording_start(self: threading.Thread) -> None:
         if any(f.filename.startswith(prefix) for f in traceback.extract_stack()):
-            started.append(self.name)
+            started.append(self)
         real_start(self)
 
     threading.Thread.start = recording_start  # type: ignore[method-assign]

@@ -15,26 +15,18 @@ objects moved through presigned URLs; see dispatched.py.
 
 from __future__ import annotations
 
-import json
 import sys
-import tempfile
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from nomadpaas.errors import NomadPaasError
-from nomadpaas.slugbuilder.compile import (
-    DEFAULT_STACK,
-    BuildRequest,
-    build_slug,
-    default_buildpacks_dir,
-)
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
 if TYPE_CHECKING:
     import argparse
 
 
 def _parser() -> argparse.ArgumentParser:
     import argparse  # not on the build task's path (`task` takes its inputs from env)
+    from pathlib import Path
+
+    from nomadpaas.slugbuilder.compile import DEFAULT_STACK
 
     parser = argparse.ArgumentParser(prog="python -m nomadpaas.slugbuilder")
     parser.add_argument("--source", type=Path, required=True, help="source dir or .tar.gz")
@@ -61,6 +53,18 @@ def main(argv: list[str] | None = None) -> int:
         from nomadpaas.slugbuilder.dispatched import main as task_main
 
         return task_main(argv[1:])
+    return _local_build(argv)
+
+
+def _local_build(argv: list[str]) -> int:
+    """One build from local paths (the arguments above)."""
+    import json
+    from pathlib import Path
+
+    from nomadpaas.errors import NomadPaasError
+    from nomadpaas.slugbuilder.compile import BuildRequest, build_slug, default_buildpacks_dir
+    from nomadpaas.slugbuilder.scratch import scratch_dir
+
     args = _parser().parse_args(argv)
     config: dict[str, str] = {}
     if args.config_json is not None:
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             _line(" !     --config-json must hold a JSON object")
             return 2
         config = {str(k): str(v) for k, v in loaded.items()}
-    with tempfile.TemporaryDirectory(prefix="nomadpaas-build-") as scratch:
+    with scratch_dir("nomadpaas-build-") as scratch:
         request = BuildRequest(
             source=args.source,
             work_dir=args.work_dir or Path(scratch),

@@ -22,10 +22,10 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from nomadpaas.errors import BuildFailed
+from nomadpaas.slugbuilder.frozen import Frozen, init_fields
 
 __all__ = [
     "DETECTION_ORDER",
@@ -45,12 +45,16 @@ DETECT_TIMEOUT_S = 30.0
 _URL_NAME_RE = re.compile(r"(?:heroku-buildpack-|buildpack-)?([A-Za-z0-9_.-]+?)(?:\.git)?$")
 
 
-@dataclass(frozen=True)
-class Buildpack:
+class Buildpack(Frozen):
     """One buildpack directory with `bin/detect`, `bin/compile` and maybe `bin/release`."""
 
+    __match_args__ = ("name", "path")
+    __slots__ = __match_args__
     name: str
     path: Path
+
+    def __init__(self, name: str, path: Path) -> None:
+        init_fields(self, name=name, path=path)
 
     @property
     def export_file(self) -> Path:
@@ -130,7 +134,10 @@ def detect(buildpack: Buildpack, build_dir: Path, env: Mapping[str, str]) -> str
 
 
 def detect_first(
-    candidates: list[Buildpack], build_dir: Path, env: Mapping[str, str]
+    candidates: list[Buildpack],
+    build_dir: Path,
+    env: Mapping[str, str],
+    meanwhile: Callable[[], object] | None = None,
 ) -> tuple[Buildpack, str] | None:
     """The first of `candidates` whose `bin/detect` passes, with its framework name.
 
@@ -138,6 +145,8 @@ def detect_first(
     answers are taken in order, so the result is the sequential one while the wait is
     about one detect's, not the sum: each is a bash start, a few ms, and a build runs
     three or more. Detects still running after the winner is known are killed.
+    `meanwhile` runs once they have started, before their answers are read (work for
+    the build that would otherwise wait for them).
     """
     started: list[tuple[Buildpack, subprocess.Popen[str] | None]] = []
     for buildpack in candidates:
@@ -155,6 +164,8 @@ def detect_first(
             proc = None
         started.append((buildpack, proc))
     try:
+        if meanwhile is not None:
+            meanwhile()
         for buildpack, proc in started:
             if proc is None:
                 continue

@@ -19,8 +19,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from nomadpaas.errors import BuildFailed
@@ -34,6 +32,7 @@ from nomadpaas.slugbuilder.buildpacks import (
     explicit_selection,
     run_phase,
 )
+from nomadpaas.slugbuilder.frozen import Frozen, init_fields
 from nomadpaas.slugbuilder.launcher import LAUNCHER_RELPATH, write_launcher
 from nomadpaas.slugbuilder.layers import pack_slug
 from nomadpaas.slugbuilder.release import ReleaseFormatError, ReleaseInfo, parse_release
@@ -64,10 +63,13 @@ SLUG_LAYERS_CACHE = Path(".nomadpaas") / "slug-layers"
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The build task's own variables that buildpacks may see; anything else (credentials,
 # presigned URLs) stays out. UV_*/PIP_*/npm_config_* are the operator's installer settings.
+# NOMADPAAS_BUILD_CACHE_DIR (the node-local cache, node meta): the python buildpack keeps
+# facts about the node's interpreter there, shared by every app's builds on the node.
 _PASSTHROUGH = (
     "PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
     "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
     "https_proxy", "no_proxy", "NOMADPAAS_PYTHON", "NOMADPAAS_NO_UV",
+    "NOMADPAAS_BUILD_CACHE_DIR",
 )  # fmt: skip
 _PASSTHROUGH_PREFIXES = ("UV_", "PIP_", "npm_config_", "NPM_CONFIG_")
 
@@ -78,8 +80,7 @@ def default_buildpacks_dir() -> Path:
     return Path(configured) if configured else Path(__file__).resolve().parents[2] / "buildpacks"
 
 
-@dataclass(frozen=True)
-class BuildRequest:
+class BuildRequest(Frozen):
     """Inputs of one build.
 
     Parameters:
@@ -90,22 +91,52 @@ class BuildRequest:
         config: the app's config vars, given to buildpacks as ENV_DIR files.
     """
 
+    __match_args__ = (
+        "source", "work_dir", "cache_dir", "output_dir", "config", "buildpacks_dir",
+        "stack", "commit", "build_id", "compile_timeout_s",
+    )  # fmt: skip
+    __slots__ = __match_args__
     source: Path
     work_dir: Path
     cache_dir: Path
     output_dir: Path
-    config: Mapping[str, str] = field(default_factory=dict)
-    buildpacks_dir: Path = field(default_factory=default_buildpacks_dir)
-    stack: str = DEFAULT_STACK
-    commit: str | None = None
-    build_id: str | None = None
-    compile_timeout_s: float = COMPILE_TIMEOUT_S
+    config: Mapping[str, str]
+    buildpacks_dir: Path
+    stack: str
+    commit: str | None
+    build_id: str | None
+    compile_timeout_s: float
+
+    def __init__(
+        self,
+        source: Path,
+        work_dir: Path,
+        cache_dir: Path,
+        output_dir: Path,
+        config: Mapping[str, str] | None = None,
+        buildpacks_dir: Path | None = None,
+        stack: str = DEFAULT_STACK,
+        commit: str | None = None,
+        build_id: str | None = None,
+        compile_timeout_s: float = COMPILE_TIMEOUT_S,
+    ) -> None:
+        init_fields(
+            self, source=source, work_dir=work_dir, cache_dir=cache_dir, output_dir=output_dir,
+            config={} if config is None else config,
+            buildpacks_dir=default_buildpacks_dir() if buildpacks_dir is None else buildpacks_dir,
+            stack=stack, commit=commit, build_id=build_id, compile_timeout_s=compile_timeout_s,
+        )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class SlugMetadata:
+class SlugMetadata(Frozen):
     """What `slug.json` holds next to the slug (and the release record will copy)."""
 
+    __match_args__ = (
+        "process_types", "buildpacks", "buildpack_description", "stack", "sha256",
+        "compressed_bytes", "uncompressed_bytes", "files", "launcher", "addons", "commit",
+        "build_id", "build_seconds", "created_at", "warnings", "format", "md5",
+    )  # fmt: skip
+    __slots__ = __match_args__
     process_types: dict[str, str]
     buildpacks: list[str]
     buildpack_description: str
@@ -121,20 +152,61 @@ class SlugMetadata:
     build_seconds: float
     created_at: str
     warnings: list[str]
-    format: int = 1
+    format: int
     #: The slug's MD5: the ETag S3 gives its single-part upload, so the platform can
     #: check a server-side copy of it without reading the bytes.
-    md5: str = ""
+    md5: str
+
+    def __init__(
+        self,
+        process_types: dict[str, str],
+        buildpacks: list[str],
+        buildpack_description: str,
+        stack: str,
+        sha256: str,
+        compressed_bytes: int,
+        uncompressed_bytes: int,
+        files: int,
+        launcher: str,
+        addons: list[str],
+        commit: str | None,
+        build_id: str | None,
+        build_seconds: float,
+        created_at: str,
+        warnings: list[str],
+        format: int = 1,
+        md5: str = "",
+    ) -> None:
+        init_fields(
+            self, process_types=process_types, buildpacks=buildpacks,
+            buildpack_description=buildpack_description, stack=stack, sha256=sha256,
+            compressed_bytes=compressed_bytes, uncompressed_bytes=uncompressed_bytes,
+            files=files, launcher=launcher, addons=addons, commit=commit, build_id=build_id,
+            build_seconds=build_seconds, created_at=created_at, warnings=warnings,
+            format=format, md5=md5,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """The fields in order, containers copied (as ``dataclasses.asdict``)."""
+        out: dict[str, object] = {}
+        for name in self.__match_args__:
+            value = getattr(self, name)
+            out[name] = (
+                dict(value) if isinstance(value, dict) else
+                list(value) if isinstance(value, list) else value
+            )  # fmt: skip
+        return out
 
 
-@dataclass(frozen=True)
-class BuildResult:
+class BuildResult(Frozen):
+    __match_args__ = ("slug_path", "metadata_path", "metadata")
+    __slots__ = __match_args__
     slug_path: Path
     metadata_path: Path
     metadata: SlugMetadata
+
+    def __init__(self, slug_path: Path, metadata_path: Path, metadata: SlugMetadata) -> None:
+        init_fields(self, slug_path=slug_path, metadata_path=metadata_path, metadata=metadata)
 
 
 class CompileFailed(BuildFailed):
@@ -178,12 +250,9 @@ def build_slug(
         emit(f"-----> Removed {len(ignored.removed)} path(s) matched by .slugignore or .git")
     procfile = _read_procfile(build_dir, emit, warnings)
 
-    # Copies: `export` files are written next to bin/, and the repository stays clean.
-    buildpacks_dir = work / "buildpacks"
     env = _buildpack_env(request, home)
     with timer.phase("detect"):
-        shutil.copytree(request.buildpacks_dir, buildpacks_dir, symlinks=True)
-        selected, description = _select(build_dir, request, buildpacks_dir, env, emit)
+        selected, description = _select(build_dir, request, work / "buildpacks", env, emit)
     _write_env_dir(env_dir, request.config, emit, warnings)
 
     exports: list[Path] = []
@@ -248,7 +317,7 @@ def build_slug(
         commit=request.commit,
         build_id=request.build_id,
         build_seconds=round(time.monotonic() - started, 3),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         warnings=warnings,
     )
     metadata_path = request.output_dir / "slug.json"
@@ -320,28 +389,51 @@ def _buildpack_env(request: BuildRequest, home: Path) -> dict[str, str]:
 def _select(
     build_dir: Path,
     request: BuildRequest,
-    buildpacks_dir: Path,
+    copies: Path,
     env: Mapping[str, str],
     emit: Log,
 ) -> tuple[list[Buildpack], str]:
-    explicit = explicit_selection(build_dir, request.config, buildpacks_dir)
+    """Choose the buildpacks (detection reads `request.buildpacks_dir` as it is: detect
+    only reads, by contract) and copy the buildpacks dir to `copies`, where they run:
+    compile writes `export` files next to bin/, and the installed ones stay clean. The
+    selected buildpacks are returned as their copies."""
+    original = request.buildpacks_dir
+
+    def copy_all() -> None:
+        _copy_buildpacks(original, copies)
+
+    explicit = explicit_selection(build_dir, request.config, original)
     if explicit is not None:
-        selected, origin = explicit
-        names = ", ".join(b.name for b in selected)
+        chosen, origin = explicit
+        names = ", ".join(b.name for b in chosen)
         emit(f"-----> Using buildpack(s) from {origin}: {names}")
-        last = selected[-1]
+        last = chosen[-1]
         description = detect(last, build_dir, env) or last.name
-        return selected, description
-    candidates = [Buildpack(name=name, path=buildpacks_dir / name) for name in DETECTION_ORDER]
-    found = detect_first([c for c in candidates if c.script("detect").is_file()], build_dir, env)
+        copy_all()
+        return [Buildpack(b.name, copies / b.name) for b in chosen], description
+    candidates = [Buildpack(name=name, path=original / name) for name in DETECTION_ORDER]
+    runnable = [c for c in candidates if c.script("detect").is_file()]
+    # The copy is made while the detects (a bash start each) run.
+    found = detect_first(runnable, build_dir, env, meanwhile=copy_all)
     if found is not None:
         emit(f"-----> {found[1]} app detected")
-        return [found[0]], found[1]
+        return [Buildpack(found[0].name, copies / found[0].name)], found[1]
     raise BuildFailed(
         "No buildpack detected this app (tried " + ", ".join(DETECTION_ORDER) + ")",
         hint="Add a Procfile, requirements.txt, pyproject.toml, package.json or index.html, "
         "or choose a buildpack with BUILDPACK_URL or .buildpacks.",
     )
+
+
+def _copy_buildpacks(source: Path, dest: Path) -> None:
+    """Copy the buildpacks dir: the files' bytes and modes (what running them needs; not
+    times or extended attributes, which `copy2` would also copy, file by file)."""
+
+    def copy_file(src: str, dst: str) -> None:
+        shutil.copyfile(src, dst, follow_symlinks=False)
+        os.chmod(dst, os.stat(src).st_mode & 0o7777)
+
+    shutil.copytree(source, dest, symlinks=True, copy_function=copy_file)
 
 
 def _write_env_dir(

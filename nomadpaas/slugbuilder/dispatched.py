@@ -29,20 +29,24 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from nomadpaas.errors import NomadPaasError
 from nomadpaas.slugbuilder.compile import DEFAULT_STACK, CompileFailed, SlugMetadata
 from nomadpaas.slugbuilder.http_transfer import HttpTransfer
 from nomadpaas.slugbuilder.localcache import LocalCache
-from nomadpaas.slugbuilder.task import BuildTask, Transfer, run_build_task
+from nomadpaas.slugbuilder.scratch import scratch_dir
+from nomadpaas.slugbuilder.task import BuildTask, run_build_task
 from nomadpaas.slugbuilder.timings import Timings, process_age
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
+if TYPE_CHECKING:
+    from typing import Any
+
+    from nomadpaas.slugbuilder.task import Transfer
 
 __all__ = ["DONE_LINES", "RECORD_FORMAT", "main", "read_meta"]
 
@@ -86,7 +90,37 @@ class _Log:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    """UTC now as ISO 8601 to the millisecond (``datetime.isoformat`` without `datetime`)."""
+    seconds, ns = divmod(time.time_ns(), 1_000_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{ns // 1_000_000:03d}+00:00"
+
+
+def _lower_priority() -> int | None:
+    """Run this thread, and the threads it starts from now on, only on otherwise idle CPU
+    (SCHED_IDLE); the policy it had, to restore, or None when it could not be changed.
+
+    Once the build's result is stored the platform reads it and promotes the slug, on
+    the same machine's CPUs as often as not; the cache saved meanwhile only serves the
+    next build, so it must not slow that down.
+    """
+    try:
+        previous = os.sched_getscheduler(0)
+        if previous not in (os.SCHED_OTHER, os.SCHED_BATCH):
+            return None  # real-time or already idle: leave it as the operator set it
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux, or not allowed
+        return None
+    return previous
+
+
+def _restore_priority(previous: int | None) -> None:
+    if previous is None:
+        return
+    try:
+        os.sched_setscheduler(0, previous, os.sched_param(0))
+    except OSError:  # an unprivileged process may not leave SCHED_IDLE: it is exiting anyway
+        return
 
 
 def run(
@@ -96,11 +130,14 @@ def run(
     *,
     startup_s: float | None = None,
     local: LocalCache | None = None,
+    idle_after_result: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """Build per `meta`; return (exit code, build record). The record is also stored.
 
     `startup_s`: how long the process took to get here (recorded as the `startup` phase).
     `local`: the node's build cache slots (None: S3 only).
+    `idle_after_result`: once a success is recorded, save the cache on idle CPU only
+    (SCHED_IDLE; the calling thread's policy is restored before returning).
     """
     log = _Log()
     started, clock = _now(), time.monotonic()
@@ -138,6 +175,7 @@ def run(
         log(DONE_LINES[status])  # after the store: the platform reads the record on it
 
     announced = False
+    lowered: int | None = None
     try:
         with timings.phase("fetch_config"):
             config = _fetch_config(meta.get("config_url"), transfer, work_dir)
@@ -153,10 +191,12 @@ def run(
         )
 
         def on_slug_stored(metadata: SlugMetadata) -> None:
-            nonlocal announced
+            nonlocal announced, lowered
             record["slug"] = metadata.to_dict()
             finish("succeeded")
             announced = True
+            if idle_after_result:
+                lowered = _lower_priority()
 
         run_build_task(
             task,
@@ -174,6 +214,8 @@ def run(
     except OSError as exc:  # a transfer, or the disk
         if not announced:
             _fail(log, record, f"Moving build files failed: {exc}", None)
+    finally:
+        _restore_priority(lowered)
     if announced:
         # Succeeded and said so; the cache was saved since: the record gets its timings.
         try:
@@ -229,9 +271,11 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     startup_s = process_age()  # interpreter start and imports, before any build work
     scratch_parent = env.get("NOMAD_TASK_DIR") or None
     with (
-        tempfile.TemporaryDirectory(prefix="nomadpaas-build-", dir=scratch_parent) as scratch,
+        scratch_dir("nomadpaas-build-", scratch_parent) as scratch,
         HttpTransfer() as transfer,
     ):
         local = LocalCache.from_env(env.get("NOMADPAAS_BUILD_CACHE_DIR"))
-        code, _record = run(meta, transfer, Path(scratch), startup_s=startup_s, local=local)
+        code, _record = run(
+            meta, transfer, Path(scratch), startup_s=startup_s, local=local, idle_after_result=True
+        )
     return code

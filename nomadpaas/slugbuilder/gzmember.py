@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
+from _queue import SimpleQueue
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 
-__all__ = ["CHUNK_BYTES", "GzipMember", "deflate_pool", "deflate_workers"]
+__all__ = ["CHUNK_BYTES", "DeflatePool", "GzipMember", "deflate_pool", "deflate_workers"]
 
 #: Uncompressed bytes deflated as one piece (pigz's default block size).
 CHUNK_BYTES = 128 * 1024
@@ -35,10 +36,75 @@ MAX_WORKERS = 4
 _MAX_PENDING = 8
 
 
-def deflate_pool() -> ThreadPoolExecutor | None:
+class _Job:
+    """One chunk's deflate: `result` waits for it (and re-raises what it raised)."""
+
+    __slots__ = ("_args", "_done", "_error", "_value")
+
+    def __init__(self, args: tuple[bytes, bytes, int, bool]) -> None:
+        self._args = args
+        self._done = threading.Event()
+        self._value = b""
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._value = _deflate(*self._args)
+        except BaseException as exc:  # handed to whoever waits for the result
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self) -> bytes:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class DeflatePool:
+    """Threads that deflate chunks, started on demand up to `workers`.
+
+    Not concurrent.futures: its import pulls in `logging` and more, milliseconds of the
+    build task's start, for what a queue and a few threads do here. Threads start when
+    there is work for them, so they run with the scheduling of the thread that submits
+    (the build task lowers it once the build's result is stored).
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._queue: SimpleQueue[_Job | None] = SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, chunk: bytes, primer: bytes, level: int, last: bool) -> _Job:
+        job = _Job((chunk, primer, level, last))
+        self._queue.put(job)
+        if len(self._threads) < self._workers:
+            thread = threading.Thread(target=self._work, name="deflate", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return job
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            job.run()
+
+    def shutdown(self) -> None:
+        """Stop the threads once the queued chunks are done; wait for them."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+
+def deflate_pool() -> DeflatePool | None:
     """A pool for `GzipMember`, or None when this process may use only one CPU."""
     workers = deflate_workers()
-    return ThreadPoolExecutor(workers, thread_name_prefix="deflate") if workers > 1 else None
+    return DeflatePool(workers) if workers > 1 else None
 
 
 def deflate_workers() -> int:
@@ -68,12 +134,12 @@ class GzipMember:
     """
 
     def __init__(
-        self, sink: Callable[[bytes], object], level: int, pool: ThreadPoolExecutor | None = None
+        self, sink: Callable[[bytes], object], level: int, pool: DeflatePool | None = None
     ) -> None:
         self._sink = sink
         self._level = level
         self._pool = pool
-        self._pending: deque[Future[bytes]] = deque()
+        self._pending: deque[_Job] = deque()
         self._buffer = bytearray()
         self._primer = b""
         self._crc = 0
@@ -102,6 +168,6 @@ class GzipMember:
         if self._pool is None or (last and not self._pending):  # small: no thread needed
             self._sink(_deflate(chunk, primer, self._level, last))
             return
-        self._pending.append(self._pool.submit(_deflate, chunk, primer, self._level, last))
+        self._pending.append(self._pool.submit(chunk, primer, self._level, last))
         while len(self._pending) > _MAX_PENDING or (self._pending and self._pending[0].done()):
             self._sink(self._pending.popleft().result())

@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
+from collections import namedtuple
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, Literal, NamedTuple
-from urllib.parse import urljoin
 
 from nomadpaas.slugbuilder.http1 import Response, request
+from nomadpaas.slugbuilder.scratch import mkstemp
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any, Literal, NamedTuple
 
 __all__ = ["Fetched", "HttpTransfer", "TransferError", "object_id"]
 
@@ -52,12 +55,19 @@ class TransferError(OSError):
     """An object could not be fetched or stored; names the URL without its signature."""
 
 
-class Fetched(NamedTuple):
-    """What a (conditional) GET found: `fetched` (written to dest), `not-modified` (the
-    object's ETag is still the one given; dest untouched) or `missing`; and the ETag."""
+if TYPE_CHECKING:
 
-    status: Literal["fetched", "not-modified", "missing"]
-    etag: str | None = None
+    class Fetched(NamedTuple):
+        """What a (conditional) GET found: `fetched` (written to dest), `not-modified`
+        (the object's ETag is still the one given; dest untouched) or `missing`; and the
+        ETag."""
+
+        status: Literal["fetched", "not-modified", "missing"]
+        etag: str | None = None
+
+else:  # the same class, without importing `typing` (the build task's start)
+    Fetched = namedtuple("Fetched", ["status", "etag"], defaults=[None])
+    Fetched.__doc__ = "What a (conditional) GET found, and the object's ETag."
 
 
 def object_id(url: str) -> str:
@@ -111,6 +121,8 @@ class HttpTransfer:
             with _request("GET", url, headers=headers) as response:
                 location = response.header("Location")
                 if response.status in _REDIRECTS and location:
+                    from urllib.parse import urljoin  # rare: not at every task's start
+
                     url = urljoin(url, location)
                     continue
                 etag = response.header("ETag")
@@ -174,7 +186,7 @@ def _attempts() -> Iterator[int]:
 
 def _write_atomically(dest: Path, chunks: Iterator[bytes]) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    fd, tmp = mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in chunks:

@@ -37,12 +37,10 @@ import hashlib
 import json
 import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from nomadpaas.slugbuilder.gzmember import GzipMember, deflate_pool
+from nomadpaas.slugbuilder.frozen import Frozen, init_fields
+from nomadpaas.slugbuilder.gzmember import DeflatePool, GzipMember, deflate_pool
 from nomadpaas.slugbuilder.tarwriter import (
     DIR,
     FILE,
@@ -55,6 +53,10 @@ from nomadpaas.slugbuilder.tarwriter import (
     scan_tree,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["LAYER_MIN_BYTES", "LAYER_MIN_ENTRIES", "SlugPack", "pack_slug"]
 
 #: A top-level directory becomes its own member from this many file bytes or entries on.
@@ -66,10 +68,13 @@ _NS_PER_S = 1_000_000_000
 _COPY_CHUNK_BYTES = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class SlugPack:
+class SlugPack(Frozen):
     """What `pack_slug` wrote: counts over the whole slug and which layers it reused."""
 
+    __match_args__ = (
+        "files", "uncompressed_bytes", "compressed_bytes", "sha256", "md5", "layers", "reused",
+    )  # fmt: skip
+    __slots__ = __match_args__
     files: int  # non-directory entries
     uncompressed_bytes: int  # regular files' bytes
     compressed_bytes: int
@@ -77,6 +82,22 @@ class SlugPack:
     md5: str  # what S3 reports as the ETag of a single-part upload of these bytes
     layers: tuple[str, ...]
     reused: tuple[str, ...]
+
+    def __init__(
+        self,
+        files: int,
+        uncompressed_bytes: int,
+        compressed_bytes: int,
+        sha256: str,
+        md5: str,
+        layers: tuple[str, ...],
+        reused: tuple[str, ...],
+    ) -> None:
+        init_fields(
+            self, files=files, uncompressed_bytes=uncompressed_bytes,
+            compressed_bytes=compressed_bytes, sha256=sha256, md5=md5, layers=layers,
+            reused=reused,
+        )  # fmt: skip
 
 
 class _Output:
@@ -191,7 +212,7 @@ def _pack_layer(
     arc_root: str,
     entries: list[Entry],
     level: int,
-    pool: ThreadPoolExecutor | None,
+    pool: DeflatePool | None,
     out: _Output,
     cache: _LayerCache | None,
     fingerprint: str,

@@ -34,8 +34,12 @@ import os
 import re
 import shutil
 import time
+from collections import namedtuple
 from pathlib import Path
-from typing import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
 __all__ = ["MAX_AGE_S", "MAX_BYTES", "MAX_SLOTS", "CacheSlot", "LocalCache", "Tag"]
 
@@ -52,12 +56,18 @@ _LOCK, _TREE, _TAG = "lock", "tree", "tag"
 _LOCK_ATTEMPTS = 3
 
 
-class Tag(NamedTuple):
-    """Which S3 object a tree equals: the object's URL without query, and its ETag."""
+if TYPE_CHECKING:
 
-    object: str
-    etag: str
-    bytes: int = 0
+    class Tag(NamedTuple):
+        """Which S3 object a tree equals: the object's URL without query, and its ETag."""
+
+        object: str
+        etag: str
+        bytes: int = 0
+
+else:  # the same class, without importing `typing` (the build task's start)
+    Tag = namedtuple("Tag", ["object", "etag", "bytes"], defaults=[0])
+    Tag.__doc__ = "Which S3 object a tree equals: the object's URL without query, and its ETag."
 
 
 class LocalCache:

@@ -20,7 +20,7 @@ ReleaseFormatError naming the line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from nomadpaas.slugbuilder.frozen import Frozen, init_fields
 
 __all__ = ["ReleaseFormatError", "ReleaseInfo", "parse_release"]
 
@@ -29,13 +29,27 @@ class ReleaseFormatError(ValueError):
     """The release output is outside the supported subset; the message names the line."""
 
 
-@dataclass(frozen=True)
-class ReleaseInfo:
+class ReleaseInfo(Frozen):
     """What a buildpack's `bin/release` declared."""
 
-    default_process_types: dict[str, str] = field(default_factory=dict)
-    config_vars: dict[str, str] = field(default_factory=dict)
-    addons: list[str] = field(default_factory=list)
+    __match_args__ = ("default_process_types", "config_vars", "addons")
+    __slots__ = __match_args__
+    default_process_types: dict[str, str]
+    config_vars: dict[str, str]
+    addons: list[str]
+
+    def __init__(
+        self,
+        default_process_types: dict[str, str] | None = None,
+        config_vars: dict[str, str] | None = None,
+        addons: list[str] | None = None,
+    ) -> None:
+        init_fields(
+            self,
+            default_process_types={} if default_process_types is None else default_process_types,
+            config_vars={} if config_vars is None else config_vars,
+            addons=[] if addons is None else addons,
+        )
 
 
 Value = str | dict[str, str] | list[str]

@@ -19,22 +19,31 @@ import fnmatch
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
+
+from nomadpaas.slugbuilder.frozen import Frozen, init_fields
 
 __all__ = ["IgnorePattern", "SlugignoreResult", "apply_slugignore", "parse_slugignore"]
 
 ALWAYS_REMOVED = (".git",)
 
 
-@dataclass(frozen=True)
-class IgnorePattern:
+class IgnorePattern(Frozen):
     """One `.slugignore` line, compiled."""
 
+    __match_args__ = ("text", "regex", "anchored", "directories_only")
+    __slots__ = __match_args__
     text: str
     regex: re.Pattern[str]
     anchored: bool
     directories_only: bool
+
+    def __init__(
+        self, text: str, regex: re.Pattern[str], anchored: bool, directories_only: bool
+    ) -> None:
+        init_fields(
+            self, text=text, regex=regex, anchored=anchored, directories_only=directories_only
+        )
 
     def matches(self, relpath: str, is_dir: bool) -> bool:
         if self.directories_only and not is_dir:
@@ -43,12 +52,16 @@ class IgnorePattern:
         return self.regex.fullmatch(subject) is not None
 
 
-@dataclass(frozen=True)
-class SlugignoreResult:
+class SlugignoreResult(Frozen):
     """What was removed (relative POSIX paths) and warnings about unsupported lines."""
 
+    __match_args__ = ("removed", "warnings")
+    __slots__ = __match_args__
     removed: tuple[str, ...]
     warnings: tuple[str, ...]
+
+    def __init__(self, removed: tuple[str, ...], warnings: tuple[str, ...]) -> None:
+        init_fields(self, removed=removed, warnings=warnings)
 
 
 def parse_slugignore(text: str) -> tuple[list[IgnorePattern], list[str]]:

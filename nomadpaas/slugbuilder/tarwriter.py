@@ -22,7 +22,8 @@ import os
 import posixpath
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from nomadpaas.slugbuilder.frozen import Frozen
 
 __all__ = [
     "BLOCK_BYTES",
@@ -57,8 +58,7 @@ class ArchiveError(ValueError):
     """A tree cannot be packed, or a tarball is unsafe or too large; says which member."""
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(Frozen):
     """One member to write, as found on disk (mode already normalised).
 
     `rel` is the path under the scanned root (posix); `link` a symlink's target or, for a
@@ -66,6 +66,8 @@ class Entry:
     `inode` (device, inode) of a regular file with several names, else None.
     """
 
+    __match_args__ = ("rel", "kind", "mode", "size", "mtime_ns", "link", "path", "inode")
+    __slots__ = __match_args__
     rel: str
     kind: bytes
     mode: int
@@ -73,7 +75,31 @@ class Entry:
     mtime_ns: int
     link: str
     path: str
-    inode: tuple[int, int] | None = None
+    inode: tuple[int, int] | None
+
+    def __init__(
+        self,
+        rel: str,
+        kind: bytes,
+        mode: int,
+        size: int,
+        mtime_ns: int,
+        link: str,
+        path: str,
+        inode: tuple[int, int] | None = None,
+    ) -> None:
+        # One per file of a slug: set directly rather than through `init_fields`.
+        _set(self, "rel", rel)
+        _set(self, "kind", kind)
+        _set(self, "mode", mode)
+        _set(self, "size", size)
+        _set(self, "mtime_ns", mtime_ns)
+        _set(self, "link", link)
+        _set(self, "path", path)
+        _set(self, "inode", inode)
+
+
+_set = object.__setattr__
 
 
 def scan_tree(

@@ -28,10 +28,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import unquote, urlparse
 
 from nomadpaas.errors import BuildFailed
 from nomadpaas.slugbuilder.archive import (
@@ -47,9 +44,16 @@ from nomadpaas.slugbuilder.compile import (
     default_buildpacks_dir,
 )
 from nomadpaas.slugbuilder.fastextract import extract_cache_tarball
+from nomadpaas.slugbuilder.frozen import Frozen, init_fields
 from nomadpaas.slugbuilder.http_transfer import Fetched, object_id
 from nomadpaas.slugbuilder.localcache import CacheSlot, LocalCache, Tag
 from nomadpaas.slugbuilder.timings import Timings
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
+if TYPE_CHECKING:
+    from typing import Protocol
+else:  # `typing` is not imported at run time; the Protocol only types callers
+    Protocol = object
 
 __all__ = ["BuildTask", "Fetched", "FileTransfer", "Transfer", "run_build_task"]
 
@@ -111,25 +115,50 @@ def _file_etag(path: Path) -> str:
 
 
 def _file_path(url: str) -> Path:
-    parsed = urlparse(url)
+    from urllib.parse import unquote, urlsplit  # file:// URLs are for tests, not the job
+
+    parsed = urlsplit(url)
     if parsed.scheme != "file":
         raise ValueError(f"FileTransfer only handles file:// URLs, got {url!r}")
     return Path(unquote(parsed.path))
 
 
-@dataclass(frozen=True)
-class BuildTask:
+class BuildTask(Frozen):
     """What the dispatcher gives one build (the build job's meta, resolved to URLs)."""
 
+    __match_args__ = (
+        "source_url", "slug_url", "metadata_url", "cache_url", "cache_put_url", "config",
+        "stack", "commit", "build_id",
+    )  # fmt: skip
+    __slots__ = __match_args__
     source_url: str
     slug_url: str
-    metadata_url: str | None = None
-    cache_url: str | None = None  # where to read the previous cache (may not exist)
-    cache_put_url: str | None = None  # where to save the new cache; None = do not save
-    config: Mapping[str, str] = field(default_factory=dict)
-    stack: str = DEFAULT_STACK
-    commit: str | None = None
-    build_id: str | None = None
+    metadata_url: str | None
+    cache_url: str | None  # where to read the previous cache (may not exist)
+    cache_put_url: str | None  # where to save the new cache; None = do not save
+    config: Mapping[str, str]
+    stack: str
+    commit: str | None
+    build_id: str | None
+
+    def __init__(
+        self,
+        source_url: str,
+        slug_url: str,
+        metadata_url: str | None = None,
+        cache_url: str | None = None,
+        cache_put_url: str | None = None,
+        config: Mapping[str, str] | None = None,
+        stack: str = DEFAULT_STACK,
+        commit: str | None = None,
+        build_id: str | None = None,
+    ) -> None:
+        init_fields(
+            self, source_url=source_url, slug_url=slug_url, metadata_url=metadata_url,
+            cache_url=cache_url, cache_put_url=cache_put_url,
+            config={} if config is None else config, stack=stack, commit=commit,
+            build_id=build_id,
+        )  # fmt: skip
 
 
 def run_build_task(

@@ -198,6 +198,8 @@ def test_multi_buildpack_export_release_and_config_vars(
     assert done.result is not None
     out = done.output
     assert "-----> Using buildpack(s) from .buildpacks: first, second" in out
+    # The buildpacks ran from a copy: the export went there, the installed ones stay clean.
+    assert not (custom_buildpacks / "first" / "export").exists()
     assert "-----> first: SECRET=s3cr3t STACK=nomadpaas-1" in out
     assert "-----> second sees FROM_FIRST=chained" in out
     meta = done.result.metadata

@@ -127,6 +127,29 @@ def test_detect_first_runs_detects_at_once_but_answers_in_order(tmp_path: Path) 
     assert time.monotonic() - started < 5.0
 
 
+def test_detect_first_runs_meanwhile_once_while_the_detects_run(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    flag = tmp_path / "flag"
+    # The detect waits for a file that only `meanwhile` creates: it must run in between.
+    waits = fake_buildpack(
+        tmp_path,
+        "waits",
+        f"for i in $(seq 100); do [ -f {flag} ] && echo Saw && exit 0; sleep 0.1; done; exit 1",
+    )
+    calls: list[str] = []
+
+    def meanwhile() -> None:
+        calls.append("meanwhile")
+        flag.touch()
+
+    assert detect_first([waits], app, ENV, meanwhile=meanwhile) == (waits, "Saw")
+    assert calls == ["meanwhile"]
+    calls.clear()
+    assert detect_first([], app, ENV, meanwhile=meanwhile) is None
+    assert calls == ["meanwhile"]
+
+
 @pytest.mark.parametrize("example", sorted(MATRIX))
 def test_detect_first_picks_what_the_order_says(example: str) -> None:
     candidates = [Buildpack(name=n, path=BUILDPACKS / n) for n in DETECTION_ORDER]

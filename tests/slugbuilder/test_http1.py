@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nomadpaas.slugbuilder.http1 import ProtocolError, request
+from nomadpaas.slugbuilder.http1 import ProtocolError, request, split_url
 
 #: Seconds a test server waits for its one client.
 ACCEPT_TIMEOUT_S = 30.0
@@ -138,3 +138,46 @@ def test_line_breaks_in_headers_and_other_schemes_are_refused() -> None:
     with pytest.raises(ValueError, match="line break"):
         # Refused before connecting (nothing listens on port 9 here).
         request("GET", "http://127.0.0.1:9/", headers={"X": "a\r\nInjected: 1"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9000/bucket/key?X-Amz-Signature=abc&X-Amz-Date=1",
+        "http://S3.Example.COM/b/k",
+        "https://s3.example.com/b/k%20x?a=1#frag",
+        "http://user:pw@host:8080/p",
+        "http://[::1]:9000/b/k?q",
+        "http://[fe80::1]/b",
+        "http://host",
+        "http://host?only=query",
+        "HTTP://host:80/x",
+    ],
+)
+def test_split_url_reads_what_urlsplit_reads(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    expected = urlsplit(url)
+    parts = split_url(url)
+    assert parts.scheme == expected.scheme
+    assert parts.hostname == expected.hostname
+    assert parts.port == (expected.port or {"http": 80, "https": 443}[expected.scheme])
+    assert (parts.path, parts.query) == (expected.path, expected.query)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://host/x",
+        "host/x",
+        "http:///x",
+        "http://host:99999/x",
+        "http://host:8o/x",
+        "http://[::1/x",
+        "http://host/a b",
+        "http://host/a\r\nInjected: 1",
+    ],
+)
+def test_split_url_refuses_what_a_request_must_not_send(url: str) -> None:
+    with pytest.raises(ValueError):
+        split_url(url)

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from nomadpaas.agent.client.getter.archive import unpack as agent_unpack
-from nomadpaas.slugbuilder.archive import extract_tarball, pack_directory
+from nomadpaas.slugbuilder.archive import GZIP_LEVEL, extract_tarball, pack_directory
 from nomadpaas.slugbuilder.layers import LAYER_MIN_ENTRIES, pack_slug
 
 BuildFn = Callable[..., Any]
-LEVEL = 6
+LEVEL = GZIP_LEVEL  # what builds pack slugs with
 SECOND_NS = 1_000_000_000
 
 

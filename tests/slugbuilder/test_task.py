@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tarfile
 from pathlib import Path
@@ -170,7 +169,7 @@ def test_cache_restored_from_elsewhere_is_saved_even_when_untouched(
     run_build_task(task, FileTransfer(), tmp_path / "w1", None, reading_buildpacks)
     lines: list[str] = []
     other_url = (tmp_path / "bucket" / "cache" / "other.tar.gz").as_uri()
-    other = dataclasses.replace(task, cache_put_url=other_url)
+    other = task.replace(cache_put_url=other_url)
     run_build_task(other, FileTransfer(), tmp_path / "w2", lines.append, reading_buildpacks)
     assert "       cache hit k1" in lines
     assert (tmp_path / "bucket" / "cache" / "other.tar.gz").is_file()

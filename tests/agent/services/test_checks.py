@@ -114,7 +114,7 @@ def test_runner_runs_every_check_on_one_thread_each_interval() -> None:
             # Every check runs at once, then again after its 1 s interval.
             wait_for(lambda: len(results) == 21 and all(len(r) >= 2 for r in results.values()))
             # One thread for all checks.
-            assert started == ["service-checks"]
+            assert [t.name for t in started] == ["service-checks"]
             runner.remove("c0")
             with lock:
                 seen = len(results["c0"])

@@ -1,0 +1,107 @@
+"""The build task's start stays light: what `python -m nomadpaas.slugbuilder task` imports.
+
+The task is a fresh process per push, so every module it imports is paid by every build.
+Each check runs a fresh isolated interpreter without `site` (an editable install's
+finder would import pathlib, re and more before us and hide what we import).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nomadpaas
+
+ROOT = str(Path(nomadpaas.__file__).resolve().parent.parent)
+ENTRY = "nomadpaas.slugbuilder.__main__, nomadpaas.slugbuilder.dispatched"
+
+#: Never imported by the task's modules, at start or later on its usual path.
+NEVER = (
+    "argparse",  # the local CLI's, not the task's
+    "concurrent.futures",  # and with it logging: gzmember has its own thread pool
+    "logging",
+    "tempfile",  # random, weakref…: scratch.py makes the names
+    "datetime",  # time.strftime does
+    "http.client",  # email, ssl: http1.py speaks the little HTTP needed
+    "email",
+    "asyncio",
+)
+#: Not imported by any slugbuilder module itself (other nomadpaas modules still may).
+NOT_BY_SLUGBUILDER = ("dataclasses", "typing", "urllib.parse", "inspect", *NEVER)
+
+_PROBE = """
+import builtins, json, sys
+sys.path.insert(0, {root!r})
+watched = set({watched!r})
+seen = []
+real_import = builtins.__import__
+
+def spy(name, globals=None, locals=None, fromlist=(), level=0):
+    # Every import statement, also of a module already loaded: who asked for what.
+    if level == 0 and name in watched:
+        seen.append([name, (globals or {{}}).get("__name__", "?")])
+    return real_import(name, globals, locals, fromlist, level)
+
+builtins.__import__ = spy
+import {entry}
+print(json.dumps({{"seen": seen, "modules": sorted(sys.modules)}}))
+"""
+
+
+def _probe(entry: str, watched: tuple[str, ...]) -> dict[str, Any]:
+    code = _PROBE.format(root=ROOT, watched=list(watched), entry=entry)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded: dict[str, Any] = json.loads(done.stdout)
+    return loaded
+
+
+def _by_slugbuilder(loaded: dict[str, Any]) -> list[tuple[str, str]]:
+    """The watched modules a slugbuilder module imported itself: (module, importer)."""
+    return sorted(
+        {
+            (name, importer)
+            for name, importer in loaded["seen"]
+            if importer.startswith("nomadpaas.slugbuilder")
+        }
+    )
+
+
+def test_the_task_entry_imports_none_of_the_heavy_modules() -> None:
+    loaded = _probe(ENTRY, NOT_BY_SLUGBUILDER)
+    assert not set(NEVER) & set(loaded["modules"])
+    assert _by_slugbuilder(loaded) == []
+
+
+def test_the_whole_pipeline_imports_none_of_the_heavy_modules() -> None:
+    # What a build imports later on (extraction, buildpacks, packing, the local cache).
+    entry = (
+        f"{ENTRY}, nomadpaas.slugbuilder.task, nomadpaas.slugbuilder.fastextract, "
+        "nomadpaas.slugbuilder.layers, nomadpaas.slugbuilder.localcache, "
+        "nomadpaas.slugbuilder.http_transfer"
+    )
+    loaded = _probe(entry, NOT_BY_SLUGBUILDER)
+    assert not set(NEVER) & set(loaded["modules"])
+    assert _by_slugbuilder(loaded) == []
+
+
+def test_the_package_does_not_import_the_pipeline_until_asked() -> None:
+    # `-m nomadpaas.slugbuilder` imports the package first: it must stay an empty shell.
+    loaded = _probe("nomadpaas.slugbuilder", ())
+    assert "nomadpaas.slugbuilder.compile" not in loaded["modules"]
+    code = f"import sys; sys.path.insert(0, {ROOT!r}); from nomadpaas.slugbuilder import build_slug"
+    subprocess.run([sys.executable, "-I", "-S", "-c", code], check=True, timeout=60)
+
+
+def test_the_spy_sees_an_import_from_slugbuilder() -> None:
+    # The probe itself works: a slugbuilder module importing a watched module is seen.
+    loaded = _probe("nomadpaas.slugbuilder.gzmember", ("threading",))
+    assert ["threading", "nomadpaas.slugbuilder.gzmember"] in loaded["seen"]
