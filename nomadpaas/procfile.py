@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from nomadpaas.errors import InvalidInput
 
@@ -41,12 +40,32 @@ _DNS_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 WEB = "web"
 
 
-@dataclass(frozen=True)
+# Plain classes, not dataclasses: the build task parses Procfiles, and importing dataclasses
+# (with inspect and ast) is ~7 ms of every build's start.
 class ProcfileProblem:
     """One error or warning, tied to a 1-based line number of the Procfile."""
 
+    __slots__ = ("line", "message")
     line: int
     message: str
+
+    def __init__(self, line: int, message: str) -> None:
+        object.__setattr__(self, "line", line)
+        object.__setattr__(self, "message", message)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ProcfileProblem is immutable: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProcfileProblem):
+            return NotImplemented
+        return (self.line, self.message) == (other.line, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.line, self.message))
+
+    def __repr__(self) -> str:
+        return f"ProcfileProblem(line={self.line!r}, message={self.message!r})"
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}"
@@ -64,12 +83,33 @@ class ProcfileError(InvalidInput):
         self.problems = problems
 
 
-@dataclass(frozen=True)
 class Procfile:
     """A valid Procfile: process types in file order, plus warnings worth showing."""
 
-    processes: dict[str, str] = field(default_factory=dict)
-    warnings: tuple[ProcfileProblem, ...] = ()
+    __slots__ = ("processes", "warnings")
+    processes: dict[str, str]
+    warnings: tuple[ProcfileProblem, ...]
+
+    def __init__(
+        self,
+        processes: dict[str, str] | None = None,
+        warnings: tuple[ProcfileProblem, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "processes", {} if processes is None else processes)
+        object.__setattr__(self, "warnings", warnings)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Procfile is immutable: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Procfile):
+            return NotImplemented
+        return (self.processes, self.warnings) == (other.processes, other.warnings)
+
+    __hash__ = None  # type: ignore[assignment]  # it holds a dict, as the dataclass did
+
+    def __repr__(self) -> str:
+        return f"Procfile(processes={self.processes!r}, warnings={self.warnings!r})"
 
     @property
     def has_web(self) -> bool:
