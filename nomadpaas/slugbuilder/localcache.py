@@ -136,9 +136,14 @@ class LocalCache:
         slots: list[tuple[float, int, Path]] = []  # (last use, bytes, dir)
         with contextlib.suppress(OSError):
             for app_dir in self.root.iterdir():
-                if not app_dir.is_dir() or app_dir.is_symlink():
+                # Only app slots: buildpacks keep node facts beside them (`.buildpacks`).
+                if not _NAME_RE.fullmatch(app_dir.name) or not app_dir.is_dir():
+                    continue
+                if app_dir.is_symlink():
                     continue
                 for slot_dir in app_dir.iterdir():
+                    if not _NAME_RE.fullmatch(slot_dir.name):
+                        continue
                     try:
                         used = (slot_dir / _LOCK).stat().st_mtime
                     except OSError:

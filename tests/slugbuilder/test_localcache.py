@@ -82,6 +82,10 @@ def test_prune_removes_stale_untagged_and_least_recently_used_slots(tmp_path: Pa
     new = _slot_with(cache, "new", 100, now - 30)
     busy = cache.acquire("mid", STACK)  # a running build's slot is never removed
     assert busy is not None
+    # Buildpacks' node facts live beside the slots and are not a slot (no tag, no lock).
+    facts = tmp_path / "bc" / ".buildpacks" / "python"
+    facts.mkdir(parents=True)
+    (facts / "probe").write_text("3.11")
 
     removed = cache.prune(now)
 
@@ -92,6 +96,7 @@ def test_prune_removes_stale_untagged_and_least_recently_used_slots(tmp_path: Pa
     cache.max_slots = 1
     assert cache.prune(now) == [new]  # acquiring `mid` made it the most recently used
     assert (mid / "tree" / "f").is_file()
+    assert sorted(p.name for p in facts.iterdir()) == ["probe"]  # untouched: no lock made
 
 
 # -- the build task with a slot ---------------------------------------------------------
