@@ -9,6 +9,11 @@ Logs live in `alloc/logs/<task>.<stdout|stderr>.<n>`; the highest `n` is the act
 file. A follower keeps the current file open, so a file deleted by rotation is still
 read to its end, and re-reads it once after seeing `n+1` appear, so the tail written
 just before a rotation is not lost (Nomad issue #11653).
+
+Following is event-driven where the kernel allows: `follow_async` sleeps on an inotify
+subscription to the watched directory (`fswatch`), so a line logmon writes goes out within
+a loop turn; the `POLL_S` poll stays as the backstop. A followed stream sends each read
+as a frame at once (no 200 ms batching: the reads themselves batch whatever accumulated).
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from collections.abc import AsyncIterator, Collection, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from nomadpaas.agent.client import fswatch
 from nomadpaas.agent.client.lib.streamframer import (
     FILE_DELETED,
     FILE_TRUNCATED,
     FileEvent,
     LogChunk,
+    StreamFramer,
     frame_stream,
 )
 
@@ -39,7 +46,10 @@ __all__ = [
 ]
 
 LOGS_DIR = "alloc/logs"
-POLL_S = 0.1  # how often a follower looks for growth, rotation and new files
+POLL_S = 0.1  # how often a follower looks for growth, rotation and new files (backstop)
+#: A followed stream's frames wait this long for more data: none, each read is a frame
+#: (Nomad batches 200 ms; a follower reads what accumulated, so frames stay large).
+FOLLOW_BATCH_S = 0.0
 READ_CHUNK_BYTES = 64 * 1024  # one frame's worth
 MAX_POLL_BYTES = 4 * 1024 * 1024  # per poll, so one busy file cannot starve heartbeats
 LOG_TYPES = ("stdout", "stderr")
@@ -184,6 +194,10 @@ class LogFollower:
     def _rel(self, index: int) -> str:
         return f"{LOGS_DIR}/{self.task}.{self.log_type}.{index}"
 
+    def watch_target(self) -> tuple[Path, str]:
+        """(directory, name prefix) whose changes may bring this follower new bytes."""
+        return self.alloc_dir / LOGS_DIR, f"{self.task}.{self.log_type}."
+
     def _open(self, index: int, offset: int) -> bool:
         self.index = index
         path = self.alloc_dir / self._rel(index)
@@ -287,6 +301,10 @@ class FileFollower:
         self.follow = follow
         self.done = False
 
+    def watch_target(self) -> tuple[Path, str]:
+        """(directory, name prefix) whose changes may bring this follower new bytes."""
+        return self.current.path.parent, self.current.path.name
+
     def poll(self, max_bytes: int = MAX_POLL_BYTES) -> list[Item]:
         out: list[Item] = []
         cur = self.current
@@ -330,15 +348,28 @@ def follow_sync(
 
 
 async def follow_async(follower: Follower, *, poll_s: float = POLL_S) -> AsyncIterator[Item]:
-    """Chunks and events until the follower is done; the client disconnecting ends it."""
+    """Chunks and events until the follower is done; the client disconnecting ends it.
+
+    A following follower waits for an inotify change of its directory (at most `poll_s`)
+    between reads; the subscription is cleared *before* each read, so a write landing
+    during the read wakes the next wait at once and nothing waits for the backstop.
+    """
+    watch = fswatch.subscribe(*follower.watch_target()) if follower.follow else None
     try:
         while not follower.done:
+            if watch is not None:
+                watch.clear()
             items = await asyncio.to_thread(follower.poll)
             for item in items:
                 yield item
             if not items and not follower.done:
-                await asyncio.sleep(poll_s)
+                if watch is not None:
+                    await watch.wait(poll_s)
+                else:
+                    await asyncio.sleep(poll_s)
     finally:
+        if watch is not None:
+            watch.close()
         follower.close()
 
 
@@ -352,5 +383,6 @@ async def stream_body(
             if isinstance(item, LogChunk):
                 yield item.data
         return
-    async for frame in frame_stream(source):
+    framer = StreamFramer(batch_s=FOLLOW_BATCH_S) if follower.follow else None
+    async for frame in frame_stream(source, framer):
         yield frame
