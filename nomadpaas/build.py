@@ -12,10 +12,15 @@ The task stores its record as soon as the slug is up and saves the build cache a
 that, so a push does not wait for the cache; the record, not the allocation's status,
 says whether the build succeeded.
 
+Requests that do not depend on each other overlap: the build job is read while the
+source uploads; the staging slug is looked at while the record is read; inside
+`deferred_cleanup()` (push uses it) the staging slug's delete runs while the caller
+writes the release, joined before the block ends (never left to a daemon thread).
+
 The build task receives presigned URLs only (no credentials). It uploads the slug to a
 staging key, because the slug's digest is unknown until it is built; the platform then
 copies it server-side to its content-addressed key `slugs/<app>/<sha256>.tar.gz`,
-checking the copy's ETag against the MD5 in the build record.
+checking its ETag against the MD5 in the build record (`storage.promote`).
 
 Errors: build failed → BuildFailed (3) with the failing step and the log tail; the wait
 exceeded `timeout` → TimedOut (5; the build goes on); Nomad or S3 not answering →
@@ -32,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,13 +52,16 @@ from nomadpaas.nomad.client import NomadClient
 from nomadpaas.nomad.jobs import Jobs
 from nomadpaas.sourcepack import MAX_SOURCE_BYTES, pack_source
 from nomadpaas.storage import Storage, build_record_key, cache_key, slug_key, source_key
-from nomadpaas.storage.keys import sha256_file, validate_app, validate_key
+from nomadpaas.storage.base import ObjectInfo
+from nomadpaas.storage.keys import validate_app, validate_key
+from nomadpaas.storage.promote import deferred_cleanup, promote
 
 __all__ = [
     "DEFAULT_STACK",
     "DEFAULT_TIMEOUT_S",
     "BuildJobFailed",
     "EventCallback",
+    "deferred_cleanup",
     "ensure_build_job",
     "idempotency_token",
     "new_build_id",
@@ -70,12 +79,15 @@ DEFAULT_TIMEOUT_S = 30 * 60.0
 PRESIGN_EXPIRY_S = 2 * 3600
 #: Upload progress events: at most one per this many bytes (plus the last).
 PROGRESS_STEP_BYTES = 1024 * 1024
+#: Sources up to this size go up in one conditional PUT, without a look first: sending
+#: them costs about what asking whether they exist does.
+CONDITIONAL_PUT_MAX_BYTES = 1024 * 1024
+#: What the build task prints right after storing a succeeded build's record (the task's
+#: slugbuilder/dispatched.py DONE_LINES["succeeded"]).
+SUCCEEDED_LINE = "-----> Build succeeded"
 #: What the build task prints right after storing its record (the task's
 #: slugbuilder/dispatched.py DONE_LINES): the record can be read then.
-RECORD_STORED_LINES = frozenset({"-----> Build succeeded", "-----> Build failed"})
-#: What it prints when only the slug's upload and the record are left (task.py's
-#: UPLOADING_LINE): the watcher then reads the log often, to see the end at once.
-NEAR_END_LINES = frozenset({"-----> Uploading the slug"})
+RECORD_STORED_LINES = frozenset({SUCCEEDED_LINE, "-----> Build failed"})
 
 
 class BuildJobFailed(BuildFailed):
@@ -118,14 +130,22 @@ def _covers(actual: Any, wanted: Any) -> bool:
     return bool(actual == wanted)
 
 
-def ensure_build_job(jobs: Jobs, rendered: Mapping[str, Any]) -> bool:
+#: `ensure_build_job(existing=...)` not given: read the job.
+_UNREAD: Any = object()
+
+
+def ensure_build_job(
+    jobs: Jobs, rendered: Mapping[str, Any], *, existing: Mapping[str, Any] | None = _UNREAD
+) -> bool:
     """Register `nomadpaas-build` when missing, stopped or different; True if registered.
 
-    Raises Conflict when a job of that name exists without `nomadpaas.role = build`
-    (someone else's job: never overwritten).
+    `existing`: the job as just read (`jobs.get`, None when missing), when the caller
+    read it ahead; by default it is read here. Raises Conflict when a job of that name
+    exists without `nomadpaas.role = build` (someone else's job: never overwritten).
     """
     job_id = str(rendered["ID"])
-    existing = jobs.get(job_id)
+    if existing is _UNREAD:
+        existing = jobs.get(job_id)
     if existing is not None:
         meta = existing.get("Meta") or {}
         if meta.get(jobspec.ROLE_META_KEY) != jobspec.BUILD_ROLE:
@@ -191,7 +211,19 @@ def run_build(
     staging_key = validate_key(f"slugs/{app}/staging/{build_id}.tar.gz")
     config_key = build_record_key(app, f"{build_id}.config") if config else None
 
-    with tempfile.TemporaryDirectory(prefix="nomadpaas-push-") as scratch:
+    jobs = Jobs(nomad)
+
+    def read_job() -> tuple[dict[str, Any], dict[str, Any] | None]:
+        rendered = dict(job) if job is not None else jobspec.render_build_job()
+        return rendered, jobs.get(str(rendered["ID"]))
+
+    # While the source is uploaded, the build job is rendered and read and the presigned
+    # URLs are signed (nothing reaches Nomad before the source is packed and within its
+    # size limit); the job is registered, if it must be, only once the source is up.
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="nomadpaas-build") as pool,
+        tempfile.TemporaryDirectory(prefix="nomadpaas-push-") as scratch,
+    ):
         packed = pack_source(
             Path(path), Path(scratch) / "source.tar.gz", max_bytes=max_source_bytes
         )
@@ -207,35 +239,24 @@ def run_build(
         for warning in packed.warnings:
             events("warning", warning)
         src_key = source_key(app, packed.sha256)
-        storage.ensure_bucket()
-        if storage.exists(src_key):
+        job_read = pool.submit(read_job)
+        urls = pool.submit(
+            _presigned_urls, storage, src_key, staging_key, record_key,
+            cache_key(app, stack), config_key,
+        )  # fmt: skip
+        if not _upload(storage, src_key, packed.path, packed.compressed_bytes, events):
             events("source-exists", "Source unchanged since an earlier push; not uploaded")
-        else:
-            _upload(storage, src_key, packed.path, packed.compressed_bytes, events)
+        rendered, existing_job = job_read.result()
+        meta = {"app": app, "build_id": build_id, **urls.result(), "stack": stack}
 
     if config_key is not None:
         storage.put_bytes(
             config_key, json.dumps(dict(config or {})).encode(), content_type="application/json"
         )
-    cache = cache_key(app, stack)
-    meta = {
-        "app": app,
-        "build_id": build_id,
-        "source_url": storage.presign_get(src_key, PRESIGN_EXPIRY_S),
-        "slug_url": storage.presign_put(staging_key, PRESIGN_EXPIRY_S),
-        "metadata_url": storage.presign_put(record_key, PRESIGN_EXPIRY_S),
-        "cache_url": storage.presign_get(cache, PRESIGN_EXPIRY_S),
-        "cache_put_url": storage.presign_put(cache, PRESIGN_EXPIRY_S),
-        "stack": stack,
-    }
-    if config_key is not None:
-        meta["config_url"] = storage.presign_get(config_key, PRESIGN_EXPIRY_S)
     if commit:
         meta["commit"] = commit
 
-    jobs = Jobs(nomad)
-    rendered = dict(job) if job is not None else jobspec.render_build_job()
-    if ensure_build_job(jobs, rendered):
+    if ensure_build_job(jobs, rendered, existing=existing_job):
         events("job-registered", f"Registered the {rendered['ID']} job")
     else:
         events("job-current", f"The {rendered['ID']} job is up to date")
@@ -270,9 +291,16 @@ def run_build(
         Allocations(nomad), base, deadline, lambda line: events("log", line), clock, sleep
     )
     found: list[dict[str, Any]] = []
+    staged: list[ObjectInfo] = []
 
     def record_stored() -> bool:
-        record = _read_record(storage, record_key)
+        # Promoting needs the staging slug's ETag: look at it while the record is read.
+        staged.clear()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nomadpaas-build") as pool:
+            look = pool.submit(storage.head, staging_key)
+            record = _read_record(storage, record_key)
+            with contextlib.suppress(NomadPaasError):  # absent (a failed build): no matter
+                staged.append(look.result())
         if record is not None:
             found.append(record)
         return record is not None
@@ -280,32 +308,88 @@ def run_build(
     try:
         alloc = watcher.allocation(dispatched.eval_id)
         events("allocated", f"Running in allocation {alloc.id[:8]}", alloc_id=alloc.id)
-        alloc, lines = watcher.follow(
-            alloc.id, RECORD_STORED_LINES, record_stored, near_end=NEAR_END_LINES
-        )
+        alloc, lines = watcher.follow(alloc.id, RECORD_STORED_LINES, record_stored)
     finally:
         if config_key is not None:
             with contextlib.suppress(NomadPaasError):
                 storage.delete(config_key)
     record = found[-1] if found else _read_record(storage, record_key)
-    return _finish(storage, watcher, base, alloc, lines, record, staging_key, events)
+    look = staged[-1] if found and staged else None
+    return _finish(storage, watcher, base, alloc, lines, record, staging_key, events, look)
+
+
+def _presigned_urls(
+    storage: Storage, src: str, staging: str, record: str, cache: str, config: str | None
+) -> dict[str, str]:
+    """The dispatch meta's URLs: what the build task may read and write, nothing else."""
+    urls = {
+        "source_url": storage.presign_get(src, PRESIGN_EXPIRY_S),
+        "slug_url": storage.presign_put(staging, PRESIGN_EXPIRY_S),
+        "metadata_url": storage.presign_put(record, PRESIGN_EXPIRY_S),
+        "cache_url": storage.presign_get(cache, PRESIGN_EXPIRY_S),
+        "cache_put_url": storage.presign_put(cache, PRESIGN_EXPIRY_S),
+    }
+    if config is not None:
+        urls["config_url"] = storage.presign_get(config, PRESIGN_EXPIRY_S)
+    return urls
 
 
 def _size(n: int) -> str:
     return f"{n / 1024**2:.1f} MB" if n >= 1024**2 else f"{n / 1024:.1f} KB"
 
 
-def _upload(storage: Storage, key: str, path: Path, size: int, events: _Events) -> None:
+def _upload(storage: Storage, key: str, path: Path, size: int, events: _Events) -> bool:
+    """Upload the source unless `key` exists; False when it did (no byte sent).
+
+    A small source goes up in one conditional PUT (`if_absent`) that also answers whether
+    it existed, its events sent once it is stored; a large one is looked for first, then
+    uploaded with live progress. A missing bucket (a first push) is created on the way.
+    """
     reported = [-PROGRESS_STEP_BYTES]
+    pending: list[tuple[int, int]] = []
+    small = size <= CONDITIONAL_PUT_MAX_BYTES
 
     def progress(sent: int, total: int) -> None:
         if sent - reported[0] >= PROGRESS_STEP_BYTES or sent >= total:
             reported[0] = sent
-            events("upload", "", sent=sent, total=total)
+            if small:
+                pending.append((sent, total))
+            else:
+                events("upload", "", sent=sent, total=total)
 
-    events("upload", f"Uploading source ({_size(size)})", sent=0, total=size)
-    storage.put_file(key, path, content_type="application/gzip", on_progress=progress)
+    def put() -> bool:
+        return storage.put_file(
+            key, path, content_type="application/gzip", on_progress=progress, if_absent=True
+        )
+
+    start = ("upload", f"Uploading source ({_size(size)})")
+    if not small:
+        if _present(storage, key):
+            return False
+        events(*start, sent=0, total=size)
+    try:
+        written = put()
+    except NotFound:  # the bucket itself is missing (a first push): create it, then retry
+        storage.ensure_bucket()
+        written = put()
+    if not written:
+        return False
+    if small:
+        events(*start, sent=0, total=size)
+        for sent, total in pending:
+            events("upload", "", sent=sent, total=total)
     events("uploaded", "Source uploaded", key=key, bytes=size)
+    return True
+
+
+def _present(storage: Storage, key: str) -> bool:
+    """Whether `key` exists, in one request: a missing bucket reads as a missing object
+    (HEAD cannot tell them apart) and is created when the upload finds it missing."""
+    try:
+        storage.head(key)
+    except NotFound:
+        return False
+    return True
 
 
 def _read_record(storage: Storage, key: str) -> dict[str, Any] | None:
@@ -368,6 +452,7 @@ def _finish(
     record: dict[str, Any] | None,
     staging_key: str,
     events: _Events,
+    staged: ObjectInfo | None = None,
 ) -> Build:
     state = alloc.task_states.get(jobspec.BUILD_TASK)
     # The record decides: the task stores it once the slug is up, before it saves the
@@ -384,7 +469,8 @@ def _finish(
     if succeeded and record is not None:
         slug = record.get("slug") or {}
         sha = str(slug.get("sha256") or "")
-        final_key = _promote(storage, staging_key, base.app, sha, str(slug.get("md5") or ""))
+        md5 = str(slug.get("md5") or "")
+        final_key = promote(storage, staging_key, base.app, sha, md5, staged)
         build = replace(
             base,
             status="succeeded",
@@ -418,40 +504,3 @@ def _finish(
         build,
         hint=hint or "Read the build output above, fix the app and push again.",
     )
-
-
-def _promote(storage: Storage, staging: str, app: str, sha256: str, md5: str = "") -> str:
-    """Move the slug from its staging key to `slugs/<app>/<sha256>.tar.gz`, checking it.
-
-    With the MD5 the build task recorded, a server-side copy whose ETag (the MD5 of the
-    copied bytes, for a single-part upload like the task's) must match: no bytes travel.
-    Without it (a record from an older build task), download and check the sha256.
-    """
-    final = slug_key(app, sha256)
-    if storage.exists(final):
-        storage.delete(staging)
-        return final
-    if md5:
-        copied = storage.copy(staging, final)
-        if copied.etag != md5:
-            storage.delete(final)
-            raise BuildFailed(
-                f"The uploaded slug's MD5 is {copied.etag[:12]}…, but the build recorded "
-                f"{md5[:12]}…: the slug was corrupted or replaced.",
-                hint="Push again.",
-            )
-        storage.delete(staging)
-        return final
-    with tempfile.TemporaryDirectory(prefix="nomadpaas-slug-") as scratch:
-        local = Path(scratch) / "slug.tar.gz"
-        storage.get_file(staging, local)
-        actual = sha256_file(local)
-        if actual != sha256:
-            raise BuildFailed(
-                f"The uploaded slug's sha256 is {actual[:12]}…, but the build recorded "
-                f"{sha256[:12]}…: the slug was corrupted or replaced.",
-                hint="Push again.",
-            )
-        storage.put_file(final, local, content_type="application/gzip")
-    storage.delete(staging)
-    return final

@@ -1,13 +1,13 @@
 """Watch a dispatched build: find its allocation, stream its stdout live, until it ends.
 
-Nomad's followed log never ends by itself, even after the allocation stops (issue
-#4663), and a followed stream only yields when a frame arrives (a heartbeat each
-second), so a watcher that checks the allocation between frames notices the end up to
-a second late. Instead the watcher waits on the allocation itself with blocking queries
-(`?index=`: Nomad answers the moment the allocation changes, e.g. when the task exits)
-and, between answers, reads the new part of the log without `follow`, from the byte
-offset already received. The wait is short while the task prints and grows while it is
-quiet, so lines still arrive live; the end is seen as soon as Nomad records it.
+Once the task has started, the watcher follows its stdout (`follow=true`): each line
+arrives as the agent writes it, so the task's "record stored" line is seen within
+milliseconds. Nomad's followed log never ends by itself, even after the allocation stops
+(issue #4663), but it sends a heartbeat frame every second: at each heartbeat the watcher
+looks at the allocation, so a task that dies without printing its last line is noticed
+within about a second, and the rest of its log is then read without `follow`. Before the
+task starts (and whenever a stream ends early) the watcher waits on the allocation with
+blocking queries (`?index=`: Nomad answers the moment it changes), never by polling.
 """
 
 from __future__ import annotations
@@ -30,14 +30,13 @@ PLACEMENT_WAIT_S = 5.0
 #: Pause between polls when the server answered a blocking query at once without a new
 #: index (a server or fake that ignores `?index=`), so the loop never spins.
 POLL_INTERVAL_S = 0.25
-#: Blocking-query wait while following, shortest (the task just printed) and longest (it
-#: has been quiet for a while): how late a line may show, never how late the end shows.
+#: Longest single blocking query while waiting for the task to start (seconds).
+START_WAIT_S = 5.0
+#: Blocking-query wait after a followed stream ended early: short when it had brought
+#: output (reconnect soon), longer when it brought nothing (a server that closes streams
+#: at once is not spun on).
 LOG_POLL_MIN_S = 0.05
 LOG_POLL_MAX_S = 1.0
-#: Log reads once the task says its end is near (a few ms of steps left), and how long
-#: that lasts at most (a line that only looks like the task's costs this much polling).
-NEAR_END_POLL_S = 0.01
-NEAR_END_WINDOW_S = 2.0
 #: Seconds without a frame before a log read is abandoned (Nomad heartbeats each 1 s).
 LOG_IDLE_TIMEOUT_S = 5.0
 #: Bytes of stderr read when a build died without writing its record.
@@ -52,7 +51,6 @@ class LineSplitter:
         emit: Callable[[str], None],
         keep: int = 30,
         markers: frozenset[str] = frozenset(),
-        near_end: frozenset[str] = frozenset(),
     ) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._partial = ""
@@ -60,11 +58,8 @@ class LineSplitter:
         self.tail: list[str] = []
         self._keep = keep
         self._markers = markers
-        self._near_end = near_end
         #: A line equal to one of `markers` went by since the last reset.
         self.marker_seen = False
-        #: A line equal to one of `near_end` went by (the end is a moment away).
-        self.near_end_seen = False
 
     def feed(self, data: bytes) -> None:
         text = self._partial + self._decoder.decode(data)
@@ -82,8 +77,6 @@ class LineSplitter:
         self.tail = [*self.tail[-(self._keep - 1) :], line]
         if line in self._markers:
             self.marker_seen = True
-        if line in self._near_end:
-            self.near_end_seen = True
         self._emit(line)
 
 
@@ -151,47 +144,88 @@ class BuildWatcher:
         alloc_id: str,
         markers: frozenset[str] = frozenset(),
         finished: Callable[[], bool] | None = None,
-        near_end: frozenset[str] = frozenset(),
     ) -> tuple[Allocation, LineSplitter]:
         """Pass each line of the task's stdout to `on_line` until the allocation ends.
 
         Or until the task prints one of `markers` and then `finished()` says the result
         is in (the build task prints a marker right after storing its record, and goes on
         to save the build cache, which nobody needs to wait for): the allocation returned
-        is then the one last seen, maybe still running. After one of `near_end` (the task
-        says only its last short steps are left) the log is read every NEAR_END_POLL_S for
-        at most NEAR_END_WINDOW_S, so the marker is seen within milliseconds.
+        is then the one last seen, maybe still running.
         """
-        lines = LineSplitter(self.on_line, markers=markers, near_end=near_end)
-        offset = index = 0
-        wait = LOG_POLL_MIN_S
-        near_until: float | None = None
+        lines = LineSplitter(self.on_line, markers=markers)
+        alloc, index = self._started(alloc_id)
+        offset = 0
         for _ in range(1_000_000):  # bounded by the deadline
-            started = self.clock()
-            alloc, new_index = self.allocations.watch(
-                alloc_id, index=index, wait=self._remaining(wait)
-            )
             if alloc.terminal:
                 self._read(alloc_id, offset, lines)
                 lines.flush()
                 return alloc, lines
             self._check_deadline(alloc_id)
-            state = alloc.task_states.get(jobspec.BUILD_TASK)
-            if state is not None and (state.state != "pending" or state.events):
-                before = offset
-                offset = self._read(alloc_id, offset, lines)
-                if lines.marker_seen and finished is not None:
-                    if finished():
-                        return alloc, lines
-                    lines.marker_seen = False  # not the task's own marker: go on
-                wait = LOG_POLL_MIN_S if offset != before else min(wait * 2, LOG_POLL_MAX_S)
-                if lines.near_end_seen and near_until is None:
-                    near_until = self.clock() + NEAR_END_WINDOW_S
-                if near_until is not None and self.clock() < near_until:
-                    wait = NEAR_END_POLL_S
+            before = offset
+            done, alloc, offset = self._follow(alloc_id, alloc, offset, lines, finished)
+            if done:
+                return alloc, lines
+            # The stream ended early (idle, dropped, log not there yet): wait on the
+            # allocation a little, then follow again from the bytes already received.
+            wait = LOG_POLL_MIN_S if offset != before else LOG_POLL_MAX_S
+            started = self.clock()
+            alloc, new_index = self.allocations.watch(
+                alloc_id, index=index, wait=self._remaining(wait)
+            )
             self._pace(started, new_index > index, wait)
             index = new_index
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _started(self, alloc_id: str) -> tuple[Allocation, int]:
+        """The allocation once its task runs (its log exists) or it ended; with its index."""
+        index = 0
+        for _ in range(1_000_000):  # bounded by the deadline
+            started = self.clock()
+            wait = self._remaining(START_WAIT_S)
+            alloc, new_index = self.allocations.watch(alloc_id, index=index, wait=wait)
+            state = alloc.task_states.get(jobspec.BUILD_TASK)
+            if alloc.terminal or (state is not None and state.state != "pending"):
+                return alloc, new_index
+            self._check_deadline(alloc_id)
+            self._pace(started, new_index > index, min(wait, POLL_INTERVAL_S))
+            index = new_index
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _follow(
+        self,
+        alloc_id: str,
+        alloc: Allocation,
+        offset: int,
+        lines: LineSplitter,
+        finished: Callable[[], bool] | None,
+    ) -> tuple[bool, Allocation, int]:
+        """Follow the log from `offset`: (True, …) once a marker's result is in or the
+        allocation ended (the rest of the log read); (False, …) if the stream ended."""
+        with contextlib.suppress(NomadNotFound):  # the log is not there yet: caller waits
+            stream = self.allocations.stream_logs(
+                alloc_id, jobspec.BUILD_TASK, "stdout", follow=True, offset=offset,
+                idle_timeout=LOG_IDLE_TIMEOUT_S,
+            )  # fmt: skip
+            with contextlib.closing(stream):
+                for frame in stream:
+                    if frame.data:
+                        offset += len(frame.data)
+                        lines.feed(frame.data)
+                        if lines.marker_seen and finished is not None:
+                            if finished():
+                                return True, alloc, offset
+                            lines.marker_seen = False  # not the task's own marker: go on
+                    elif frame.is_heartbeat:
+                        # Quiet for a second: did the task die without its last line?
+                        alloc = self.allocations.get(alloc_id)
+                        if alloc.terminal:
+                            break
+                    self._check_deadline(alloc_id)
+        if not alloc.terminal:
+            return False, alloc, offset
+        offset = self._read(alloc_id, offset, lines)  # what the stream had not sent yet
+        lines.flush()
+        return True, alloc, offset
 
     def _read(self, alloc_id: str, offset: int, lines: LineSplitter) -> int:
         """Read the stdout written since `offset` (no `follow`); the new offset."""

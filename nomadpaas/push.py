@@ -11,23 +11,33 @@ yet: a push stops at the release, and says so through its result.
 The unchanged check needs the source's digest, which only the pack step computes; so
 the check listens to the build's own `packed` event and stops the build right there,
 before anything is uploaded or dispatched (no second pass over the source).
+
+Independent requests overlap: once the task prints that the build succeeded, the
+release number is taken and the config snapshotted (`releases.reserve`) while the
+platform reads the build record and promotes the slug, so only the release's own write
+is left after it; the build's last cleanup (deleting its staging slug) runs while that
+write happens (`build.deferred_cleanup`). Every thread is joined before `push` returns or raises. A
+build that fails after printing its success line (its slug fails the check) leaves a
+gap in the release numbers, as a crash between the two writes would: never a duplicate.
 """
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nomadpaas import releases
+from nomadpaas import apps, releases
 from nomadpaas.errors import InvalidInput
 from nomadpaas.models import BuildEvent, PushResult, Release
 
 if TYPE_CHECKING:
     from nomadpaas.build import EventCallback
     from nomadpaas.models import Build
+    from nomadpaas.nomad.variables import Variable
     from nomadpaas.store import VariableStore
 
 __all__ = ["BuildFunction", "check_source_dir", "formation_for", "git_commit", "push"]
@@ -132,15 +142,53 @@ def push(
     the same source and `force` is off: no build, no release) or `dispatched` (`detach`:
     the build goes on, no release is recorded). Raises what `Platform.build` raises.
     """
+    from nomadpaas.build import SUCCEEDED_LINE, deferred_cleanup
+
     source = check_source_dir(path)
     if commit is None:
         commit = git_commit(source)
-    latest = releases.latest(store, app)
+    record = apps.record(store, app)  # kept: the release number is taken at its index
+    latest = releases.latest(store, app, record)
+    with (
+        deferred_cleanup(),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="nomadpaas-push") as pool,
+    ):
+        early: list[Future[releases.Reservation]] = []
+
+        def reserve_early(event: BuildEvent) -> None:
+            if event.kind == "log" and event.message == SUCCEEDED_LINE and not early:
+                early.append(pool.submit(releases.reserve, store, app, app_record=record))
+
+        return _push(store, build, app, source, now, record, latest, early, reserve_early,
+                     on_event=on_event, timeout=timeout, detach=detach, force=force,
+                     commit=commit, build_id=build_id)  # fmt: skip
+
+
+def _push(
+    store: VariableStore,
+    build: BuildFunction,
+    app: str,
+    source: Path,
+    now: Callable[[], datetime],
+    record: Variable,
+    latest: Release | None,
+    early: list[Future[releases.Reservation]],
+    watch: Callable[[BuildEvent], None],
+    *,
+    on_event: EventCallback | None,
+    timeout: float | None,
+    detach: bool,
+    force: bool,
+    commit: str | None,
+    build_id: str | None,
+) -> PushResult:
     skip_digest = None if force or latest is None or not latest.slug_key else latest.source_digest
 
     def relay(event: BuildEvent) -> None:
         if on_event is not None:
             on_event(event)
+        if not detach:
+            watch(event)
         if event.kind == "packed" and skip_digest and event.data.get("sha256") == skip_digest:
             raise _SourceUnchanged(skip_digest)
 
@@ -184,6 +232,8 @@ def push(
             source_digest=built.source_sha256,
         ),
         snapshot_config=True,
+        app_record=None if early else record,  # a reservation has used it
+        reserved=early[0].result() if early else None,
     )
     if on_event is not None:
         on_event(

@@ -14,7 +14,7 @@ the newest release running the older config.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nomadpaas import apps
@@ -30,7 +30,17 @@ from nomadpaas.store import (
     releases_prefix,
 )
 
-__all__ = ["check_size", "create", "decode", "encode", "get", "latest", "list_releases"]
+__all__ = [
+    "Reservation",
+    "check_size",
+    "create",
+    "decode",
+    "encode",
+    "get",
+    "latest",
+    "list_releases",
+    "reserve",
+]
 
 #: Widest number `encode` may have to hold, used when sizing a release before N is known.
 _WIDEST_VERSION = 10**12
@@ -86,28 +96,92 @@ def check_size(release: Release) -> None:
         )
 
 
-def create(store: VariableStore, release: Release, snapshot_config: bool = True) -> Release:
+@dataclass(frozen=True)
+class Reservation:
+    """A release number taken (the app's counter bumped) and, when snapshotting, the
+    app's config as it was right after: everything `create` needs but the final write."""
+
+    app: str
+    number: int
+    config: dict[str, str] | None
+
+
+def reserve(
+    store: VariableStore,
+    app: str,
+    *,
+    snapshot_config: bool = True,
+    app_record: Variable | None = None,
+) -> Reservation:
+    """Take the next release number for `app` (and snapshot its config after that).
+
+    The first half of `create`, for a caller that can start it early (push takes the
+    number while the build's slug is being promoted). A reservation never written leaves
+    a gap in the numbers, as a crash between the two writes would; never a duplicate.
+    """
+    number = _take_number(store, app, app_record)
+    config = None
+    if snapshot_config:
+        current = store.get(config_path(app))
+        config = dict(current.items) if current else {}
+    return Reservation(app, number, config)
+
+
+def create(
+    store: VariableStore,
+    release: Release,
+    snapshot_config: bool = True,
+    *,
+    app_record: Variable | None = None,
+    reserved: Reservation | None = None,
+) -> Release:
     """Record `release` under the next free number; its own `version` is ignored.
 
     With `snapshot_config` (the default) its `config` is replaced by the app's config as
     it is once the number is taken; pass False to keep the given config (a rollback).
+    `app_record`: the app's record as the caller read it earlier (`apps.record`); the
+    number is then first taken with a CAS write at its index, saving a read (if the
+    record changed since, that write loses and the number is taken the usual way).
+    `reserved`: a `reserve` made earlier for this app with the same `snapshot_config`,
+    used for the first attempt.
     """
     check_size(release)
+    if reserved is not None and (
+        reserved.app != release.app or (reserved.config is not None) != snapshot_config
+    ):
+        raise ValueError(f"{reserved} was not reserved for this release of {release.app}")
+    known = app_record
     for _ in range(CAS_ATTEMPTS):
-        number = apps.next_release_number(store, release.app)
-        numbered = replace(release, version=number)
-        if snapshot_config:
-            current = store.get(config_path(release.app))
-            numbered = replace(numbered, config=dict(current.items) if current else {})
+        taken = reserved or reserve(
+            store, release.app, snapshot_config=snapshot_config, app_record=known
+        )
+        reserved = known = None
+        numbered = replace(release, version=taken.number)
+        if taken.config is not None:
+            numbered = replace(numbered, config=taken.config)
             check_size(numbered)
         try:
-            store.put(release_path(release.app, number), encode(numbered), cas=0)
+            store.put(release_path(release.app, taken.number), encode(numbered), cas=0)
         except CasConflict:
             # v<N> exists though the counter said otherwise (a record restored by hand):
             # skip the number rather than overwrite an immutable release.
             continue
         return numbered
     raise Conflict(f"Could not record a release for {release.app}: too many concurrent writers.")
+
+
+def _take_number(store: VariableStore, app: str, known: Variable | None) -> int:
+    """`apps.next_release_number`, trying a CAS bump of `known` (read earlier) first."""
+    if known is not None:
+        number = int(known.items.get("latest_release") or 0) + 1
+        items = {**known.items, "latest_release": str(number)}
+        try:
+            store.put(known.path, items, cas=known.modify_index)
+        except CasConflict:
+            pass  # changed since it was read: take the number the usual way
+        else:
+            return number
+    return apps.next_release_number(store, app)
 
 
 def list_releases(store: VariableStore, app: str) -> list[Release]:
@@ -134,9 +208,11 @@ def get(store: VariableStore, app: str, version: int | str) -> Release:
     return decode(app, variable)
 
 
-def latest(store: VariableStore, app: str) -> Release | None:
-    """The newest release, or None before the first one."""
-    record = apps.record(store, app)
+def latest(store: VariableStore, app: str, record: Variable | None = None) -> Release | None:
+    """The newest release, or None before the first one (`record`: the app's record,
+    when the caller has just read it)."""
+    if record is None:
+        record = apps.record(store, app)
     number = int(record.items.get("latest_release") or 0)
     if number == 0:
         return None

@@ -72,8 +72,13 @@ class Storage(Protocol):
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         on_progress: ProgressCallback | None = None,
-    ) -> None:
-        """Upload a local file (multipart when large), reporting progress."""
+        if_absent: bool = False,
+    ) -> bool:
+        """Upload a local file (multipart when large), reporting progress; True.
+
+        With `if_absent`, an existing object is left alone and False returned, in one
+        conditional request where the store allows (S3's `If-None-Match: *`).
+        """
         ...
 
     def get_file(
@@ -97,9 +102,14 @@ class Storage(Protocol):
         """A small object's bytes; NotFound if absent."""
         ...
 
-    def copy(self, source: str, dest: str) -> ObjectInfo:
+    def copy(self, source: str, dest: str, *, if_match: str | None = None) -> ObjectInfo:
         """Copy `source` to `dest` inside the store (no bytes through this process);
-        the new object's info, its ETag that of the copied bytes. NotFound if absent."""
+        the new object's info, its ETag that of the copied bytes. NotFound if absent.
+
+        With `if_match` (an ETag, no quotes) the copy happens only if `source` still has
+        that ETag, else Conflict and `dest` untouched (S3's x-amz-copy-source-if-match;
+        a store that ignores the header copies anyway, so callers check the result too).
+        """
         ...
 
     def delete(self, key: str) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nomadpaas.errors import NotFound
+from nomadpaas.errors import Conflict, NotFound
 from nomadpaas.storage.base import DEFAULT_PRESIGN_EXPIRY_S, ObjectInfo, ProgressCallback
 from nomadpaas.storage.keys import validate_key
 
@@ -124,8 +124,12 @@ class LocalStorage:
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         on_progress: ProgressCallback | None = None,
-    ) -> None:
+        if_absent: bool = False,
+    ) -> bool:
+        if if_absent and self.exists(key):
+            return False
         self._write(key, Path(path), content_type, metadata, on_progress)
+        return True
 
     def put_bytes(
         self,
@@ -161,8 +165,12 @@ class LocalStorage:
         self._record(key)
         return self._paths(key)[0].read_bytes()
 
-    def copy(self, source: str, dest: str) -> ObjectInfo:
+    def copy(self, source: str, dest: str, *, if_match: str | None = None) -> ObjectInfo:
         record = self._record(source)
+        if if_match is not None and str(record.get("etag", "")) != if_match:
+            raise Conflict(
+                f"{self._bucket}/{source} no longer has ETag {if_match}; not copied to {dest}."
+            )
         metadata = record.get("metadata")
         content_type = record.get("content_type")
         self._write(

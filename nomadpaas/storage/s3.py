@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from nomadpaas.errors import (
     AlreadyExists,
+    Conflict,
     InvalidInput,
     NomadPaasError,
     NotFound,
@@ -248,13 +249,31 @@ class S3Storage:
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         on_progress: ProgressCallback | None = None,
-    ) -> None:
+        if_absent: bool = False,
+    ) -> bool:
         try:
             total = os.path.getsize(path)
         except OSError as exc:
             raise InvalidInput(f"Cannot read {path}: {exc.strerror}.") from None
         extra = _extra_args(content_type, metadata)
         callback = ProgressCounter(on_progress, total) if on_progress else None
+        if total < self._transfer.multipart_threshold:
+            # One PutObject: the transfer manager's worker threads and futures cost more
+            # than sending a single-part body (a typical source is a few KB).
+            if if_absent:
+                extra["IfNoneMatch"] = "*"  # S3 answers 412 when the key exists
+            try:
+                with self._translated("upload", key), open(path, "rb") as body:
+                    self._client.put_object(Bucket=self._bucket, Key=key, Body=body, **extra)
+            except Conflict:
+                if if_absent:
+                    return False
+                raise
+            if callback is not None:
+                callback.finish()
+            return True
+        if if_absent and self.exists(key):  # not worth sending the parts to learn it
+            return False
         with self._translated("upload", key):
             self._client.upload_file(
                 str(path),
@@ -266,6 +285,7 @@ class S3Storage:
             )
         if callback is not None:
             callback.finish()
+        return True
 
     def get_file(
         self, key: str, path: str | Path, *, on_progress: ProgressCallback | None = None
@@ -306,12 +326,16 @@ class S3Storage:
             r = self._client.get_object(Bucket=self._bucket, Key=key)
             return r["Body"].read()
 
-    def copy(self, source: str, dest: str) -> ObjectInfo:
+    def copy(self, source: str, dest: str, *, if_match: str | None = None) -> ObjectInfo:
         # One CopyObject: the store copies server-side (objects up to 5 GB, which a slug
         # under the source limit is); metadata and content type go with the bytes.
+        extra: dict[str, str] = {"CopySourceIfMatch": f'"{if_match}"'} if if_match else {}
         with self._translated("copy", source):
             r = self._client.copy_object(
-                Bucket=self._bucket, Key=dest, CopySource={"Bucket": self._bucket, "Key": source}
+                Bucket=self._bucket,
+                Key=dest,
+                CopySource={"Bucket": self._bucket, "Key": source},
+                **extra,  # type: ignore[arg-type]
             )
         result = r.get("CopyObjectResult", {})
         return ObjectInfo(
@@ -475,6 +499,10 @@ def _raise_typed(
     if code in _NOT_FOUND_CODES:
         target = f"s3://{bucket}/{key}" if key is not None else f"bucket {bucket}"
         raise NotFound(f"{target} does not exist at {endpoint}.") from None
+    if code == "PreconditionFailed":
+        raise Conflict(
+            f"S3 at {endpoint} refused to {what}: the object changed (PreconditionFailed)."
+        ) from None
     if code in _CREDENTIAL_CODES:
         raise StorageUnreachable(
             f"S3 at {endpoint} refused the credentials to {what} ({code}).",

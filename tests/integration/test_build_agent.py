@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,7 +79,12 @@ def test_flask_builds_through_the_agent_with_live_output(
         assert "./app/app.py" in tar.getnames()
     record = json.loads(storage.get_bytes(f"builds/flaskapp/{build.build_id}.json"))
     assert record["status"] == "succeeded" and record["slug"]["sha256"] == build.slug_sha256
-    assert storage.exists("cache/flaskapp/nomadpaas-1.tar.gz")
+    # The task saves its build cache after storing the record, off the build's path: the
+    # build may return first, so give the save time (bounded).
+    deadline = time.monotonic() + 60
+    while not storage.exists("cache/flaskapp/nomadpaas-1.tar.gz"):
+        assert time.monotonic() < deadline, "the build cache was never saved"
+        time.sleep(0.05)
     assert not storage.list_prefix("slugs/flaskapp/staging/")
 
     # Nomad holds a dispatched child of the parameterized job; no credential in it.

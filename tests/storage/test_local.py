@@ -63,3 +63,17 @@ def test_local_storage_copy(tmp_path: Path) -> None:
     assert store.get_bytes("slugs/a/final") == b"slug"
     with pytest.raises(NotFound):
         store.copy("slugs/a/none", "slugs/a/x")
+
+
+def test_copy_if_match_copies_only_an_unchanged_source(tmp_path: Path) -> None:
+    from nomadpaas.errors import Conflict
+    from nomadpaas.storage import LocalStorage
+
+    store = LocalStorage(tmp_path)
+    store.put_bytes("a", b"one")
+    etag = store.head("a").etag
+    assert store.copy("a", "b", if_match=etag).etag == etag
+    store.put_bytes("a", b"two")
+    with pytest.raises(Conflict):
+        store.copy("a", "c", if_match=etag)
+    assert not store.exists("c") and store.get_bytes("b") == b"one"

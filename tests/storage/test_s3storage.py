@@ -217,3 +217,66 @@ def test_a_miss_costs_one_request_once_the_bucket_answered(s3: ServerProcess) ->
     calls.clear()
     assert not fresh.exists("sources/web/none.tar.gz")
     assert calls == ["HeadObject", "HeadBucket"]  # a new store tells key from bucket
+
+
+def test_a_small_file_goes_up_in_one_put_with_its_type_metadata_and_progress(
+    s3: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = storage(s3)
+    store.ensure_bucket()
+    src = tmp_path / "src.tar.gz"
+    src.write_bytes(os.urandom(3_000))
+    # Below the multipart threshold no transfer manager is involved (its threads and
+    # futures cost more than the request itself).
+    client = store._client
+    monkeypatch.setattr(client, "upload_file", lambda *a, **k: pytest.fail("transfer used"))
+    calls: list[tuple[int, int]] = []
+    store.put_file(
+        "sources/web/s.tar.gz",
+        src,
+        content_type="application/gzip",
+        metadata={"app": "web"},
+        on_progress=lambda d, t: calls.append((d, t)),
+    )
+    assert store.get_bytes("sources/web/s.tar.gz") == src.read_bytes()
+    info = store.head("sources/web/s.tar.gz")
+    assert (info.content_type, dict(info.metadata)) == ("application/gzip", {"app": "web"})
+    assert info.etag == hashlib.md5(src.read_bytes(), usedforsecurity=False).hexdigest()
+    assert calls == [(3_000, 3_000)]
+
+
+def test_put_file_if_absent_leaves_an_existing_object_alone(
+    s3: ServerProcess, tmp_path: Path
+) -> None:
+    store = storage(s3)
+    store.ensure_bucket()
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_bytes(b"first")
+    second.write_bytes(b"second")
+    assert store.put_file("sources/web/x.tar.gz", first, if_absent=True) is True
+    # One conditional PUT (If-None-Match: *): refused, nothing overwritten.
+    assert store.put_file("sources/web/x.tar.gz", second, if_absent=True) is False
+    assert store.get_bytes("sources/web/x.tar.gz") == b"first"
+    assert store.put_file("sources/web/x.tar.gz", second) is True  # unconditional
+    assert store.get_bytes("sources/web/x.tar.gz") == b"second"
+    # Above the multipart threshold it looks first instead.
+    big = S3Storage(s3.url, "nomadpaas", region="us-east-1", access_key_id=KEY_ID,
+                    secret_access_key=SECRET, multipart_threshold=4)  # fmt: skip
+    assert big.put_file("sources/web/x.tar.gz", first, if_absent=True) is False
+    assert store.get_bytes("sources/web/x.tar.gz") == b"second"
+
+
+def test_a_source_upload_creates_a_missing_bucket(s3: ServerProcess, tmp_path: Path) -> None:
+    from nomadpaas.build import _Events, _upload
+
+    store = storage(s3, bucket="fresh-bucket")
+    src = tmp_path / "src.tar.gz"
+    src.write_bytes(b"source bytes")
+    kinds: list[str] = []
+    events = _Events(lambda e: kinds.append(e.kind))
+    assert _upload(store, "sources/web/a.tar.gz", src, 12, events) is True
+    assert store.get_bytes("sources/web/a.tar.gz") == b"source bytes"
+    assert kinds == ["upload", "upload", "uploaded"]
+    kinds.clear()
+    assert _upload(store, "sources/web/a.tar.gz", src, 12, events) is False
+    assert kinds == []  # the caller says the source exists; no upload events

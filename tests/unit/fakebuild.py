@@ -64,8 +64,9 @@ class FakeBuildNomad:
     task: TaskRunner = real_task
     #: allocation reads answered `running` before the terminal status shows.
     running_reads: int = 3
-    #: fraction of stdout a followed stream delivers before it only sends heartbeats.
-    follow_fraction: float = 0.5
+    #: fraction of stdout a followed stream delivers before it only sends heartbeats
+    #: (below 1: a stream that stalls, so only the allocation's end brings the rest).
+    follow_fraction: float = 1.0
     #: heartbeats a followed stream sends before the fake ends it (bounded).
     follow_heartbeats: int = 40
     heartbeat_interval_s: float = 0.05

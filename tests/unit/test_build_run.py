@@ -14,7 +14,6 @@ from unit.fakebuild import FakeBuildNomad
 
 from nomadpaas import jobspec
 from nomadpaas.build import (
-    NEAR_END_LINES,
     RECORD_STORED_LINES,
     BuildJobFailed,
     ensure_build_job,
@@ -34,7 +33,6 @@ from nomadpaas.models import BuildEvent
 from nomadpaas.nomad.client import NomadClient
 from nomadpaas.nomad.jobs import Jobs
 from nomadpaas.slugbuilder.dispatched import DONE_LINES
-from nomadpaas.slugbuilder.task import UPLOADING_LINE
 from nomadpaas.storage.keys import sha256_file
 from nomadpaas.storage.s3 import S3Storage
 
@@ -224,7 +222,6 @@ def test_the_result_is_taken_when_the_task_says_its_record_is_stored(
         build = run_build(nomad, storage(s3), "web", source, timeout=60, build_id="b9")
     assert build.status == "succeeded" and storage(s3).exists(build.slug_key or "")
     assert sorted(RECORD_STORED_LINES) == sorted(DONE_LINES.values())
-    assert set(NEAR_END_LINES) == {UPLOADING_LINE}
 
 
 def test_a_marker_line_without_a_record_does_not_end_the_wait(

@@ -1,7 +1,8 @@
-"""BuildWatcher against a scripted stand-in for `Allocations` (no HTTP): it waits with
-blocking queries, passes each answer's index to the next, notices the end from the
-allocation itself (not from log frames), and never spins on a server that ignores
-`?index=`."""
+"""BuildWatcher against a scripted stand-in for `Allocations` (no HTTP): it waits for the
+task with blocking queries that carry each answer's index, then follows the log live; a
+marker whose result is in ends the wait at once, a heartbeat makes it look at the
+allocation (a task that died without its marker), and the rest of the log is then read
+without `follow`. It never spins on a server that ignores `?index=` or drops streams."""
 
 from __future__ import annotations
 
@@ -10,17 +11,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from nomadpaas.buildwatch import (
-    LOG_POLL_MAX_S,
-    LOG_POLL_MIN_S,
-    NEAR_END_POLL_S,
-    POLL_INTERVAL_S,
-    BuildWatcher,
-)
+from nomadpaas.buildwatch import LOG_POLL_MAX_S, POLL_INTERVAL_S, BuildWatcher
 from nomadpaas.errors import TimedOut
 from nomadpaas.models import Build
 from nomadpaas.nomad.allocations import Allocation, TaskState
 from nomadpaas.nomad.frames import StreamFrame
+
+HEARTBEAT = StreamFrame()
 
 
 def alloc(status: str, index: int) -> Allocation:
@@ -31,6 +28,10 @@ def alloc(status: str, index: int) -> Allocation:
         task_states={"build": TaskState(state=state)},
         modify_index=index,
     )
+
+
+def data(text: bytes) -> StreamFrame:
+    return StreamFrame(data=text)
 
 
 @dataclass
@@ -48,14 +49,19 @@ class FakeClock:
 
 @dataclass
 class ScriptedAllocations:
-    """Answers in order; each blocking call advances the fake clock by what it "waited"."""
+    """Answers in order; blocking calls and heartbeats advance the fake clock."""
 
     clock: FakeClock
     evaluation: list[tuple[list[Allocation], int, float]] = field(default_factory=list)
     watches: list[tuple[Allocation, int, float]] = field(default_factory=list)
-    logs: list[bytes] = field(default_factory=list)
+    gets: list[Allocation] = field(default_factory=list)
+    #: One list of frames per followed stream opened, in order.
+    follows: list[list[StreamFrame]] = field(default_factory=list)
+    #: What a read without `follow` returns.
+    rest: bytes = b""
     calls: list[tuple[str, int, float]] = field(default_factory=list)
     reads: list[tuple[int, bool]] = field(default_factory=list)
+    heartbeat_s: float = 1.0
 
     def watch_evaluation(
         self, eval_id: str, *, index: int, wait: float
@@ -74,15 +80,23 @@ class ScriptedAllocations:
         self.clock.now += took
         return found, new_index
 
+    def get(self, alloc_id: str) -> Allocation:
+        self.calls.append(("get", 0, 0.0))
+        return self.gets.pop(0)
+
     def stream_logs(
         self, alloc_id: str, task: str, log_type: str = "stdout", *, follow: bool = False,
         offset: int = 0, origin: str = "start", idle_timeout: float = 0.0,
     ) -> Generator[StreamFrame, None, None]:  # fmt: skip
         self.reads.append((offset, follow))
-        data = self.logs.pop(0) if self.logs else b""
-        if data:
-            yield StreamFrame(data=data, offset=offset + len(data))
-        yield StreamFrame()  # a heartbeat
+        if not follow:
+            if self.rest:
+                yield data(self.rest)
+            return
+        for frame in self.follows.pop(0) if self.follows else []:
+            if frame.is_heartbeat:
+                self.clock.now += self.heartbeat_s
+            yield frame
 
 
 def watcher(fake: ScriptedAllocations, lines: list[str], deadline: float = 60.0) -> BuildWatcher:
@@ -106,28 +120,83 @@ def test_placement_is_a_blocking_query_that_carries_the_index() -> None:
     assert clock.sleeps == []  # the server blocked for us: no sleeping on our side
 
 
-def test_the_end_is_seen_from_the_allocation_and_the_rest_of_the_log_is_read() -> None:
+def test_the_log_is_followed_live_and_a_marker_with_its_result_ends_the_wait() -> None:
+    clock = FakeClock()
+    fake = ScriptedAllocations(
+        clock,
+        watches=[(alloc("pending", 6), 6, 0.0), (alloc("running", 7), 7, 0.03)],
+        follows=[[data(b"-----> Building\n  half a li"), data(b"ne\n-----> Stored\n-more")]],
+    )
+    asked: list[int] = []
+
+    def finished() -> bool:
+        asked.append(len(fake.reads))
+        return True
+
+    lines: list[str] = []
+    done, _ = watcher(fake, lines).follow("a1", frozenset({"-----> Stored"}), finished)
+    assert not done.terminal  # the result was in before the allocation ended
+    assert lines == ["-----> Building", "  half a line", "-----> Stored"]
+    assert asked == [1]  # asked once, right after the marker, on the one followed stream
+    assert fake.reads == [(0, True)]
+    # Waiting for the task to start: blocking queries that pass each index on.
+    assert fake.calls == [("alloc", 0, pytest.approx(5.0)), ("alloc", 6, pytest.approx(5.0))]
+    assert clock.sleeps == []  # nothing polled
+
+
+def test_a_task_that_dies_without_its_marker_is_seen_at_a_heartbeat() -> None:
+    clock = FakeClock()
+    fake = ScriptedAllocations(
+        clock,
+        watches=[(alloc("running", 7), 7, 0.0)],
+        gets=[alloc("running", 7), alloc("failed", 9)],
+        follows=[[data(b"-----> Building\n"), HEARTBEAT, HEARTBEAT, HEARTBEAT]],
+        rest=b"  last words\n  unterminated",
+    )
+    lines: list[str] = []
+    done, splitter = watcher(fake, lines).follow("a1", frozenset({"-----> Stored"}), lambda: True)
+    assert done.terminal and done.client_status == "failed"
+    assert [c[0] for c in fake.calls] == ["alloc", "get", "get"]  # one look per heartbeat
+    # The rest is read once, without follow, from the bytes already received.
+    assert fake.reads == [(0, True), (16, False)]
+    assert lines == ["-----> Building", "  last words", "  unterminated"]
+    assert splitter.tail[-1] == "  unterminated"
+
+
+def test_a_dropped_stream_is_followed_again_from_its_offset_after_a_blocking_wait() -> None:
     clock = FakeClock()
     fake = ScriptedAllocations(
         clock,
         watches=[
             (alloc("running", 7), 7, 0.0),
-            (alloc("running", 7), 7, LOG_POLL_MIN_S),  # quiet: the wait ran out
-            (alloc("complete", 9), 9, 0.02),  # the task exited: answered at once
+            (alloc("running", 8), 8, 0.01),  # after the first stream: output came, short
+            (alloc("running", 8), 8, 0.0),  # a server ignoring ?index=: paced
+            (alloc("complete", 9), 9, 0.0),
         ],
-        logs=[b"-----> Building\n       half a li", b"", b"ne\n-----> Done\n"],
+        follows=[[data(b"one\n")], [], []],
+        rest=b"two\n",
     )
     lines: list[str] = []
-    done, splitter = watcher(fake, lines).follow("a1")
-    assert done.terminal and done.client_status == "complete"
-    assert lines == ["-----> Building", "       half a line", "-----> Done"]
-    assert [c[1] for c in fake.calls] == [0, 7, 7]  # each answer's index is passed on
-    assert all(not follow for _offset, follow in fake.reads)  # never a followed stream
-    assert [offset for offset, _ in fake.reads] == [0, 32, 32]
-    # After a quiet read the next wait doubles; output resets it to the shortest.
-    assert fake.calls[1][2] == pytest.approx(LOG_POLL_MIN_S)
-    assert fake.calls[2][2] == pytest.approx(min(2 * LOG_POLL_MIN_S, LOG_POLL_MAX_S))
-    assert splitter.tail[-1] == "-----> Done"
+    done, _ = watcher(fake, lines).follow("a1")
+    assert done.terminal and lines == ["one", "two"]
+    assert fake.reads == [(0, True), (4, True), (4, True), (4, False)]
+    assert [c[1:] for c in fake.calls[1:]] == [
+        (7, pytest.approx(0.05)),
+        (8, pytest.approx(LOG_POLL_MAX_S)),
+        (8, pytest.approx(LOG_POLL_MAX_S)),
+    ]
+    assert clock.sleeps == [pytest.approx(LOG_POLL_MAX_S)]  # the same index: not spun
+
+
+def test_a_task_that_never_started_is_read_once_at_its_end() -> None:
+    clock = FakeClock()
+    fake = ScriptedAllocations(
+        clock,
+        watches=[(alloc("pending", 5), 5, 0.0), (alloc("failed", 6), 6, 0.2)],
+        rest=b"",
+    )
+    done, splitter = watcher(fake, []).follow("a1")
+    assert done.terminal and fake.reads == [(0, False)] and splitter.tail == []
 
 
 def test_a_server_ignoring_the_index_is_paced_not_spun() -> None:
@@ -144,41 +213,29 @@ def test_a_server_ignoring_the_index_is_paced_not_spun() -> None:
 def test_deadline_while_following_raises_timed_out() -> None:
     clock = FakeClock()
     fake = ScriptedAllocations(
-        clock, watches=[(alloc("running", 7 + n), 7 + n, LOG_POLL_MAX_S) for n in range(20)]
+        clock,
+        watches=[(alloc("running", 7), 7, 0.0)],
+        gets=[alloc("running", 7)] * 20,
+        follows=[[HEARTBEAT] * 20],
     )
     with pytest.raises(TimedOut) as info:
         watcher(fake, [], deadline=3.0).follow("a1")
     assert "a1" in info.value.message and len(fake.calls) < 20
 
 
-def test_after_a_near_end_line_the_log_is_read_often_and_a_marker_ends_the_wait() -> None:
-    clock = FakeClock()
-    fake = ScriptedAllocations(
-        clock,
-        watches=[(alloc("running", 7), 7, 0.0)] + [(alloc("running", 7), 7, 0.01)] * 5,
-        logs=[b"-----> Compiling\n-----> Uploading\n", b"", b"", b"-----> Stored\n"],
-    )
-    asked: list[int] = []
-
-    def finished() -> bool:
-        asked.append(len(fake.reads))
-        return True
-
-    done, _ = watcher(fake, []).follow(
-        "a1", frozenset({"-----> Stored"}), finished, near_end=frozenset({"-----> Uploading"})
-    )
-    assert not done.terminal  # the result was in before the allocation ended
-    assert asked == [4]  # asked once, right after the marker line
-    # Once the end was near, every wait is the short one, not a doubling backoff.
-    assert [c[2] for c in fake.calls[1:4]] == [pytest.approx(NEAR_END_POLL_S)] * 3
-
-
 def test_a_marker_whose_result_is_not_in_yet_does_not_end_the_wait() -> None:
     clock = FakeClock()
     fake = ScriptedAllocations(
         clock,
-        watches=[(alloc("running", 7), 7, 0.0), (alloc("complete", 8), 8, 0.0)],
-        logs=[b"-----> Stored\n", b""],
+        watches=[(alloc("running", 7), 7, 0.0)],
+        gets=[alloc("complete", 8)],
+        follows=[[data(b"-----> Stored\n"), HEARTBEAT]],
     )
-    done, _ = watcher(fake, []).follow("a1", frozenset({"-----> Stored"}), lambda: False)
-    assert done.terminal
+    asked: list[bool] = []
+
+    def finished() -> bool:
+        asked.append(False)
+        return False
+
+    done, _ = watcher(fake, []).follow("a1", frozenset({"-----> Stored"}), finished)
+    assert done.terminal and asked == [False]

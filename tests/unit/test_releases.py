@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from unit.fakenomad import FakeNomad
 
-from nomadpaas import releases
+from nomadpaas import apps, releases
 from nomadpaas.errors import InvalidInput
 from nomadpaas.models import App, ConfigVars, Release, iso, parse_iso
-from nomadpaas.nomad.variables import Variable
+from nomadpaas.nomad.variables import Variable, Variables
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -73,3 +75,35 @@ def test_to_dict_is_json_ready() -> None:
 def test_iso_roundtrip() -> None:
     assert parse_iso(iso(NOW)) == NOW
     assert parse_iso(None) == datetime.fromtimestamp(0, UTC)
+
+
+def _store_with_app() -> tuple[FakeNomad, Variables]:
+    fake = FakeNomad()
+    store = Variables(fake.client())
+    apps.create(store, "demo", NOW)
+    return fake, store
+
+
+def test_create_with_the_app_record_read_earlier_saves_that_read() -> None:
+    fake, store = _store_with_app()
+    record = apps.record(store, "demo")
+    fake.requests.clear()
+    made = releases.create(store, replace(BARE, version=0), app_record=record)
+    assert made.version == 1
+    assert fake.requests == [
+        ("PUT", "/v1/var/nomadpaas/apps/demo"),  # the number, at the record's index
+        ("GET", "/v1/var/nomadpaas/apps/demo/config"),  # the snapshot, after it
+        ("PUT", "/v1/var/nomadpaas/apps/demo/releases/v1"),
+    ]
+
+
+def test_a_stale_app_record_falls_back_and_never_reuses_a_number() -> None:
+    _, store = _store_with_app()
+    stale = apps.record(store, "demo")
+    releases.create(store, replace(BARE, version=0))  # someone else took v1 meanwhile
+    made = releases.create(store, replace(BARE, version=0, description="mine"), app_record=stale)
+    assert made.version == 2
+    assert [(r.version, r.description) for r in releases.list_releases(store, "demo")] == [
+        (2, "mine"),
+        (1, BARE.description),
+    ]
