@@ -31,8 +31,7 @@ from typing import Any
 import httpx
 from benchsupport import agent_argv, free_port, popen_sleepers, pss_kib, status_kib
 
-from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
-from nomadpaas.agent.drivers.rawexec.handle import WRAPPER_NAME, WRAPPER_SCRIPT
+from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks, wrapper_state_dir
 
 KIB_PER_MIB = 1024
 TIMEOUT_S = 240.0  # the whole run must stay under 5 minutes
@@ -67,13 +66,11 @@ def task_trees(data_dir: Path) -> tuple[list[int], list[int]]:
     split into the `sleep` tasks themselves and everything else (the per-task overhead)."""
     procs = processes()
     root = str(data_dir.resolve()) + os.sep
-    prefix = [b"/bin/sh", b"-c", WRAPPER_SCRIPT.encode(), WRAPPER_NAME.encode()]
     tops = [
         pid
         for pid, (_, argv) in procs.items()
-        if argv[:4] == prefix
-        and len(argv) > 4
-        and os.path.realpath(os.fsdecode(argv[4])).startswith(root)
+        if (state := wrapper_state_dir(argv)) is not None
+        and os.path.realpath(state).startswith(root)
     ]
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in procs.items():

@@ -1,7 +1,10 @@
-"""Benchmark: N raw_exec tasks (wrapper + FIFO logging) against N bare subprocess.Popen.
+"""Benchmark: N raw_exec tasks (executor + FIFO logging) against N bare subprocess.Popen.
 
-Prints start-time ratio, the driver process's RSS growth, and the per-task overhead (the sh
-wrappers' RSS and PSS divided by N). Cleans up everything it started, whatever happens.
+Prints start-time ratio, the driver process's RSS growth, and the per-task overhead (the
+executors' RSS and PSS divided by N). It runs the driver twice, with the native executor
+(executor.c) and with the sh wrapper it falls back to without a C compiler, and prints the
+driver-start time of one against the other. Cleans up everything it started, whatever
+happens.
 
     .venv/bin/python bench/bench_tasks.py            # N = 1000
     .venv/bin/python bench/bench_tasks.py --n 100
@@ -26,10 +29,10 @@ from nomadpaas.agent.drivers.rawexec.driver import RawExecDriver
 KIB = 1024
 
 
-def bench_driver(n: int, data_dir: str) -> dict[str, float]:
+def bench_driver(n: int, data_dir: str, *, native: bool = True) -> dict[str, float]:
     rss_before = status_kib(os.getpid(), "VmRSS")
     logmon = LogMon()
-    driver = RawExecDriver()
+    driver = RawExecDriver(native_executor=native)
     # One allocation per task, as the agent would have (one log dir per allocation).
     allocs = [AllocDir(data_dir, f"alloc-{i}") for i in range(n)]
     handles: list[TaskHandle] = []
@@ -111,6 +114,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-tasks-") as data_dir:
         popen_s = popen_sleepers(args.n)
         result = bench_driver(args.n, data_dir)
+    with tempfile.TemporaryDirectory(prefix="bench-tasks-sh-") as data_dir:
+        sh = bench_driver(args.n, data_dir, native=False)
     print(f"tasks                      {args.n}")
     print(f"start, subprocess.Popen    {popen_s:.2f} s")
     print(f"start, raw_exec + logmon   {result['start_s']:.2f} s")
@@ -123,6 +128,11 @@ def main() -> None:
     print(f"wrapper PSS per task       {result['wrapper_pss_kib']:.0f} KiB")
     print(f"driver process RSS         {result['agent_rss_mib']:.1f} MiB")
     print(f"driver RSS growth          {result['agent_rss_growth_mib']:.1f} MiB")
+    print(f"sh wrapper instead (same run): start {sh['start_s']:.2f} s, driver start "
+          f"{sh['driver_ms_each']:.2f} ms per task, RSS {sh['wrapper_rss_kib']:.0f} KiB, "
+          f"PSS {sh['wrapper_pss_kib']:.0f} KiB per task")  # fmt: skip
+    print(f"driver start, executor / sh wrapper  "
+          f"{result['driver_ms_each'] / sh['driver_ms_each']:.2f}x")  # fmt: skip
     sys.stdout.flush()
 
 

@@ -21,6 +21,8 @@ import nomad
 import pytest
 from testsupport import ServerProcess, agent_process
 
+from nomadpaas.agent.drivers.rawexec.driver import wrapper_state_dir
+
 WAIT_S = 40.0  # generous: a loaded 2-core machine
 
 
@@ -138,7 +140,8 @@ def frames(text: str) -> list[dict[str, Any]]:
 
 def _cmdline_pids(needle: bytes) -> list[int]:
     """Live task processes whose argv contains `needle` (not zombies, not the raw_exec
-    sh wrapper, which carries the task's argv and outlives the task until released)."""
+    executor or sh wrapper, which carries the task's argv and outlives the task until
+    released)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -149,7 +152,7 @@ def _cmdline_pids(needle: bytes) -> list[int]:
         except OSError:
             continue
         alive = state[state.rindex(b")") + 2 :].split()[0] not in (b"Z", b"X")
-        if alive and needle in argv and not argv.startswith(b"/bin/sh\0"):
+        if alive and needle in argv and wrapper_state_dir(argv.split(b"\0")) is None:
             pids.append(int(entry))
     return pids
 
@@ -167,7 +170,9 @@ def server_pids(port: int) -> list[int]:
             continue
         if state[state.rindex(b")") + 2 :].split()[0] in (b"Z", b"X"):
             continue
-        if b"http.server" in argv and str(port).encode() in argv and b"-c" not in argv:
+        if wrapper_state_dir(argv) is not None:
+            continue  # the task's executor (or sh wrapper) holds the same words in its argv
+        if b"http.server" in argv and str(port).encode() in argv:
             pids.append(int(entry))
     return pids
 

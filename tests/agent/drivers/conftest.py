@@ -12,9 +12,13 @@ from nomadpaas.agent.client.logmon.logmon import LogMon
 from nomadpaas.agent.drivers.rawexec.driver import RawExecDriver
 
 
-@pytest.fixture
-def driver() -> Iterator[RawExecDriver]:
-    d = RawExecDriver()
+@pytest.fixture(params=["executor", "sh"])
+def driver(request: pytest.FixtureRequest) -> Iterator[RawExecDriver]:
+    """Every driver test runs under both task executors: the native one (executor.c) and
+    the sh wrapper the driver falls back to without a C compiler."""
+    d = RawExecDriver(native_executor=request.param == "executor")
+    if request.param == "executor" and d.executor is None:
+        pytest.skip("no C compiler: the native executor cannot be built here")
     try:
         yield d
     finally:

@@ -1,6 +1,8 @@
 """The raw_exec driver: tasks as host processes in own process groups; drivers/rawexec/driver.go.
 
-Each task runs under a tiny sh wrapper (see handle.py) in its own session and process group.
+Each task runs under a small executor process in its own session and process group: the
+native executor (executor.c, built once per machine by executor.py) or, without a C
+compiler, the POSIX sh wrapper (handle.py); both speak the same protocol.
 ``stop_task`` sends ``KillSignal`` (default SIGINT) to the main PID, waits up to ``KillTimeout``,
 SIGKILLs the PID, then SIGKILLs the whole process group, as Nomad's executor does. Tasks outlive
 the agent: ``recover_task`` re-attaches from a persisted ``TaskHandle`` without restarting them.
@@ -27,6 +29,9 @@ from nomadpaas.agent.drivers.base import (
     TaskNotFoundError,
     TaskStatus,
 )
+from nomadpaas.agent.drivers.rawexec.executor import MARK as EXECUTOR_MARK
+from nomadpaas.agent.drivers.rawexec.executor import NAME_PREFIX as EXECUTOR_PREFIX
+from nomadpaas.agent.drivers.rawexec.executor import executor_path
 from nomadpaas.agent.drivers.rawexec.handle import (
     ACK_FIFO,
     EXIT_FILE,
@@ -94,11 +99,20 @@ class RawExecDriver:
 
     name = DRIVER_NAME
 
-    def __init__(self) -> None:
+    def __init__(self, *, native_executor: bool = True) -> None:
+        """``native_executor``: run tasks under executor.c when it can be built (False: always
+        the sh wrapper, which needs setsid(1) and env(1) on the host)."""
         self._tasks = TaskStore()
         self._watcher = _EXIT_WATCHER
-        self._setsid = _host_tool("setsid")
-        self._env = _host_tool("env")
+        self._executor = executor_path() if native_executor else None
+        if self._executor is None:
+            self._setsid = _host_tool("setsid")
+            self._env = _host_tool("env")
+
+    @property
+    def executor(self) -> str | None:
+        """The native executor's path; None when tasks run under the sh wrapper."""
+        return self._executor
 
     # -- start ------------------------------------------------------------------------------
 
@@ -109,10 +123,13 @@ class RawExecDriver:
         state_dir = os.path.join(cfg.task_dir, _STATE_SUBDIR)
         _prepare_state_dir(state_dir)
         announce_r, announce_w = os.pipe2(os.O_CLOEXEC)
-        argv = [
-            "/bin/sh", "-c", WRAPPER_SCRIPT, WRAPPER_NAME,
-            state_dir, self._setsid, *self._signal_reset(), binary, *cfg.args,
-        ]  # fmt: skip
+        if self._executor is not None:
+            argv = [self._executor, EXECUTOR_MARK, state_dir, binary, *cfg.args]
+        else:
+            argv = [
+                "/bin/sh", "-c", WRAPPER_SCRIPT, WRAPPER_NAME,
+                state_dir, self._setsid, *self._signal_reset(), binary, *cfg.args,
+            ]  # fmt: skip
         out = _open_stream(cfg.stdout_path)
         err = _open_stream(cfg.stderr_path)
         try:
@@ -288,12 +305,27 @@ _SIGKILL = int(signal.SIGKILL)
 _EXIT_WATCHER = ExitWatcher()
 
 
+def wrapper_state_dir(argv: list[bytes]) -> str | None:
+    """The state dir of a task's executor or sh wrapper, from its argv; None for any other
+    process."""
+    if argv[:4] == [b"/bin/sh", b"-c", WRAPPER_SCRIPT.encode(), WRAPPER_NAME.encode()]:
+        return os.fsdecode(argv[4]) if len(argv) > 4 else None
+    if (
+        len(argv) > 2
+        and argv[1] == EXECUTOR_MARK.encode()
+        and os.path.basename(argv[0]).startswith(EXECUTOR_PREFIX.encode())
+    ):
+        return os.fsdecode(argv[2])
+    return None
+
+
 def kill_orphaned_tasks(data_dir: str) -> int:
-    """SIGKILL every raw_exec task (and its wrapper) whose state lives under ``data_dir``.
+    """SIGKILL every raw_exec task (and its executor) whose state lives under ``data_dir``.
 
     For `-dev` agents and test fixtures: tasks outlive a killed agent by design, so whoever
-    throws a data dir away must end its tasks. Matches wrappers by their exact argv (script and
-    name) and state dir, and a task only if it is the wrapper's child. Returns the tasks killed.
+    throws a data dir away must end its tasks. Matches executors by their exact argv (marker,
+    or the sh wrapper's script and name) and state dir, and a task only if it is the
+    executor's child. Returns the tasks killed.
     """
     root = os.path.realpath(data_dir) + os.sep
     killed = 0
@@ -305,10 +337,8 @@ def kill_orphaned_tasks(data_dir: str) -> int:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if argv[:4] != [b"/bin/sh", b"-c", WRAPPER_SCRIPT.encode(), WRAPPER_NAME.encode()]:
-            continue
-        state_dir = os.fsdecode(argv[4]) if len(argv) > 4 else ""
-        if not os.path.realpath(state_dir).startswith(root):
+        state_dir = wrapper_state_dir(argv)
+        if state_dir is None or not os.path.realpath(state_dir).startswith(root):
             continue
         wrapper = int(entry)
         try:
