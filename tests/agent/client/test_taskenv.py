@@ -164,11 +164,27 @@ def test_pick_dynamic_ports_returns_distinct_free_ports_in_range() -> None:
             s.bind(("127.0.0.1", p))
 
 
-def test_pick_dynamic_ports_skips_ports_in_use_and_excluded() -> None:
-    with socket.socket() as busy:
+def _busy_port_with_free_neighbour() -> tuple[socket.socket, int]:
+    """A listening socket on port p such that p + 1 is free (other processes on this
+    machine hold ports too: a neighbour in use is retried, boundedly)."""
+    for _ in range(50):
+        busy = socket.socket()
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", taken + 1))
+            except OSError:
+                busy.close()
+                continue
+        return busy, taken
+    raise AssertionError("no port with a free neighbour in 50 tries")
+
+
+def test_pick_dynamic_ports_skips_ports_in_use_and_excluded() -> None:
+    busy, taken = _busy_port_with_free_neighbour()
+    with busy:
         assert pick_dynamic_ports(1, low=taken, high=taken + 1) == [taken + 1]
         with pytest.raises(PortSelectionError):
             pick_dynamic_ports(1, low=taken, high=taken + 1, exclude=[taken + 1])
