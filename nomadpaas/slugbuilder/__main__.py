@@ -50,9 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["task"]:
         # The dispatched build job's entry: inputs come from NOMAD_META_* (dispatched.py).
+        # Its GETs go out first: S3 answers them while the pipeline is imported (early.py).
+        import os
+
+        from nomadpaas.slugbuilder.early import send_early_requests
+
+        early = send_early_requests(os.environ) if argv == ["task"] else None
         from nomadpaas.slugbuilder.dispatched import main as task_main
 
-        return task_main(argv[1:])
+        return task_main(argv[1:], early=early)
     return _local_build(argv)
 
 

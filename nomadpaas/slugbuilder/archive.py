@@ -15,14 +15,12 @@ Used for source tarballs and build-cache tarballs (slugs are packed in layers by
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import tarfile
 from pathlib import Path
 
 from nomadpaas.slugbuilder.frozen import Frozen, init_fields
-from nomadpaas.slugbuilder.gzmember import GzipMember, deflate_pool
 from nomadpaas.slugbuilder.tarwriter import (
     DIR,
     FILE,
@@ -105,6 +103,8 @@ class PackStats(Frozen):
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in chunks."""
+    import hashlib  # OpenSSL's start: not before a build needs a digest
+
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(_READ_CHUNK_BYTES):
@@ -134,6 +134,10 @@ def pack_directory(
         compresslevel: gzip level, 1 (fastest) to 9 (smallest).
     Raises ArchiveError for an absolute symlink, a link leaving the tree or a special file.
     """
+    import hashlib  # not imported while the build task starts (see compile.py)
+
+    from nomadpaas.slugbuilder.gzmember import GzipMember, deflate_pool
+
     root = str(source.resolve())
     arc_root = "./" + prefix.strip("/") if prefix.strip("/") else "."
     entries = [entry_for(root, "")] if arc_root != "." else []

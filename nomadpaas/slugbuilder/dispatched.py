@@ -46,6 +46,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run 
 if TYPE_CHECKING:
     from typing import Any
 
+    from nomadpaas.slugbuilder.early import EarlyRequests
     from nomadpaas.slugbuilder.task import Transfer
 
 __all__ = ["DONE_LINES", "RECORD_FORMAT", "main", "read_meta"]
@@ -253,11 +254,22 @@ def _fetch_config(url: str | None, transfer: Transfer, work_dir: Path) -> dict[s
     return {str(k): str(v) for k, v in loaded.items()}
 
 
-def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Entry of `python -m nomadpaas.slugbuilder task` (no arguments: meta from env)."""
+def main(
+    argv: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    early: EarlyRequests | None = None,
+) -> int:
+    """Entry of `python -m nomadpaas.slugbuilder task` (no arguments: meta from env).
+
+    `early`: the GETs `__main__` sent before importing this module (early.py); the
+    build reads their answers instead of asking again.
+    """
     env = os.environ if environ is None else environ
     meta = read_meta(env)
     missing = [key for key in REQUIRED if key not in meta]
+    if (argv or missing) and early is not None:
+        early.close()
     if argv:
         sys.stdout.write(f" !     `task` takes no arguments (got {' '.join(argv)})\n")
         return 2
@@ -272,7 +284,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     scratch_parent = env.get("NOMAD_TASK_DIR") or None
     with (
         scratch_dir("nomadpaas-build-", scratch_parent) as scratch,
-        HttpTransfer() as transfer,
+        HttpTransfer(early=early) as transfer,
     ):
         local = LocalCache.from_env(env.get("NOMADPAAS_BUILD_CACHE_DIR"))
         code, _record = run(

@@ -23,7 +23,6 @@ with its error. So this path never accepts an archive the Python path would refu
 
 from __future__ import annotations
 
-import gzip
 import os
 import posixpath
 import shutil
@@ -89,6 +88,8 @@ def _decompress(tarball: Path, plain: Path, limits: ExtractLimits) -> None:
     cap = limits.max_total_bytes + (limits.max_members + 2) * 3 * _BLOCK + 20 * _BLOCK
     with tarball.open("rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
+    import gzip  # only a build restoring its cache from S3 needs it, not the task's start
+
     opener = gzip.open if gzipped else open
     written = 0
     with opener(tarball, "rb") as src, plain.open("wb") as out:

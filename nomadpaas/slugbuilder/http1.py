@@ -23,7 +23,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run 
 if TYPE_CHECKING:
     from typing import IO
 
-__all__ = ["ProtocolError", "Response", "URLParts", "request", "split_url"]
+__all__ = ["ProtocolError", "Response", "URLParts", "request", "send_request", "split_url"]
 
 #: Longest status or header line accepted (bytes), and most header lines.
 MAX_LINE_BYTES = 65536
@@ -153,6 +153,32 @@ def request(
     `body` (a file of `body_size` bytes, read from its current position) is sent with
     an explicit Content-Length. The caller closes the response (a context manager).
     """
+    sock = send_request(
+        method, url, headers=headers, body=body, body_size=body_size,
+        connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s,
+    )  # fmt: skip
+    try:
+        return Response(sock, method)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def send_request(
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: IO[bytes] | None = None,
+    body_size: int = 0,
+    connect_timeout_s: float = 10.0,
+    read_timeout_s: float = 120.0,
+) -> socket.socket:
+    """`request` without reading the answer: the connection, the request sent on it.
+
+    ``Response(sock, method)`` reads the answer whenever the caller is ready (the server
+    works meanwhile; its answer waits in the socket's buffers). The caller closes it.
+    """
     parts = split_url(url)
     head = _head(method, parts, headers or {}, body is not None, body_size)
     sock = socket.create_connection((parts.hostname, parts.port), timeout=connect_timeout_s)
@@ -166,7 +192,7 @@ def request(
         sock.sendall(head)
         if body is not None:
             _send_body(sock, body, body_size)
-        return Response(sock, method)
+        return sock
     except BaseException:
         sock.close()
         raise

@@ -10,6 +10,8 @@ credentials, DESIGN.md §5), so moving an object is one unauthenticated request:
 - `fetch_tagged` is `fetch` with the object's ETag, and optionally conditional
   (``If-None-Match``: an unsigned extra header is allowed on a presigned GET); a 304
   leaves `dest` alone. The node-local build cache uses it (localcache.py).
+- a GET the task sent at its very start (early.py) is not made again: `fetch_tagged`
+  reads that answer when it is a success, a 304 or a miss, else asks as usual;
 - `store` PUTs the file with an explicit Content-Length (S3 refuses chunked uploads to a
   presigned PUT URL), retries transient failures, and returns the new object's ETag.
 
@@ -36,12 +38,15 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, Literal, NamedTuple
 
+    from nomadpaas.slugbuilder.early import EarlyRequests
+
 __all__ = ["Fetched", "HttpTransfer", "TransferError", "object_id"]
 
 #: Seconds to connect / between bytes; a slow S3 still sends something every minute.
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 120.0
-#: Attempts per request for connection errors and 5xx answers.
+#: Attempts per request for connection errors and 5xx answers (an early request that
+#: failed does not count: the request is made afresh, see early.py).
 ATTEMPTS = 3
 #: Seconds before retry n is delay * n (1 s, 2 s): rides out a restarting S3.
 RETRY_DELAY_S = 1.0
@@ -81,13 +86,23 @@ class HttpTransfer:
 
     Parameters:
         missing_statuses: GET statuses that mean "the object does not exist".
+        early: GETs sent at the task's start (early.py); a fetch of the same request
+            reads its answer instead of asking again, when that answer is usable.
     """
 
-    def __init__(self, *, missing_statuses: frozenset[int] = frozenset({404})) -> None:
+    def __init__(
+        self,
+        *,
+        missing_statuses: frozenset[int] = frozenset({404}),
+        early: EarlyRequests | None = None,
+    ) -> None:
         self._missing = missing_statuses
+        self._early = early
 
     def close(self) -> None:
-        """Nothing to release: connections live for one request."""
+        """Close the early requests nobody took (other connections live for one request)."""
+        if self._early is not None:
+            self._early.close()
 
     def __enter__(self) -> HttpTransfer:
         return self
@@ -101,6 +116,9 @@ class HttpTransfer:
 
     def fetch_tagged(self, url: str, dest: Path, if_none_match: str | None = None) -> Fetched:
         """Download `url` to `dest` unless its ETag is `if_none_match`; say which."""
+        early = self._early_answer(url, dest, if_none_match)
+        if early is not None:
+            return early
         for attempt in _attempts():
             try:
                 found = self._get(url, dest, attempt, if_none_match)
@@ -125,18 +143,45 @@ class HttpTransfer:
 
                     url = urljoin(url, location)
                     continue
-                etag = response.header("ETag")
-                if response.status == 304 and if_none_match:
-                    return Fetched("not-modified", etag or if_none_match)
-                if response.status in self._missing:
-                    return Fetched("missing")
-                if response.status >= 500 and attempt < ATTEMPTS:
-                    return None
-                if not 200 <= response.status < 300:
-                    raise TransferError(f"GET {object_id(url)} failed with HTTP {response.status}")
-                _write_atomically(dest, response.chunks(_CHUNK_BYTES))
-                return Fetched("fetched", etag)
+                return self._answer(response, url, dest, attempt, if_none_match)
         raise TransferError(f"GET {object_id(url)}: more than {MAX_REDIRECTS} redirects")
+
+    def _answer(
+        self, response: Response, url: str, dest: Path, attempt: int, if_none_match: str | None
+    ) -> Fetched | None:
+        """What a GET's (final) response says; None asks for a retry (a 5xx)."""
+        etag = response.header("ETag")
+        if response.status == 304 and if_none_match:
+            return Fetched("not-modified", etag or if_none_match)
+        if response.status in self._missing:
+            return Fetched("missing")
+        if response.status >= 500 and attempt < ATTEMPTS:
+            return None
+        if not 200 <= response.status < 300:
+            raise TransferError(f"GET {object_id(url)} failed with HTTP {response.status}")
+        _write_atomically(dest, response.chunks(_CHUNK_BYTES))
+        return Fetched("fetched", etag)
+
+    def _early_answer(self, url: str, dest: Path, if_none_match: str | None) -> Fetched | None:
+        """The answer to this very GET sent at the task's start, when it is a success, a
+        304 or a miss; None otherwise (the GET is then made as usual, so every error and
+        retry is what it would have been without the early request)."""
+        sock = self._early.take(url, if_none_match) if self._early is not None else None
+        if sock is None:
+            return None
+        try:
+            with sock, Response(sock, "GET") as response:
+                status = response.status
+                usable = (
+                    200 <= status < 300
+                    or (status == 304 and bool(if_none_match))
+                    or status in self._missing
+                )
+                if not usable:
+                    return None
+                return self._answer(response, url, dest, ATTEMPTS, if_none_match)
+        except OSError:  # cut short, reset, malformed, or the disk: ask again
+            return None
 
     def store(self, path: Path, url: str) -> str | None:
         """PUT the file at `path` to `url`, with its exact Content-Length; return the new

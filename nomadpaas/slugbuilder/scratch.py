@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator
 
 __all__ = ["mkdtemp", "mkstemp", "remove_tree", "scratch_dir"]
@@ -61,6 +60,8 @@ def scratch_dir(prefix: str, dir: str | None = None) -> Iterator[str]:
 def remove_tree(path: str) -> None:
     """Remove `path` and everything in it, read-only directories included (a buildpack
     may leave some, e.g. Go's module cache), as `tempfile.TemporaryDirectory` does."""
+    import shutil  # not at import: the build task imports this module first of all
+
     try:
         shutil.rmtree(path)
         return

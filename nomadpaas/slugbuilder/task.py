@@ -311,16 +311,34 @@ def _fingerprint(root: Path) -> frozenset[tuple[str, int, int, int, str]]:
     changes it without changing the cache.)
     """
     entries: set[tuple[str, int, int, int, str]] = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
-            rel = os.path.relpath(path, root)
-            entries.add((rel, st.st_mode, st.st_size, st.st_mtime_ns, target))
+    _scan_into(entries, os.fspath(root), "")
     root_stat = os.lstat(root)
     entries.add((".", root_stat.st_mode, 0, root_stat.st_mtime_ns, ""))
     return frozenset(entries)
+
+
+def _scan_into(entries: set[tuple[str, int, int, int, str]], directory: str, rel: str) -> None:
+    """Add every entry below `directory` (named `rel`/… relative to the root); what
+    ``os.walk`` plus ``lstat`` and ``relpath`` per entry gave, at half the cost: the
+    warm build fingerprints the whole restored cache before it compiles. Like os.walk,
+    a directory that cannot be listed is skipped and symlinks are not followed."""
+    try:
+        scanner = os.scandir(directory)
+    except OSError:
+        return
+    subdirs: list[tuple[str, str]] = []
+    with scanner:
+        for entry in scanner:
+            st = entry.stat(follow_symlinks=False)
+            name = rel + entry.name
+            if stat.S_ISLNK(st.st_mode):
+                entries.add((name, st.st_mode, st.st_size, st.st_mtime_ns, os.readlink(entry.path)))
+                continue
+            entries.add((name, st.st_mode, st.st_size, st.st_mtime_ns, ""))
+            if stat.S_ISDIR(st.st_mode):
+                subdirs.append((entry.path, name + "/"))
+    for path, prefix in subdirs:
+        _scan_into(entries, path, prefix)
 
 
 def _tree_bytes(fingerprint: frozenset[tuple[str, int, int, int, str]]) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from nomadpaas.errors import BuildFailed
+from nomadpaas.slugbuilder import buildpacks
 from nomadpaas.slugbuilder.buildpacks import (
     DETECTION_ORDER,
     Buildpack,
@@ -157,3 +158,83 @@ def test_detect_first_picks_what_the_order_says(example: str) -> None:
     expected = next(n for n in DETECTION_ORDER if n in MATRIX[example])
     assert found is not None and found[0].name == expected
     assert found[1] == MATRIX[example][expected]
+
+
+def test_detects_after_the_winner_are_not_started_when_answers_come_quickly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each start is an exec that blocks the task for 1-3 ms: a detect that could only
+    # lose to an earlier answer is not started. (No speculation within this test.)
+    monkeypatch.setattr(buildpacks, "SPECULATE_AFTER_S", 60.0)
+    marker = tmp_path / "started"
+    fails = fake_buildpack(tmp_path, "fails", "exit 1")
+    passes = fake_buildpack(tmp_path, "passes", "echo Passes")
+    later = fake_buildpack(tmp_path, "later", f"touch {marker}; echo Later")
+    app = tmp_path / "app"
+    app.mkdir()
+    assert detect_first([fails, passes, later], app, ENV) == (passes, "Passes")
+    assert not marker.exists()
+
+
+def test_a_slow_detect_does_not_hold_up_the_next(tmp_path: Path) -> None:
+    # The first one answers only once the second has run: the second must be started
+    # while the first is still running (else the first gives up after 10 s).
+    marker = tmp_path / "second-ran"
+    waits = fake_buildpack(
+        tmp_path,
+        "waits",
+        f"for i in $(seq 100); do [ -f {marker} ] && exit 1; sleep 0.1; done; echo Waited",
+    )
+    second = fake_buildpack(tmp_path, "second", f"touch {marker}; echo Second")
+    app = tmp_path / "app"
+    app.mkdir()
+    started = time.monotonic()
+    assert detect_first([waits, second], app, ENV) == (second, "Second")
+    assert time.monotonic() - started < 8.0
+
+
+def _phase_buildpack(root: Path, name: str, compile_text: str, mode: int = 0o755) -> Buildpack:
+    bin_dir = root / name / "bin"
+    bin_dir.mkdir(parents=True)
+    script = bin_dir / "compile"
+    script.write_text(compile_text)
+    script.chmod(mode)
+    return Buildpack(name=name, path=root / name)
+
+
+def test_a_phase_without_exports_sees_what_the_sourcing_bash_would_give_it(
+    tmp_path: Path,
+) -> None:
+    # Without exports to source the phase is exec'd directly (no bash in between): its
+    # environment must be the one that bash gave it (PWD, SHLVL after its exec).
+    bp = _phase_buildpack(tmp_path, "envdump", "#!/bin/sh\nenv | LC_ALL=C sort\n")
+    empty_export = tmp_path / "export"
+    empty_export.write_text("")
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(tmp_path)}
+    direct = buildpacks.run_phase(bp, "compile", [], env=env, exports=[], log=None, timeout_s=60)
+    sourced = buildpacks.run_phase(
+        bp, "compile", [], env=env, exports=[empty_export], log=None, timeout_s=60
+    )
+    assert direct == sourced
+    assert direct[0] == 0 and any(line.startswith("SHLVL=") for line in direct[1])
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        ("echo no shebang: bash runs me\n", 0o755),  # ENOEXEC for a direct exec
+        ("#!/bin/sh\necho not executable\n", 0o644),  # EACCES
+    ],
+)
+def test_a_phase_that_cannot_be_exec_d_directly_fails_or_runs_as_before(
+    tmp_path: Path, text: str, mode: int
+) -> None:
+    bp = _phase_buildpack(tmp_path, "odd", text, mode)
+    empty_export = tmp_path / "export"
+    empty_export.write_text("")
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(tmp_path)}
+    direct = buildpacks.run_phase(bp, "compile", [], env=env, exports=[], log=None, timeout_s=60)
+    sourced = buildpacks.run_phase(
+        bp, "compile", [], env=env, exports=[empty_export], log=None, timeout_s=60
+    )
+    assert direct == sourced

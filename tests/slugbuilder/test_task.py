@@ -224,3 +224,40 @@ def test_cache_packed_early_is_not_saved_when_the_build_fails_later(
     with pytest.raises(BuildFailed, match="bin/release"):
         run_build_task(task, FileTransfer(), tmp_path / "w", None, counting_buildpacks)
     assert not (bucket / "cache").exists() and not (bucket / "slug.tar.gz").exists()
+
+
+def test_the_cache_fingerprint_is_what_a_walk_with_lstat_sees(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from nomadpaas.slugbuilder.task import _fingerprint
+
+    root = tmp_path / "cache"
+    (root / "venv" / "lib" / "pkg").mkdir(parents=True)
+    (root / "venv" / "lib" / "pkg" / "mod.py").write_text("x = 1\n")
+    (root / "venv" / "bin").mkdir()
+    (root / "venv" / "bin" / "python").symlink_to("/usr/bin/python3")
+    (root / "venv" / "lib64").symlink_to("lib")  # a link to a directory: not followed
+    (root / "top.txt").write_text("top")
+    os.utime(root / "top.txt", ns=(5, 1_500_000_007))
+
+    expected = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+            rel = os.path.relpath(path, root)
+            expected.add((rel, st.st_mode, st.st_size, st.st_mtime_ns, target))
+    root_stat = os.lstat(root)
+    expected.add((".", root_stat.st_mode, 0, root_stat.st_mtime_ns, ""))
+
+    found = _fingerprint(root)
+    assert found == expected
+    assert {e[0]: e[4] for e in found if e[4]} == {
+        "venv/bin/python": "/usr/bin/python3",
+        "venv/lib64": "lib",
+    }
+    assert not any(e[0].startswith("venv/lib64/") for e in found)
+    os.utime(root / "venv" / "lib" / "pkg" / "mod.py", ns=(5, 7))  # a buildpack's write
+    assert _fingerprint(root) != found

@@ -29,6 +29,27 @@ NEVER = (
     "email",
     "asyncio",
 )
+#: Needed only once the buildpacks compile (packing: OpenSSL's start, the deflate
+#: threads) or on the S3 cache path: imported then, not at the task's start.
+NOT_AT_START = (
+    "hashlib",
+    "_hashlib",
+    "gzip",
+    "nomadpaas.slugbuilder.layers",
+    "nomadpaas.slugbuilder.gzmember",
+)
+#: What the early GETs (early.py, imported first) must go out without: the pipeline.
+NOT_BEFORE_EARLY_REQUESTS = (
+    "json",
+    "re",
+    "pathlib",
+    "shutil",
+    "subprocess",
+    "tarfile",
+    "nomadpaas.errors",
+    "nomadpaas.slugbuilder.dispatched",
+    "nomadpaas.slugbuilder.compile",
+)
 #: Not imported by any slugbuilder module itself (other nomadpaas modules still may).
 NOT_BY_SLUGBUILDER = ("dataclasses", "typing", "urllib.parse", "inspect", *NEVER)
 
@@ -79,6 +100,20 @@ def test_the_task_entry_imports_none_of_the_heavy_modules() -> None:
     loaded = _probe(ENTRY, NOT_BY_SLUGBUILDER)
     assert not set(NEVER) & set(loaded["modules"])
     assert _by_slugbuilder(loaded) == []
+
+
+def test_packing_modules_are_not_imported_at_the_task_s_start() -> None:
+    # compile.py imports them in a thread while the buildpacks compile.
+    loaded = _probe(ENTRY, ())
+    assert not set(NOT_AT_START) & set(loaded["modules"])
+
+
+def test_the_early_requests_go_out_before_the_pipeline_is_imported() -> None:
+    loaded = _probe("nomadpaas.slugbuilder.early", NOT_BEFORE_EARLY_REQUESTS)
+    assert "nomadpaas.slugbuilder.http1" in loaded["modules"]
+    assert loaded["seen"] == []  # (the probe itself holds json and re: asked, not loaded)
+    unseen = set(NOT_BEFORE_EARLY_REQUESTS) - {"json", "re"}
+    assert not unseen & set(loaded["modules"])
 
 
 def test_the_whole_pipeline_imports_none_of_the_heavy_modules() -> None:
