@@ -12,6 +12,10 @@ Last-Modified, metadata and content headers, storage class and tags. Not kept: b
 configuration (versioning, policies, CORS, lifecycle), ACLs, older versions, and
 multipart uploads still in progress (their parts live in memory only).
 
+A CopyObject's target is synced with a hint naming its source (`sync_key(copied_from=)`):
+when the directory holds the source with the same ETag and size, and the bytes compare
+equal, the copy shares the source's data file (a hard link) instead of a second write.
+
 moto keeps an object's bytes in `FakeKey._value_buffer` (a spooled temp file guarded by
 `FakeKey.lock`); streaming through it avoids holding a second copy of a large object.
 """
@@ -81,7 +85,7 @@ class Mirror:
             etag=obj.etag.strip('"'),  # FakeKey quotes it itself
             disable_notification=True,
         )
-        with fake.lock, open(self._store.data_path(obj), "rb") as f:
+        with fake.lock, self._store.open_data(obj) as f:
             buf = fake._value_buffer
             buf.seek(0)
             buf.truncate()
@@ -122,12 +126,17 @@ class Mirror:
                     with self._index_lock:
                         del self._buckets[name]
 
-    def sync_key(self, bucket: str, key: str) -> None:
-        """Make the directory hold exactly what moto holds for `bucket`/`key`."""
+    def sync_key(self, bucket: str, key: str, copied_from: tuple[str, str] | None = None) -> None:
+        """Make the directory hold exactly what moto holds for `bucket`/`key`.
+
+        `copied_from`: the (bucket, key) a CopyObject just copied into it. When the
+        directory holds that object with the same bytes, its data file is shared (a hard
+        link) instead of written and fsync'ed again.
+        """
         with self._stripes[hash((bucket, key)) % LOCK_STRIPES]:
             for _ in range(SYNC_ATTEMPTS):
                 try:
-                    self._sync_key_once(bucket, key)
+                    self._sync_key_once(bucket, key, copied_from)
                     return
                 except ValueError:
                     # moto disposed (closed) the key's buffer under us: it was just
@@ -135,9 +144,10 @@ class Mirror:
                     continue
             raise RuntimeError(f"s3://{bucket}/{key} kept changing while being persisted")
 
-    def _sync_key_once(self, bucket: str, key: str) -> None:
+    def _sync_key_once(self, bucket: str, key: str, copied_from: tuple[str, str] | None) -> None:
         with self._index_lock:
             previous = self._objects.get((bucket, key))
+            source = self._objects.get(copied_from) if copied_from is not None else None
         fake_bucket = _find_bucket(bucket)
         fake = _current_key(fake_bucket, key) if fake_bucket is not None else None
         if fake is None:
@@ -155,8 +165,12 @@ class Mirror:
                 return
             committed = self._store.put_object(current, None, previous)
         else:
+            share = None
+            if source is not None and (source.etag, source.size) == (current.etag, current.size):
+                # Same ETag and size: very likely the same bytes; the store compares them.
+                share = (source, lambda data: _same_value(fake, data))
             committed = self._store.put_object(
-                current, lambda out: _copy_value(fake, out), previous
+                current, lambda out: _copy_value(fake, out), previous, share=share
             )
         with self._index_lock:
             self._objects[(bucket, key)] = committed
@@ -231,3 +245,17 @@ def _copy_value(fake: Any, out: IO[bytes]) -> None:
         buf = fake._value_buffer
         buf.seek(0)
         shutil.copyfileobj(buf, out, COPY_CHUNK_BYTES)
+
+
+def _same_value(fake: Any, data: IO[bytes]) -> bool:
+    """True when `data` (read to its end) holds exactly the FakeKey's bytes."""
+    with fake.lock:
+        buf = fake._value_buffer
+        buf.seek(0)
+        while True:
+            mine = buf.read(COPY_CHUNK_BYTES)
+            theirs = data.read(len(mine) or 1)
+            if mine != theirs:
+                return False
+            if not mine:
+                return True

@@ -8,21 +8,38 @@ Layout under the data dir (`--data-dir`)::
                                            Metadata (incl. Content-Type), StorageClass, Tags
     objects/<bucket>/<h>.<gen>.data        the bytes; <h> = sha256(key), <gen> unique
 
+An object no larger than the store's `inline_max_bytes` keeps its bytes in its sidecar
+(`Inline`, base64; `Data` is "") and has no data file: one fsync'ed file instead of two
+(the build records and sources a push writes are a few KiB).
+
 Keys may hold `/`, `..` or any character, so files are named by the key's sha256 and the
 key itself lives in the sidecar. Bucket directories are the url-quoted bucket name.
 
 Crash safety: a new object's data goes to a fresh `<h>.<gen>.data` file and is fsync'ed;
 then the sidecar naming it is written to a temporary file, fsync'ed and renamed over
 `<h>.json` (the commit point), then the directory is fsync'ed. Only after that is the
-previous generation's data file removed. A crash at any point leaves either the old or
-the new object; unreferenced data files and temporaries are swept by `load()`.
+previous generation's data file removed. A key with no record yet has no old sidecar to
+keep whole, so its sidecar is created in place (O_EXCL) and fsync'ed instead: a crash
+mid-write leaves torn JSON, which `load()` removes (the key was never acknowledged).
+A crash at any point leaves either the old or the new object; unreferenced data files,
+torn sidecars and temporaries are swept by `load()`.
+
+Data files are immutable once committed (a generation is never rewritten, only
+unlinked), so a server-side copy of stored bytes hard-links the source's data file under
+the copy's own generation name (`put_object(share=...)`) instead of writing and
+fsync'ing the bytes again; the bytes are compared through the new link first. The
+inode lives as long as any name does: deleting or overwriting the source unlinks only
+its name. The link's entry, like a data file's, is made durable by the commit's
+directory fsync (same directory as the sidecar).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -66,7 +83,8 @@ class StoredBucket:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """An object as recorded on disk; `data` is its data file's name ("" before writing)."""
+    """An object as recorded on disk; `data` is its data file's name ("" before writing
+    or when `inline` holds the bytes)."""
 
     bucket: str
     key: str
@@ -77,6 +95,7 @@ class StoredObject:
     storage_class: str = "STANDARD"
     tags: dict[str, str] = field(default_factory=dict)
     data: str = ""
+    inline: bytes | None = None
 
     def same_bytes(self, other: StoredObject) -> bool:
         """True when both describe the same upload (so the data file can be kept)."""
@@ -88,10 +107,11 @@ class StoredObject:
 
     def same_record(self, other: StoredObject) -> bool:
         """True when nothing in the sidecar would change (ignoring the data file name)."""
-        return replace(self, data="") == replace(other, data="")
+        return replace(self, data="", inline=None) == replace(other, data="", inline=None)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        inline = {} if self.inline is None else {"Inline": base64.b64encode(self.inline).decode()}
+        return inline | {
             "Version": FORMAT_VERSION,
             "Bucket": self.bucket,
             "Key": self.key,
@@ -116,6 +136,7 @@ class StoredObject:
             storage_class=str(d.get("StorageClass") or "STANDARD"),
             tags={str(k): str(v) for k, v in dict(d.get("Tags") or {}).items()},
             data=str(d["Data"]),
+            inline=base64.b64decode(d["Inline"], validate=True) if "Inline" in d else None,
         )
 
 
@@ -141,6 +162,40 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_data(path: Path, write_data: Callable[[IO[bytes]], None]) -> None:
+    try:
+        with open(path, "wb") as f:
+            write_data(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _create_json(path: Path, data: dict[str, Any]) -> bool:
+    """Write a new file at `path` in place and fsync it; False if `path` exists.
+
+    For a key with no record, a temporary and a rename buy nothing: there is no old
+    record to keep whole, and a crash mid-write leaves a torn file that `load()`
+    cannot parse and removes. Without the rename, the directory fsync that follows has
+    nothing left to commit on a journaling file system (ext4, xfs): one flush less.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    try:
+        with open(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return True
+
+
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f"{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -154,8 +209,10 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 class ObjectStore:
     """The data directory: one writer process, crash-safe object and bucket files."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, inline_max_bytes: int | None = None) -> None:
         self.root = root
+        #: Objects up to this size keep their bytes in the sidecar (None: none does).
+        self.inline_max_bytes = inline_max_bytes
         self._buckets = root / "buckets"
         self._objects = root / "objects"
         self._lock_fd: int | None = None
@@ -218,9 +275,20 @@ class ObjectStore:
                 path.unlink(missing_ok=True)
             elif path.suffix == ".json":
                 try:
-                    obj = StoredObject.from_json(json.loads(path.read_text(encoding="utf-8")))
-                    size = (bdir / obj.data).stat().st_size
-                except (OSError, ValueError, KeyError) as exc:
+                    record = json.loads(path.read_text(encoding="utf-8"))
+                except ValueError:  # torn: created in place, never committed
+                    path.unlink(missing_ok=True)
+                    continue
+                except OSError as exc:
+                    log.warning("skipping unreadable object record %s: %s", path, exc)
+                    continue
+                try:
+                    obj = StoredObject.from_json(record)
+                    if obj.inline is not None:
+                        size = len(obj.inline)
+                    else:
+                        size = (bdir / obj.data).stat().st_size if obj.data else -1
+                except (OSError, ValueError, KeyError, TypeError) as exc:
                     log.warning("skipping unreadable object record %s: %s", path, exc)
                     continue
                 if size != obj.size:
@@ -228,7 +296,8 @@ class ObjectStore:
                         "skipping %s: data is %d bytes, record says %d", path, size, obj.size
                     )
                     continue
-                referenced.add(obj.data)
+                if obj.data:
+                    referenced.add(obj.data)
                 yield obj
         for path in entries:
             if path.suffix == ".data" and path.name not in referenced:
@@ -254,43 +323,85 @@ class ObjectStore:
     def data_path(self, obj: StoredObject) -> Path:
         return self._objects / bucket_dirname(obj.bucket) / obj.data
 
+    def open_data(self, obj: StoredObject) -> IO[bytes]:
+        """The object's bytes, from its sidecar or its data file."""
+        if obj.inline is not None:
+            return io.BytesIO(obj.inline)
+        return open(self.data_path(obj), "rb")
+
     def put_object(
         self,
         obj: StoredObject,
         write_data: Callable[[IO[bytes]], None] | None,
         previous: StoredObject | None,
+        *,
+        share: tuple[StoredObject, Callable[[IO[bytes]], bool]] | None = None,
     ) -> StoredObject:
-        """Record `obj`; `write_data` writes its bytes (None: keep `previous`'s data file).
+        """Record `obj`; `write_data` writes its bytes (None: keep `previous`'s bytes).
 
-        Returns the record as committed (with its data file name).
+        Bytes up to `inline_max_bytes` go into the sidecar itself, larger ones to a new
+        data file fsync'ed before the sidecar naming it.
+
+        `share` = (a stored object, a check): when the check, reading that object's data
+        file, says it holds `obj`'s bytes, the file is hard-linked under `obj`'s new data
+        name instead of written again (a server-side copy). Data files are never changed
+        once committed, so the link is as durable as the original; otherwise (no link
+        possible, or other bytes) `write_data` writes them. Returns the record as
+        committed (with its data file name).
         """
         bdir = self._objects / bucket_dirname(obj.bucket)
         stem = key_hash(obj.key)
         if write_data is None:
             if previous is None:
                 raise ValueError("no data to keep for a new object")
-            committed = replace(obj, data=previous.data)
+            committed = replace(obj, data=previous.data, inline=previous.inline)
+        elif self.inline_max_bytes is not None and obj.size <= self.inline_max_bytes:
+            buf = io.BytesIO()
+            write_data(buf)
+            committed = replace(obj, data="", inline=buf.getvalue())
         else:
             committed = replace(obj, data=f"{stem}.{uuid.uuid4().hex}.data")
             path = bdir / committed.data
-            try:
-                with open(path, "wb") as f:
-                    write_data(f)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
-        _write_json_atomic(bdir / f"{stem}.json", committed.to_json())  # commit point
-        if previous is not None and previous.data != committed.data:
+            if share is None or not self._link_data(share[0], path, share[1]):
+                _write_data(path, write_data)
+        # The commit point. Its directory fsync also makes the new data file's (or link's)
+        # entry durable: both live in `bdir`, so a sidecar never outlives its data.
+        sidecar = bdir / f"{stem}.json"
+        if previous is None and _create_json(sidecar, committed.to_json()):
+            fsync_dir(bdir)
+        else:
+            _write_json_atomic(sidecar, committed.to_json())
+        if previous is not None and previous.data and previous.data != committed.data:
             (bdir / previous.data).unlink(missing_ok=True)
         return committed
+
+    def _link_data(
+        self, source: StoredObject, path: Path, same_bytes: Callable[[IO[bytes]], bool]
+    ) -> bool:
+        """Hard-link `source`'s data file at `path` if it holds the wanted bytes."""
+        if not source.data:
+            return False
+        try:
+            os.link(self.data_path(source), path)
+        except OSError:  # gone (overwritten, deleted), or a file system without links
+            return False
+        try:
+            # Checked through the new link: that inode cannot change or go away under us.
+            with open(path, "rb") as f:
+                if same_bytes(f):
+                    return True
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        path.unlink(missing_ok=True)
+        return False
 
     def delete_object(self, obj: StoredObject) -> None:
         bdir = self._objects / bucket_dirname(obj.bucket)
         (bdir / f"{key_hash(obj.key)}.json").unlink(missing_ok=True)
         fsync_dir(bdir)  # commit point
-        (bdir / obj.data).unlink(missing_ok=True)
+        if obj.data:
+            (bdir / obj.data).unlink(missing_ok=True)
 
 
 def _remove_tree(path: Path) -> None:

@@ -11,6 +11,10 @@ clean stop and a reboot; deletes stay deleted. At start DIR is loaded back into 
 before the port opens, so "answers HTTP" means "holds everything acknowledged before".
 If persisting fails (disk full), the client gets a 500 InternalError and retries.
 
+CopyObject honours `x-amz-copy-source-if-match` as S3 does (412, nothing copied), which
+moto alone ignores, and its copy shares the source's stored data file (`patch_moto_copy`,
+`s3mirror`).
+
 No authentication: moto accepts any credentials and never checks presigned URLs
 (reference/tooling.md §2), so anyone who can reach the port can read and write every
 object. That is why it binds loopback by default and the data dir should be private.
@@ -20,7 +24,9 @@ Only S3 is served; moto's `/moto-api` (reset, recorder) is not mounted.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import logging
+import re
 import signal
 import sys
 import threading
@@ -29,17 +35,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlparse, urlsplit
 
 from nomadpaas.stack.s3mirror import Mirror
 from nomadpaas.stack.s3persist import DataDirLocked, ObjectStore
 
-__all__ = ["DurableApp", "main", "request_target"]
+__all__ = ["DurableApp", "copy_source", "main", "request_target"]
 
 log = logging.getLogger("nomadpaas.stack.s3server")
 
 #: Requests that may change state; everything else is passed straight through.
 MUTATING_METHODS = frozenset({"PUT", "POST", "DELETE"})
+#: Objects up to this size are stored inside their sidecar: one fsync'ed file, not two.
+INLINE_MAX_BYTES = 64 * 1024
 #: On SIGTERM, in-flight writes get this long to finish persisting before exit (seconds).
 DRAIN_TIMEOUT_S = 10.0
 
@@ -79,6 +87,17 @@ def request_target(environ: dict[str, Any]) -> tuple[str, str | None] | None:
         return None
     key = "/".join(parts[2:])
     return bucket, (key or None)
+
+
+def copy_source(environ: dict[str, Any]) -> tuple[str, str] | None:
+    """(bucket, key) a CopyObject request copies from, parsed as moto does; else None."""
+    header = environ.get("HTTP_X_AMZ_COPY_SOURCE")
+    if not header or environ.get("REQUEST_METHOD") != "PUT":
+        return None
+    if "uploadId=" in str(environ.get("QUERY_STRING", "")):
+        return None  # UploadPartCopy: the key itself does not change yet
+    parts = unquote(urlparse(str(header)).path).lstrip("/").split("/", 1)
+    return (parts[0], parts[1]) if len(parts) == 2 and parts[0] and parts[1] else None
 
 
 class DurableApp:
@@ -143,7 +162,7 @@ class DurableApp:
         elif target[1] is None:
             self._mirror.sync_bucket(target[0])
         else:
-            self._mirror.sync_key(target[0], target[1])
+            self._mirror.sync_key(target[0], target[1], copy_source(environ))
 
     def drain(self, timeout_s: float) -> bool:
         """Wait until no mutating request is in flight; False if `timeout_s` ran out."""
@@ -155,6 +174,68 @@ class DurableApp:
                     return False
                 self._cond.wait(left)
         return True
+
+
+#: The `x-amz-copy-source-if-match` of the CopyObject this thread is serving.
+_copy_if_match: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "nomadpaas_s3_copy_if_match", default=None
+)
+#: The FakeKey this thread's CopyObject copies from (for its ETag).
+_copying: contextvars.ContextVar[Any] = contextvars.ContextVar("nomadpaas_s3_copying", default=None)
+_PLAIN_ETAG = re.compile(r"[0-9a-f]{32}")
+
+
+def patch_moto_copy() -> None:
+    """Teach moto's CopyObject what real S3 does and moto 5 does not.
+
+    - `x-amz-copy-source-if-match`: moto ignores it; S3 answers 412 PreconditionFailed
+      and copies nothing when the source's ETag differs (nomadpaas.storage.promote
+      relies on it). Checked against the very FakeKey moto copies, so a source replaced
+      a moment before cannot slip through.
+    - The copy's ETag: moto hashes the copied bytes again; a single-part source's ETag
+      already is their MD5, so it is handed over (a 0.6 MB slug's MD5 costs ~1 ms).
+    """
+    from moto.s3.exceptions import PreconditionFailed
+    from moto.s3.models import S3Backend
+    from moto.s3.responses import S3Response
+
+    respond, copy, put = S3Response.copy_object, S3Backend.copy_object, S3Backend.put_object
+
+    def copy_object_response(self: Any) -> Any:
+        token = _copy_if_match.set(self.headers.get("x-amz-copy-source-if-match"))
+        try:
+            return respond(self)
+        finally:
+            _copy_if_match.reset(token)
+
+    def copy_object(self: Any, src_key: Any, *args: Any, **kwargs: Any) -> None:
+        wanted = _copy_if_match.get()
+        if wanted is not None and wanted.strip().strip('"') not in ("*", src_key.etag.strip('"')):
+            raise PreconditionFailed("x-amz-copy-source-If-Match")
+        token = _copying.set(src_key)
+        try:
+            copy(self, src_key, *args, **kwargs)
+        finally:
+            _copying.reset(token)
+
+    def put_object(self: Any, *args: Any, **kwargs: Any) -> Any:
+        source = _copying.get()
+        if source is not None:
+            _copying.set(None)  # only the copy's own put
+            known = source._etag  # computed once per object; None if never asked
+            if (
+                kwargs.get("etag") is None
+                and kwargs.get("multipart") is None
+                and source.multipart is None
+                and isinstance(known, str)
+                and _PLAIN_ETAG.fullmatch(known)
+            ):
+                kwargs["etag"] = known
+        return put(self, *args, **kwargs)
+
+    S3Response.copy_object = copy_object_response  # type: ignore[method-assign]
+    S3Backend.copy_object = copy_object  # type: ignore[method-assign]
+    S3Backend.put_object = put_object  # type: ignore[method-assign]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -178,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
-    store = ObjectStore(args.data_dir)
+    patch_moto_copy()
+    store = ObjectStore(args.data_dir, inline_max_bytes=INLINE_MAX_BYTES)
     try:
         store.open()
     except (DataDirLocked, OSError) as exc:

@@ -8,8 +8,14 @@ from typing import IO
 
 import pytest
 
-from nomadpaas.stack.s3persist import DataDirLocked, ObjectStore, StoredBucket, StoredObject
-from nomadpaas.stack.s3server import request_target
+from nomadpaas.stack.s3persist import (
+    DataDirLocked,
+    ObjectStore,
+    StoredBucket,
+    StoredObject,
+    key_hash,
+)
+from nomadpaas.stack.s3server import copy_source, request_target
 
 
 def obj(
@@ -113,3 +119,140 @@ def test_request_target_parses_path_style_like_moto(
     host: str, raw_uri: str, target: tuple[str, str | None] | None
 ) -> None:
     assert request_target({"HTTP_HOST": host, "RAW_URI": raw_uri}) == target
+
+
+def reads(data: bytes) -> Callable[[IO[bytes]], bool]:
+    """The check a copy passes to the store: does the linked file hold `data`?"""
+    return lambda f: f.read() == data
+
+
+def bucket_files(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "objects" / "b1b").iterdir())
+
+
+def test_a_copy_shares_the_data_file_and_outlives_its_source(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path)
+    store.open()
+    store.put_bucket(StoredBucket("b1b", "us-east-1", "123456789012", ""))
+    source = store.put_object(obj("staging/1", b"slug bytes"), writer(b"slug bytes"), None)
+
+    def never(out: IO[bytes]) -> None:
+        raise AssertionError("a copy of stored bytes must not write them again")
+
+    copy = store.put_object(
+        obj("slugs/abc", b"slug bytes"), never, None, share=(source, reads(b"slug bytes"))
+    )
+    first, second = store.data_path(source).stat(), store.data_path(copy).stat()
+    assert copy.data != source.data and first.st_ino == second.st_ino and second.st_nlink == 2
+    store.delete_object(source)
+    assert store.data_path(copy).stat().st_nlink == 1
+    store.close()
+
+    again = ObjectStore(tmp_path)
+    again.open()
+    assert again.load()[1] == [copy]
+    assert again.data_path(copy).read_bytes() == b"slug bytes"
+    again.close()
+
+
+def test_a_copy_whose_source_holds_other_bytes_or_is_gone_writes_its_own(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path)
+    store.open()
+    store.put_bucket(StoredBucket("b1b", "us-east-1", "123456789012", ""))
+    source = store.put_object(obj("src", b"old bytes"), writer(b"old bytes"), None)
+    other = store.put_object(
+        obj("dst", b"new bytes"), writer(b"new bytes"), None, share=(source, reads(b"new bytes"))
+    )
+    assert store.data_path(other).stat().st_ino != store.data_path(source).stat().st_ino
+    assert store.data_path(other).read_bytes() == b"new bytes"
+    assert store.data_path(source).stat().st_nlink == 1  # the rejected link was removed
+    store.delete_object(source)
+    gone = store.put_object(
+        obj("dst2", b"old bytes"), writer(b"old bytes"), None, share=(source, reads(b"old bytes"))
+    )
+    assert store.data_path(gone).read_bytes() == b"old bytes"
+    assert len(bucket_files(tmp_path)) == 4  # two records, two data files: nothing stray
+    store.close()
+
+
+def test_torn_in_place_record_is_swept_and_its_key_can_be_written_again(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path)
+    store.open()
+    store.put_bucket(StoredBucket("b1b", "us-east-1", "123456789012", ""))
+    saved = store.put_object(obj("k", b"abc"), writer(b"abc"), None)
+    assert not any(".tmp-" in name for name in bucket_files(tmp_path))
+    sidecar = tmp_path / "objects" / "b1b" / f"{saved.data.split('.')[0]}.json"
+    # A crash while a new key's record was written in place: torn JSON, data never named.
+    sidecar.write_text(sidecar.read_text()[:40])
+    assert store.load()[1] == []
+    assert bucket_files(tmp_path) == []  # the torn record and its data file are gone
+    sidecar.write_text("{")  # torn again, now while the server runs: the write still lands
+    again = store.put_object(obj("k", b"xyz"), writer(b"xyz"), None)
+    assert store.load()[1] == [again]
+    store.close()
+
+
+def test_a_link_left_by_a_crash_before_its_commit_is_swept_and_the_source_kept(
+    tmp_path: Path,
+) -> None:
+    store = ObjectStore(tmp_path)
+    store.open()
+    store.put_bucket(StoredBucket("b1b", "us-east-1", "123456789012", ""))
+    source = store.put_object(obj("src", b"bytes"), writer(b"bytes"), None)
+    orphan = store.data_path(source).with_name("0123abcd.feed.data")  # a copy's link, uncommitted
+    orphan.hardlink_to(store.data_path(source))
+    assert store.load()[1] == [source]
+    assert not orphan.exists() and store.data_path(source).stat().st_nlink == 1
+    assert store.data_path(source).read_bytes() == b"bytes"
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "header", "query", "source"),
+    [
+        (
+            "PUT",
+            "/nomadpaas/slugs/web/staging/1.tar.gz",
+            "",
+            ("nomadpaas", "slugs/web/staging/1.tar.gz"),
+        ),
+        ("PUT", "nomadpaas/a%2Fb%20c?versionId=3", "", ("nomadpaas", "a/b c")),
+        ("PUT", "/nomadpaas/k", "partNumber=1&uploadId=u", None),  # UploadPartCopy
+        ("PUT", "/nomadpaas", "", None),
+        ("POST", "/nomadpaas/k", "", None),
+        ("PUT", "", "", None),
+    ],
+)
+def test_copy_source_names_what_a_copy_object_copies(
+    method: str, header: str, query: str, source: tuple[str, str] | None
+) -> None:
+    environ = {"REQUEST_METHOD": method, "QUERY_STRING": query}
+    if header:
+        environ["HTTP_X_AMZ_COPY_SOURCE"] = header
+    assert copy_source(environ) == source
+
+
+def test_small_objects_keep_their_bytes_in_the_sidecar(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path, inline_max_bytes=16)
+    store.open()
+    store.put_bucket(StoredBucket("b1b", "us-east-1", "123456789012", ""))
+    small = store.put_object(obj("k", b"\x00small\xff"), writer(b"\x00small\xff"), None)
+    assert (small.data, small.inline) == ("", b"\x00small\xff")
+    assert bucket_files(tmp_path) == [f"{key_hash('k')}.json"]  # one file: no data file
+    empty = store.put_object(obj("empty", b""), writer(b""), None)
+    big = store.put_object(obj("k", b"y" * 17), writer(b"y" * 17), small)
+    assert big.inline is None and store.data_path(big).read_bytes() == b"y" * 17
+    small_again = store.put_object(obj("k", b"tiny"), writer(b"tiny"), big)
+    assert not store.data_path(big).exists()  # the big generation went with its record
+    store.close()
+
+    again = ObjectStore(tmp_path)  # records say where the bytes are, whatever the limit
+    again.open()
+    loaded = {o.key: o for o in again.load()[1]}
+    assert loaded == {"k": small_again, "empty": empty}
+    with again.open_data(loaded["k"]) as f:
+        assert f.read() == b"tiny"
+    again.delete_object(loaded["k"])
+    again.delete_object(loaded["empty"])
+    assert bucket_files(tmp_path) == [] and again.load()[1] == []
+    again.close()
