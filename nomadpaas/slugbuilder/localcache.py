@@ -54,6 +54,9 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _LOCK, _TREE, _TAG = "lock", "tree", "tag"
 #: Tries to lock a slot that `prune` removes at the same moment.
 _LOCK_ATTEMPTS = 3
+#: Polling a busy slot's lock while waiting: first interval and cap (seconds).
+_WAIT_FIRST_S = 0.01
+_WAIT_MAX_S = 0.1
 
 
 if TYPE_CHECKING:
@@ -99,13 +102,21 @@ class LocalCache:
             return None
         return cls(Path(value))
 
-    def acquire(self, app: str, stack: str) -> CacheSlot | None:
+    def acquire(self, app: str, stack: str, wait_s: float = 0.0) -> CacheSlot | None:
         """The slot of `app` and `stack`, locked for this build; None when the names are
-        not plain, the slot is busy (another build of the app), or the disk refuses."""
+        not plain, the slot stays busy (another build of the app) for `wait_s`, or the
+        disk refuses.
+
+        Waiting is for the common case of a push right after a push: the previous build's
+        task has returned its result and is still saving the cache it just made, so this
+        build would otherwise miss the freshest cache (and, on a new app, any cache)."""
         if not (_NAME_RE.fullmatch(app) and _NAME_RE.fullmatch(stack)):
             return None
         slot_dir = self.root / app / stack
-        for _ in range(_LOCK_ATTEMPTS):
+        deadline = time.monotonic() + wait_s
+        delay = _WAIT_FIRST_S
+        attempts = 0
+        while attempts < _LOCK_ATTEMPTS:
             try:
                 for path in (self.root, slot_dir.parent, slot_dir):
                     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -115,7 +126,13 @@ class LocalCache:
             except OSError:
                 return None
             if fd is None:
-                return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, _WAIT_MAX_S)
+                continue
+            attempts += 1
             try:
                 # `prune` may have removed the slot between our open and our lock: then
                 # this lock guards a deleted file, and the slot must be made again.

@@ -59,9 +59,12 @@ __all__ = ["BuildTask", "Fetched", "FileTransfer", "Transfer", "run_build_task"]
 
 Log = Callable[[str], None]
 
-#: Printed when only the slug's upload and the build record are left: the platform
-#: (nomadpaas/build.py, NEAR_END_LINES) watches the log closely from then on.
+#: Printed when only the slug's upload and the build record are left.
 UPLOADING_LINE = "-----> Uploading the slug"
+#: How long a build waits for its app's node cache slot while another build holds it
+#: (usually the previous push's task, still saving the cache after its result) before it
+#: builds from the S3 copy of the cache instead.
+SLOT_WAIT_S = 20.0
 
 
 class Transfer(Protocol):
@@ -191,7 +194,7 @@ def run_build_task(
             raise BuildFailed("The source archive to build does not exist (was the upload lost?)")
     slot = None
     if local is not None and app and task.cache_url:
-        slot = local.acquire(app, task.stack)
+        slot = local.acquire(app, task.stack, wait_s=SLOT_WAIT_S)
     try:
         return _build(
             task, transfer, work_dir, source, emit, timer, buildpacks_dir, slot, on_slug_stored

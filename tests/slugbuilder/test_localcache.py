@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from nomadpaas.errors import BuildFailed
+from nomadpaas.slugbuilder import task as task_module
 from nomadpaas.slugbuilder.localcache import LocalCache, Tag
 from nomadpaas.slugbuilder.task import BuildTask, FileTransfer, run_build_task
 from nomadpaas.slugbuilder.timings import Timings
@@ -47,6 +50,26 @@ def test_a_slot_is_held_by_one_build_at_a_time(tmp_path: Path) -> None:
     again.release()
     other.release()
     assert oct((tmp_path / "bc" / APP).stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_build_waits_a_bounded_time_for_a_busy_slot(tmp_path: Path) -> None:
+    cache = LocalCache(tmp_path / "bc")
+    held = cache.acquire(APP, STACK)
+    assert held is not None
+    started = time.monotonic()
+    assert cache.acquire(APP, STACK, wait_s=0.3) is None  # still held when the wait ends
+    assert time.monotonic() - started >= 0.3
+    # The previous build finishes saving its cache during the wait: the slot is taken.
+    timer = threading.Timer(0.2, held.release)
+    timer.start()
+    try:
+        started = time.monotonic()
+        slot = cache.acquire(APP, STACK, wait_s=30.0)
+        assert slot is not None and 0.2 <= time.monotonic() - started < 10.0
+        slot.release()
+    finally:
+        timer.cancel()
+        held.release()
 
 
 def test_a_tag_is_taken_away_while_the_tree_is_in_use(tmp_path: Path) -> None:
@@ -237,7 +260,10 @@ def test_a_failed_build_that_left_the_cache_alone_keeps_the_node_s_copy(
     assert any(line.startswith("       cache says 1") for line in lines)
 
 
-def test_a_busy_slot_falls_back_to_the_s3_path(tmp_path: Path, buildpacks: Path) -> None:
+def test_a_busy_slot_falls_back_to_the_s3_path(
+    tmp_path: Path, buildpacks: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(task_module, "SLOT_WAIT_S", 0.2)  # the holder never lets go here
     node = Node(tmp_path, buildpacks)
     node.build("counter")
     held = node.cache.acquire(APP, STACK)  # another build of the app on this node
