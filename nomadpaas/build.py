@@ -141,7 +141,9 @@ def ensure_build_job(
 
     `existing`: the job as just read (`jobs.get`, None when missing), when the caller
     read it ahead; by default it is read here. Raises Conflict when a job of that name
-    exists without `nomadpaas.role = build` (someone else's job: never overwritten).
+    exists without `nomadpaas.role = build` (someone else's job: never overwritten), and
+    InvalidInput when `rendered` fails the build job's schema (checked only before it is
+    sent: `run_build` renders without validating, as most pushes send no job).
     """
     job_id = str(rendered["ID"])
     if existing is _UNREAD:
@@ -156,6 +158,7 @@ def ensure_build_job(
             )
         if not existing.get("Stop") and _covers(existing, rendered):
             return False
+    jobspec.validate_job(rendered, "build")
     jobs.register(rendered)
     return True
 
@@ -212,110 +215,111 @@ def run_build(
     config_key = build_record_key(app, f"{build_id}.config") if config else None
 
     jobs = Jobs(nomad)
+    # One worker for the whole build, started before the work it takes: a thread
+    # spawned at a critical moment (the upload's start, the record's read) takes the
+    # GIL from the caller for up to a switch interval (5 ms) while it starts.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nomadpaas-build") as pool:
+        pool.submit(int)  # starts the worker now, while nothing is waiting on it
 
-    def read_job() -> tuple[dict[str, Any], dict[str, Any] | None]:
-        rendered = dict(job) if job is not None else jobspec.render_build_job()
-        return rendered, jobs.get(str(rendered["ID"]))
+        def read_job() -> tuple[dict[str, Any], dict[str, Any] | None]:
+            rendered = dict(job) if job is not None else jobspec.render_build_job(validate=False)
+            return rendered, jobs.get(str(rendered["ID"]))
 
-    # While the source is uploaded, the build job is rendered and read and the presigned
-    # URLs are signed (nothing reaches Nomad before the source is packed and within its
-    # size limit); the job is registered, if it must be, only once the source is up.
-    with (
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="nomadpaas-build") as pool,
-        tempfile.TemporaryDirectory(prefix="nomadpaas-push-") as scratch,
-    ):
-        packed = pack_source(
-            Path(path), Path(scratch) / "source.tar.gz", max_bytes=max_source_bytes
+        # While the source is uploaded, the build job is rendered and read and the presigned
+        # URLs are signed (nothing reaches Nomad before the source is packed and within its
+        # size limit); the job is registered, if it must be, only once the source is up.
+        with tempfile.TemporaryDirectory(prefix="nomadpaas-push-") as scratch:
+            packed = pack_source(
+                Path(path), Path(scratch) / "source.tar.gz", max_bytes=max_source_bytes
+            )
+            events(
+                "packed",
+                f"Packed {packed.files} files ({_size(packed.uncompressed_bytes)}, "
+                f"sha256 {packed.sha256[:12]})",
+                files=packed.files,
+                bytes=packed.compressed_bytes,
+                sha256=packed.sha256,
+                ignored=len(packed.ignored),
+            )
+            for warning in packed.warnings:
+                events("warning", warning)
+            src_key = source_key(app, packed.sha256)
+            job_read = pool.submit(read_job)
+            urls = pool.submit(
+                _presigned_urls, storage, src_key, staging_key, record_key,
+                cache_key(app, stack), config_key,
+            )  # fmt: skip
+            if not _upload(storage, src_key, packed.path, packed.compressed_bytes, events):
+                events("source-exists", "Source unchanged since an earlier push; not uploaded")
+            rendered, existing_job = job_read.result()
+            meta = {"app": app, "build_id": build_id, **urls.result(), "stack": stack}
+
+        if config_key is not None:
+            storage.put_bytes(
+                config_key, json.dumps(dict(config or {})).encode(), content_type="application/json"
+            )
+        if commit:
+            meta["commit"] = commit
+
+        if ensure_build_job(jobs, rendered, existing=existing_job):
+            events("job-registered", f"Registered the {rendered['ID']} job")
+        else:
+            events("job-current", f"The {rendered['ID']} job is up to date")
+        dispatched = jobs.dispatch(
+            str(rendered["ID"]),
+            meta,
+            idempotency_token=idempotency_token(app, packed.sha256, build_id),
         )
         events(
-            "packed",
-            f"Packed {packed.files} files ({_size(packed.uncompressed_bytes)}, "
-            f"sha256 {packed.sha256[:12]})",
-            files=packed.files,
-            bytes=packed.compressed_bytes,
-            sha256=packed.sha256,
-            ignored=len(packed.ignored),
+            "dispatched",
+            f"Build {build_id} dispatched as {dispatched.job_id}",
+            job_id=dispatched.job_id,
+            eval_id=dispatched.eval_id,
+            deduplicated=dispatched.deduplicated,
+            build_id=build_id,
         )
-        for warning in packed.warnings:
-            events("warning", warning)
-        src_key = source_key(app, packed.sha256)
-        job_read = pool.submit(read_job)
-        urls = pool.submit(
-            _presigned_urls, storage, src_key, staging_key, record_key,
-            cache_key(app, stack), config_key,
-        )  # fmt: skip
-        if not _upload(storage, src_key, packed.path, packed.compressed_bytes, events):
-            events("source-exists", "Source unchanged since an earlier push; not uploaded")
-        rendered, existing_job = job_read.result()
-        meta = {"app": app, "build_id": build_id, **urls.result(), "stack": stack}
-
-    if config_key is not None:
-        storage.put_bytes(
-            config_key, json.dumps(dict(config or {})).encode(), content_type="application/json"
+        base = Build(
+            app=app,
+            build_id=build_id,
+            status="pending",
+            source_sha256=packed.sha256,
+            source_key=src_key,
+            job_id=dispatched.job_id,
+            stack=stack,
+            commit=commit,
         )
-    if commit:
-        meta["commit"] = commit
+        if detach:
+            return base
 
-    if ensure_build_job(jobs, rendered, existing=existing_job):
-        events("job-registered", f"Registered the {rendered['ID']} job")
-    else:
-        events("job-current", f"The {rendered['ID']} job is up to date")
-    dispatched = jobs.dispatch(
-        str(rendered["ID"]),
-        meta,
-        idempotency_token=idempotency_token(app, packed.sha256, build_id),
-    )
-    events(
-        "dispatched",
-        f"Build {build_id} dispatched as {dispatched.job_id}",
-        job_id=dispatched.job_id,
-        eval_id=dispatched.eval_id,
-        deduplicated=dispatched.deduplicated,
-        build_id=build_id,
-    )
-    base = Build(
-        app=app,
-        build_id=build_id,
-        status="pending",
-        source_sha256=packed.sha256,
-        source_key=src_key,
-        job_id=dispatched.job_id,
-        stack=stack,
-        commit=commit,
-    )
-    if detach:
-        return base
+        deadline = clock() + (DEFAULT_TIMEOUT_S if timeout is None else timeout)
+        watcher = BuildWatcher(
+            Allocations(nomad), base, deadline, lambda line: events("log", line), clock, sleep
+        )
+        found: list[dict[str, Any]] = []
+        staged: list[ObjectInfo] = []
 
-    deadline = clock() + (DEFAULT_TIMEOUT_S if timeout is None else timeout)
-    watcher = BuildWatcher(
-        Allocations(nomad), base, deadline, lambda line: events("log", line), clock, sleep
-    )
-    found: list[dict[str, Any]] = []
-    staged: list[ObjectInfo] = []
-
-    def record_stored() -> bool:
-        # Promoting needs the staging slug's ETag: look at it while the record is read.
-        staged.clear()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nomadpaas-build") as pool:
+        def record_stored() -> bool:
+            # Promoting needs the staging slug's ETag: look at it while the record is read.
+            staged.clear()
             look = pool.submit(storage.head, staging_key)
             record = _read_record(storage, record_key)
             with contextlib.suppress(NomadPaasError):  # absent (a failed build): no matter
                 staged.append(look.result())
-        if record is not None:
-            found.append(record)
-        return record is not None
+            if record is not None:
+                found.append(record)
+            return record is not None
 
-    try:
-        alloc = watcher.allocation(dispatched.eval_id)
-        events("allocated", f"Running in allocation {alloc.id[:8]}", alloc_id=alloc.id)
-        alloc, lines = watcher.follow(alloc.id, RECORD_STORED_LINES, record_stored)
-    finally:
-        if config_key is not None:
-            with contextlib.suppress(NomadPaasError):
-                storage.delete(config_key)
-    record = found[-1] if found else _read_record(storage, record_key)
-    look = staged[-1] if found and staged else None
-    return _finish(storage, watcher, base, alloc, lines, record, staging_key, events, look)
+        try:
+            alloc = watcher.allocation(dispatched.eval_id)
+            events("allocated", f"Running in allocation {alloc.id[:8]}", alloc_id=alloc.id)
+            alloc, lines = watcher.follow(alloc.id, RECORD_STORED_LINES, record_stored)
+        finally:
+            if config_key is not None:
+                with contextlib.suppress(NomadPaasError):
+                    storage.delete(config_key)
+        record = found[-1] if found else _read_record(storage, record_key)
+        look = staged[-1] if found and staged else None
+        return _finish(storage, watcher, base, alloc, lines, record, staging_key, events, look)
 
 
 def _presigned_urls(

@@ -22,8 +22,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from nomadpaas.errors import InvalidInput
 
 __all__ = [
@@ -80,6 +78,10 @@ def validate_job(job: Mapping[str, Any], schema: str) -> None:
     Raises InvalidInput naming the JSON path of the first problem (e.g.
     `TaskGroups/0/Tasks/0/Env`), so a bad render never reaches Nomad.
     """
+    # Imported here: jsonschema costs tens of milliseconds to import, and a push whose
+    # build job is already registered as rendered sends no job, so validates none.
+    import jsonschema
+
     document = _read_json(f"schema/{schema}.schema.json")
     validator = jsonschema.Draft202012Validator(document)
     errors = sorted(validator.iter_errors(job), key=lambda e: list(e.absolute_path))
@@ -98,6 +100,7 @@ def render_build_job(
     buildpacks_dir: Path | None = None,
     datacenters: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
+    validate: bool = True,
 ) -> dict[str, Any]:
     """The `nomadpaas-build` parameterized batch job, filled in and validated.
 
@@ -110,6 +113,9 @@ def render_build_job(
             own default (the repository's or installation's `buildpacks/`).
         datacenters: where builds may run; default the template's (`*`).
         env: extra task environment (no credentials: the schema refuses such names).
+        validate: False leaves the check to the caller, who must `validate_job(job,
+            "build")` before sending the job to Nomad (`build.ensure_build_job` does,
+            only when it registers: a job already registered as rendered is not sent).
     """
     if buildpacks_dir is None:
         from nomadpaas.slugbuilder.compile import default_buildpacks_dir
@@ -125,5 +131,6 @@ def render_build_job(
     }
     if datacenters is not None:
         job["Datacenters"] = list(datacenters)
-    validate_job(job, "build")
+    if validate:
+        validate_job(job, "build")
     return job

@@ -24,6 +24,7 @@ from nomadpaas.errors import NotFound
 from nomadpaas.models import App, ConfigVars, Release
 from nomadpaas.names import validate_config_key
 from nomadpaas.settings import Settings
+from nomadpaas.store import config_path
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -67,6 +68,7 @@ class Platform:
         self._store: VariableStore | None = None
         self._clock = clock
         self._storage = storage
+        self._owns_storage = storage is None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -82,11 +84,19 @@ class Platform:
         self.close()
 
     def close(self) -> None:
-        """Close the HTTP connections this Platform opened."""
+        """Close the HTTP connections this Platform opened (to Nomad and to S3)."""
         if self._client is not None and self._owns_client:
             self._client.close()
             self._client = None
             self._store = None
+        if self._storage is not None and self._owns_storage:
+            # Also lets the S3 client (botocore's models: a large object graph) go now,
+            # not in the interpreter's teardown, where freeing it costs a CLI command
+            # tens of milliseconds more.
+            close = getattr(self._storage, "close", None)
+            self._storage = None
+            if close is not None:
+                close()
 
     @property
     def nomad(self) -> NomadClient:
@@ -184,6 +194,7 @@ class Platform:
         detach: bool = False,
         commit: str | None = None,
         build_id: str | None = None,
+        config_vars: Mapping[str, str] | None = None,
     ) -> Build:
         """Build the source at `path` into a slug on Nomad (the build half of `push`).
 
@@ -195,11 +206,15 @@ class Platform:
         oversized source, BuildFailed (3) with the failing step and log tail, TimedOut
         (5) after `timeout` seconds (the build goes on), NomadUnreachable /
         StorageUnreachable (6). With `detach`, returns right after the dispatch
-        (status `pending`).
+        (status `pending`). `config_vars`: the app's config vars as the caller has just
+        read them, the app known to exist (`push` passes them): neither is read again.
         """
         from nomadpaas.build import run_build
 
-        apps.get(self.store, app, self.settings.domain)  # NotFound with the create hint
+        if config_vars is None:
+            apps.get(self.store, app, self.settings.domain)  # NotFound with the create hint
+            variable = self.store.get(config_path(app))  # the app is known: read it alone
+            config_vars = dict(variable.items) if variable is not None else {}
         return run_build(
             self.nomad,
             self.storage,
@@ -209,7 +224,7 @@ class Platform:
             timeout=timeout,
             detach=detach,
             build_id=build_id,
-            config=config.read(self.store, app).vars,
+            config=config_vars,
             commit=commit,
         )
 

@@ -12,7 +12,10 @@ The unchanged check needs the source's digest, which only the pack step computes
 the check listens to the build's own `packed` event and stops the build right there,
 before anything is uploaded or dispatched (no second pass over the source).
 
-Independent requests overlap: once the task prints that the build succeeded, the
+Independent requests overlap. Before the build, the app's record, its latest release
+and its config are each read once (the config while the other two are, and handed to
+the build, which reads none again), and the git lookup runs beside them (no git is
+started where no repository can be). Once the task prints that the build succeeded, the
 release number is taken and the config snapshotted (`releases.reserve`) while the
 platform reads the build record and promotes the slug, so only the release's own write
 is left after it; the build's last cleanup (deleting its staging slug) runs while that
@@ -23,6 +26,7 @@ gap in the release numbers, as a crash between the two writes would: never a dup
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +37,8 @@ from typing import TYPE_CHECKING
 from nomadpaas import apps, releases
 from nomadpaas.errors import InvalidInput
 from nomadpaas.models import BuildEvent, PushResult, Release
+from nomadpaas.names import validate_app_name
+from nomadpaas.store import config_path
 
 if TYPE_CHECKING:
     from nomadpaas.build import EventCallback
@@ -48,7 +54,8 @@ GIT_TIMEOUT_S = 10.0
 SHORT_SHA_CHARS = 7
 
 #: `Platform.build` bound to a Platform: (app, path, on_event, timeout, detach, commit,
-#: build_id) → Build.
+#: build_id, config_vars) → Build; `config_vars` are the app's config as push read it
+#: (the app known to exist), so the build reads neither again.
 BuildFunction = Callable[..., "Build"]
 
 
@@ -78,30 +85,66 @@ def check_source_dir(path: str | Path) -> Path:
 
 def git_commit(path: Path) -> str | None:
     """The HEAD commit of the git work tree at `path` (`-dirty` when it has changes), or
-    None when `path` is not in one or git is missing. Only labels the release."""
+    None when `path` is not in one or git is missing. Only labels the release.
+
+    No git is started for a directory that no repository can hold (the usual case of a
+    scratch copy): spawning git only to hear "not a git repository" costs milliseconds.
+    In a work tree, one `git status --porcelain=v2 --branch` tells both the commit and
+    whether the tree has changes."""
+    if not _may_be_in_repository(path):
+        return None
     try:
-        head = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_S,
-            check=False,
-        )
-        if head.returncode != 0:
-            return None
-        status = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_S,
-            check=False,
-        )
+        status = _git(path, "status", "--porcelain=v2", "--branch", "--", ".")
+        if status.returncode != 0:
+            # Not a work tree (a bare repository, say): HEAD may still name a commit.
+            head = _git(path, "rev-parse", "HEAD")
+            commit = head.stdout.strip() if head.returncode == 0 else ""
+            return commit or None
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = head.stdout.strip()
-    if not commit:
+    commit = ""
+    dirty = False
+    for line in status.stdout.splitlines():
+        if line.startswith("# branch.oid "):
+            commit = line.removeprefix("# branch.oid ").strip()
+        elif line and not line.startswith("#"):
+            dirty = True
+    if not commit or commit == "(initial)":  # no commit yet
         return None
-    return f"{commit}-dirty" if status.stdout.strip() else commit
+    return f"{commit}-dirty" if dirty else commit
+
+
+def _git(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_S,
+        check=False,
+    )
+
+
+def _may_be_in_repository(path: Path) -> bool:
+    """False only when git would surely find no repository for `path`: no GIT_DIR or
+    GIT_WORK_TREE in the environment and no `.git` (nor a bare repository's HEAD,
+    objects/ and refs/) in `path` or any directory above it, as git's own discovery
+    looks."""
+    if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+        return True
+    try:
+        here = path.resolve()
+    except OSError:
+        return True
+    for directory in (here, *here.parents):
+        if os.path.lexists(directory / ".git"):
+            return True
+        if (
+            os.path.isfile(directory / "HEAD")
+            and os.path.isdir(directory / "objects")
+            and os.path.isdir(directory / "refs")
+        ):
+            return True
+    return False
 
 
 def formation_for(
@@ -145,14 +188,24 @@ def push(
     from nomadpaas.build import SUCCEEDED_LINE, deferred_cleanup
 
     source = check_source_dir(path)
-    if commit is None:
-        commit = git_commit(source)
-    record = apps.record(store, app)  # kept: the release number is taken at its index
-    latest = releases.latest(store, app, record)
+    validate_app_name(app)  # before its name goes into a request path
     with (
         deferred_cleanup(),
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="nomadpaas-push") as pool,
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="nomadpaas-push") as pool,
     ):
+        # The git lookup and the config read overlap the app record's and the latest
+        # release's reads (which depend on each other); the build gets the config as read
+        # here, so the app's records are read once per push.
+        looked_up = None
+        if commit is None and _may_be_in_repository(source):  # else no commit to find
+            looked_up = pool.submit(git_commit, source)
+        config_read = pool.submit(store.get, config_path(app))
+        record = apps.record(store, app)  # kept: the release number is taken at its index
+        latest = releases.latest(store, app, record)
+        config_var = config_read.result()
+        config_vars = dict(config_var.items) if config_var is not None else {}
+        if looked_up is not None:
+            commit = looked_up.result()
         early: list[Future[releases.Reservation]] = []
 
         def reserve_early(event: BuildEvent) -> None:
@@ -161,7 +214,7 @@ def push(
 
         return _push(store, build, app, source, now, record, latest, early, reserve_early,
                      on_event=on_event, timeout=timeout, detach=detach, force=force,
-                     commit=commit, build_id=build_id)  # fmt: skip
+                     commit=commit, build_id=build_id, config_vars=config_vars)  # fmt: skip
 
 
 def _push(
@@ -181,6 +234,7 @@ def _push(
     force: bool,
     commit: str | None,
     build_id: str | None,
+    config_vars: Mapping[str, str],
 ) -> PushResult:
     skip_digest = None if force or latest is None or not latest.slug_key else latest.source_digest
 
@@ -201,6 +255,7 @@ def _push(
             detach=detach,
             commit=commit,
             build_id=build_id,
+            config_vars=config_vars,
         )
     except _SourceUnchanged as unchanged:
         assert latest is not None  # skip_digest came from it

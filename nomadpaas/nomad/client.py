@@ -49,6 +49,10 @@ MAX_WAIT_S = 300.0
 _WAIT_SLACK_S = 5.0
 
 
+def _plain_http(address: str) -> bool:
+    return address.lower().startswith("http://")
+
+
 class NomadNotFound(NotFound):
     """Nomad answered 404 (the object, or the path, does not exist)."""
 
@@ -110,6 +114,11 @@ class NomadClient:
             headers=headers,
             timeout=httpx.Timeout(timeout),
             transport=transport,
+            # httpx builds its TLS context (loading the CA bundle, ~20-30 ms: most of a
+            # CLI command's first request) even for http://; a plain-HTTP address never
+            # speaks TLS (redirects are not followed), so it gets a context with nothing
+            # loaded. An https:// address keeps full verification.
+            verify=not _plain_http(self.address),
         )
 
     def __enter__(self) -> NomadClient:

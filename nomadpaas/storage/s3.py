@@ -167,6 +167,10 @@ class S3Storage:
     def __repr__(self) -> str:
         return f"S3Storage(endpoint={self.endpoint!r}, bucket={self._bucket!r})"
 
+    def close(self) -> None:
+        """Close the client's HTTP connections. A later call opens them again as needed."""
+        self._client.close()
+
     # -- bucket -----------------------------------------------------------------------
 
     def ensure_bucket(self) -> None:

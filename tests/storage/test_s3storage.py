@@ -280,3 +280,16 @@ def test_a_source_upload_creates_a_missing_bucket(s3: ServerProcess, tmp_path: P
     kinds.clear()
     assert _upload(store, "sources/web/a.tar.gz", src, 12, events) is False
     assert kinds == []  # the caller says the source exists; no upload events
+
+
+def test_close_drops_the_connections_and_a_later_request_reopens_them(
+    s3: ServerProcess,
+) -> None:
+    store = storage(s3)
+    store.ensure_bucket()
+    store.put_bytes("builds/web/closed.json", b"1")
+    pool = store._client._endpoint.http_session._manager  # botocore's urllib3 pools
+    assert len(pool.pools) == 1
+    store.close()
+    assert len(pool.pools) == 0  # the keep-alive connection is gone
+    assert store.get_bytes("builds/web/closed.json") == b"1"

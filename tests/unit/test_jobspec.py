@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -124,3 +125,31 @@ def test_real_agent_accepts_and_keeps_the_rendered_job(agent: ServerProcess) -> 
     )
     assert stored["Type"] == "batch" and stored["ParameterizedJob"]["Payload"] == "forbidden"
     assert stored["Meta"][jobspec.ROLE_META_KEY] == jobspec.BUILD_ROLE
+
+
+def test_an_unvalidated_render_is_checked_only_before_it_is_registered() -> None:
+    from unit.fakebuild import FakeBuildNomad
+
+    secret = {"AWS_SECRET_ACCESS_KEY": "x"}
+    with pytest.raises(InvalidInput):
+        jobspec.render_build_job(env=secret)
+    bad = jobspec.render_build_job(env=secret, validate=False)  # the caller checks later
+    fake = FakeBuildNomad()
+    with fake.client() as client:
+        jobs = Jobs(client)
+        with pytest.raises(InvalidInput) as info:
+            ensure_build_job(jobs, bad)
+        assert "TaskGroups/0/Tasks/0/Env" in info.value.message
+        assert fake.registrations == []  # refused before anything was sent
+        good = jobspec.render_build_job(validate=False)
+        assert ensure_build_job(jobs, good) is True
+        assert fake.registrations == [good]
+
+
+def test_importing_the_build_path_leaves_jsonschema_unimported() -> None:
+    # A push whose build job is registered as rendered validates nothing: it must not
+    # pay jsonschema's import (tens of milliseconds per CLI command).
+    code = "import sys, nomadpaas.build, nomadpaas.push; print('jsonschema' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -132,3 +132,26 @@ def test_timeouts_are_nomad_unreachable() -> None:
     with client_for(handler) as nomad, pytest.raises(NomadUnreachable) as info:
         nomad.get("/v1/vars")
     assert "did not answer" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("address", "verify"),
+    [("http://127.0.0.1:4646", False), ("HTTP://nomad.lan:4646", False),
+     ("https://nomad.example.com:4646", True)],
+)  # fmt: skip
+def test_tls_verification_is_kept_for_https_and_not_built_for_plain_http(
+    address: str, verify: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Building a verifying TLS context loads the CA bundle (most of a CLI command's first
+    # request); a plain-HTTP address never speaks TLS, an https one must verify.
+    seen: list[object] = []
+    real = httpx.Client
+
+    def spy(*args: object, **kwargs: object) -> httpx.Client:
+        seen.append(kwargs.get("verify", True))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx, "Client", spy)
+    with NomadClient(address):
+        pass
+    assert seen == [verify]

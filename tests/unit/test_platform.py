@@ -274,3 +274,65 @@ def test_newest_release_has_the_newest_config_even_when_writers_interleave(
     assert w1.version == 2
     assert platform.config("demo").vars == {"A": "1", "B": "2"}
     assert platform.release_info("demo", "v2").config == {"A": "1", "B": "2"}
+
+
+def test_build_given_the_config_reads_no_variable(
+    platform: Platform, fake: FakeNomad, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nomadpaas.build
+
+    platform.create_app("demo")
+    platform.config_set("demo", {"A": "1"})
+    passed: list[Mapping[str, str] | None] = []
+
+    def run_build(*args: object, **kwargs: object) -> str:
+        passed.append(kwargs["config"])  # type: ignore[arg-type]
+        return "built"
+
+    monkeypatch.setattr(nomadpaas.build, "run_build", run_build)
+    monkeypatch.setattr(Platform, "storage", None)  # not needed by the stand-in
+    fake.requests.clear()
+    assert platform.build("demo", ".", config_vars={"B": "2"}) == "built"  # type: ignore[comparison-overlap]
+    assert fake.requests == [] and passed == [{"B": "2"}]
+    # Without it, the app is checked and its config read: one read each.
+    assert platform.build("demo", ".") == "built"  # type: ignore[comparison-overlap]
+    assert passed[-1] == {"A": "1"}
+    assert sorted(p for m, p in fake.requests if m == "GET") == [
+        "/v1/var/nomadpaas/apps/demo",
+        "/v1/var/nomadpaas/apps/demo/config",
+    ]
+    with pytest.raises(NotFound):
+        platform.build("ghost", ".")
+
+
+class _ClosableStorage:
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_close_closes_the_storage_it_opened_and_only_that(
+    fake: FakeNomad, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nomadpaas.storage.s3 import S3Storage
+
+    opened: list[_ClosableStorage] = []
+
+    def from_settings(settings: Settings) -> _ClosableStorage:
+        opened.append(_ClosableStorage())
+        return opened[-1]
+
+    monkeypatch.setattr(S3Storage, "from_settings", staticmethod(from_settings))
+    owned = platform_on(fake)
+    assert owned.storage is opened[0]
+    owned.close()
+    assert opened[0].closed == 1
+    assert owned.storage is opened[1]  # opened again on the next use
+    owned.close()
+
+    given = _ClosableStorage()
+    with Platform(Settings(), client=fake.client(), storage=given) as borrowed:  # type: ignore[arg-type]
+        assert borrowed.storage is given
+    assert given.closed == 0  # the caller's: left open

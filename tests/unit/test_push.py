@@ -5,6 +5,9 @@ in the numbers, never a duplicate nor a release; every thread is joined."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime
@@ -16,10 +19,10 @@ from unit.fakenomad import FakeNomad
 
 from nomadpaas import apps, releases
 from nomadpaas.build import SUCCEEDED_LINE
-from nomadpaas.errors import BuildFailed
+from nomadpaas.errors import BuildFailed, NotFound
 from nomadpaas.models import Build, BuildEvent
 from nomadpaas.nomad.variables import Variables
-from nomadpaas.push import push
+from nomadpaas.push import git_commit, push
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 RELEASE_V1 = ("PUT", "/v1/var/nomadpaas/apps/demo/releases/v1")
@@ -33,10 +36,11 @@ def scripted_build(fake: FakeNomad, *, fail: bool = False) -> Any:
 
     def build(app: str, source: Path, **kwargs: Any) -> Build:
         on_event = kwargs["on_event"]
+        bumps = fake.requests.count(("PUT", APP))  # the app's creation wrote it too
         on_event(BuildEvent("packed", "", {"sha256": "ab" * 32}))
         on_event(BuildEvent("log", SUCCEEDED_LINE, {}))
         deadline = time.monotonic() + 30
-        while ("PUT", APP) not in fake.requests and time.monotonic() < deadline:
+        while fake.requests.count(("PUT", APP)) == bumps and time.monotonic() < deadline:
             time.sleep(0.005)  # the promotion takes a moment: the number is taken meanwhile
         fake.requests.append(("BUILD", "returned"))
         if fail:
@@ -86,3 +90,116 @@ def test_a_build_failing_after_its_success_line_leaves_a_gap_not_a_release(
     assert again.release is not None and again.release.version == 2  # v1 is the gap
     assert [r.version for r in releases.list_releases(store, "demo")] == [2]
     assert releases.latest(store, "demo") == again.release
+
+
+def test_push_reads_each_app_variable_once_and_hands_the_config_to_the_build(
+    setup: tuple[FakeNomad, Variables, Path],
+) -> None:
+    fake, store, source = setup
+    store.put("nomadpaas/apps/demo/config", {"GREETING": "hi"})
+    seen: dict[str, Any] = {}
+    scripted = scripted_build(fake)
+
+    def build(app: str, path: Path, **kwargs: Any) -> Build:
+        seen.update(kwargs)
+        return scripted(app, path, **kwargs)
+
+    fake.requests.clear()
+    push(store, build, "demo", source, lambda: NOW, commit="c1")
+    assert seen["config_vars"] == {"GREETING": "hi"}
+    reads = [path for method, path in fake.requests if method == "GET"]
+    # The record and the config, once each; the release reservation reads the config
+    # once more (its snapshot is taken after the number: releases.py), nothing else.
+    assert sorted(reads) == sorted([APP, f"{APP}/config", f"{APP}/config"])
+    assert push_threads() == []
+
+
+def test_push_of_an_unknown_app_is_not_found_before_any_build(
+    setup: tuple[FakeNomad, Variables, Path],
+) -> None:
+    _, store, source = setup
+    calls: list[str] = []
+
+    def build(app: str, path: Path, **kwargs: Any) -> Build:
+        calls.append(app)
+        raise AssertionError("no build for an unknown app")
+
+    with pytest.raises(NotFound):
+        push(store, build, "ghost", source, lambda: NOW, commit="c1")
+    assert calls == [] and push_threads() == []
+
+
+def test_push_labels_the_release_with_the_git_commit_it_looked_up(
+    setup: tuple[FakeNomad, Variables, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, store, source = setup
+    looked: list[Path] = []
+
+    def fake_git(path: Path) -> str:
+        looked.append(path)
+        return "feedbeef" * 5 + "-dirty"
+
+    monkeypatch.setattr("nomadpaas.push.git_commit", fake_git)
+    monkeypatch.setattr("nomadpaas.push._may_be_in_repository", lambda path: True)
+    result = push(store, scripted_build(fake), "demo", source, lambda: NOW)
+    assert looked == [source]
+    assert result.release is not None and result.release.description == "Deploy feedbee-dirty"
+
+
+def _git(repo: Path, *args: str) -> str:
+    ident = ["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
+    done = subprocess.run(
+        ["git", "-C", str(repo), *ident, *args], check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def test_no_git_is_started_for_a_directory_no_repository_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if any(os.path.lexists(d / ".git") for d in (tmp_path, *tmp_path.parents)):
+        pytest.skip("the temporary directory is inside a git repository")
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+    started: list[object] = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: started.append(a))
+    assert git_commit(tmp_path) is None
+    assert started == []
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_git_commit_of_a_subdirectory_before_and_after_commits(tmp_path: Path) -> None:
+    _git(tmp_path, "init", "-q")
+    app = tmp_path / "services" / "web"
+    app.mkdir(parents=True)
+    (app / "app.py").write_text("print(1)\n")
+    assert git_commit(app) is None  # a repository without a commit yet
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "first")
+    head = _git(tmp_path, "rev-parse", "HEAD")
+    assert git_commit(app) == head
+    (tmp_path / "elsewhere.txt").write_text("outside the pushed directory\n")
+    assert git_commit(app) == head  # changes outside the directory do not count
+    (app / "new.py").write_text("print(2)\n")  # untracked inside it does
+    assert git_commit(app) == f"{head}-dirty"
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_git_commit_follows_git_dir_and_bare_repositories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    _git(work, "init", "-q")
+    (work / "app.py").write_text("print(1)\n")
+    _git(work, "add", ".")
+    _git(work, "commit", "-q", "-m", "first")
+    head = _git(work, "rev-parse", "HEAD")
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    assert git_commit(bare) == head  # no work tree: the commit, never "-dirty"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("GIT_DIR", str(work / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(work))
+    assert git_commit(elsewhere) is not None  # git is asked, though no .git is above
