@@ -7,6 +7,7 @@ is `main()` below (never a traceback, unless NOMADPAAS_DEBUG is set).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Annotated
@@ -58,6 +59,15 @@ agent.register(app)
 def main() -> None:
     """Console-script entry point: run the app, render library errors, set the exit code."""
     as_json = "--json" in sys.argv[1:]
+    try:
+        _run(as_json)
+    finally:
+        # Nothing is left to collect: freezing the heap spares the interpreter's exit a
+        # last traversal of every object (boto3, botocore's models), ~0.15 s per command.
+        gc.freeze()
+
+
+def _run(as_json: bool) -> None:
     try:
         app()
     except NomadPaasError as err:
