@@ -6,14 +6,19 @@ DESIGN.md §4 (push, up to "read the build record")::
       → register `nomadpaas-build` if missing or different → dispatch with presigned URLs
       (+ ?idempotency_token) → find the child's allocation → stream its stdout live
       → the task prints that its record is stored (or the allocation ends)
-      → read builds/<app>/<id>.json → Build, or BuildFailed (3)
+      → a succeeded build's result from the task's result line (authenticated by the
+        meta's random `result_token`), else read builds/<app>/<id>.json
+      → Build (the slug promoted), or BuildFailed (3)
 
 The task stores its record as soon as the slug is up and saves the build cache after
 that, so a push does not wait for the cache; the record, not the allocation's status,
 says whether the build succeeded.
 
-Requests that do not depend on each other overlap: the build job is read while the
-source uploads; the staging slug is looked at while the record is read; inside
+The result line (buildwatch.ResultLine) saves reading the record back and looking at
+the staging slug: the slug's MD5 on it is the condition of the promoting copy. Without
+it (an older build task) the record is read. Requests that do not depend on each other
+overlap: the build job is read while the source uploads; the staging slug is looked at
+while the record is read; inside
 `deferred_cleanup()` (push uses it) the staging slug's delete runs while the caller
 writes the release, joined before the block ends (never left to a daemon thread).
 
@@ -44,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from nomadpaas import jobspec
-from nomadpaas.buildwatch import BuildWatcher, LineSplitter, task_failure
+from nomadpaas.buildwatch import BuildWatcher, LineSplitter, ResultLine, task_failure
 from nomadpaas.errors import BuildFailed, Conflict, NomadPaasError, NotFound
 from nomadpaas.models import Build, BuildEvent
 from nomadpaas.nomad.allocations import Allocation, Allocations
@@ -252,7 +257,9 @@ def run_build(
             if not _upload(storage, src_key, packed.path, packed.compressed_bytes, events):
                 events("source-exists", "Source unchanged since an earlier push; not uploaded")
             rendered, existing_job = job_read.result()
+            result = ResultLine(secrets.token_hex(16))
             meta = {"app": app, "build_id": build_id, **urls.result(), "stack": stack}
+            meta["result_token"] = result.token
 
         if config_key is not None:
             storage.put_bytes(
@@ -299,7 +306,10 @@ def run_build(
         staged: list[ObjectInfo] = []
 
         def record_stored() -> bool:
-            # Promoting needs the staging slug's ETag: look at it while the record is read.
+            if result.result is not None:  # the task's result line came before its marker
+                return True
+            # An older task (or no line): read the record, and look at the staging slug
+            # meanwhile (promoting needs its ETag).
             staged.clear()
             look = pool.submit(storage.head, staging_key)
             record = _read_record(storage, record_key)
@@ -312,14 +322,29 @@ def run_build(
         try:
             alloc = watcher.allocation(dispatched.eval_id)
             events("allocated", f"Running in allocation {alloc.id[:8]}", alloc_id=alloc.id)
-            alloc, lines = watcher.follow(alloc.id, RECORD_STORED_LINES, record_stored)
+            alloc, lines = watcher.follow(alloc.id, RECORD_STORED_LINES, record_stored, hide=result)
         finally:
             if config_key is not None:
                 with contextlib.suppress(NomadPaasError):
                     storage.delete(config_key)
+        if result.result is not None:  # no record to read, no look: the copy checks
+            # The record's tail ends at the marker; the stream may have brought more.
+            tail = lines.tail[: _after_last(lines.tail, SUCCEEDED_LINE)]
+            return _finish(
+                storage, watcher, base, alloc, lines, {**result.result, "log_tail": tail},
+                staging_key, events, look=False,
+            )  # fmt: skip
         record = found[-1] if found else _read_record(storage, record_key)
         look = staged[-1] if found and staged else None
         return _finish(storage, watcher, base, alloc, lines, record, staging_key, events, look)
+
+
+def _after_last(lines: list[str], line: str) -> int:
+    """The index just past the last `line` in `lines` (their length without one)."""
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index] == line:
+            return index + 1
+    return len(lines)
 
 
 def _presigned_urls(
@@ -457,6 +482,8 @@ def _finish(
     staging_key: str,
     events: _Events,
     staged: ObjectInfo | None = None,
+    *,
+    look: bool = True,
 ) -> Build:
     state = alloc.task_states.get(jobspec.BUILD_TASK)
     # The record decides: the task stores it once the slug is up, before it saves the
@@ -474,7 +501,7 @@ def _finish(
         slug = record.get("slug") or {}
         sha = str(slug.get("sha256") or "")
         md5 = str(slug.get("md5") or "")
-        final_key = promote(storage, staging_key, base.app, sha, md5, staged)
+        final_key = promote(storage, staging_key, base.app, sha, md5, staged, look=look)
         build = replace(
             base,
             status="succeeded",

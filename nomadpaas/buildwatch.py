@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import hmac
+import json
+import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 from nomadpaas import jobspec
 from nomadpaas.errors import TimedOut
@@ -23,7 +27,7 @@ from nomadpaas.models import Build
 from nomadpaas.nomad.allocations import Allocation, Allocations, TaskState
 from nomadpaas.nomad.client import NomadNotFound
 
-__all__ = ["BuildWatcher", "LineSplitter", "task_failure"]
+__all__ = ["RESULT_PREFIX", "BuildWatcher", "LineSplitter", "ResultLine", "task_failure"]
 
 #: Longest single blocking query while waiting for the allocation to be placed (seconds).
 PLACEMENT_WAIT_S = 5.0
@@ -41,6 +45,58 @@ LOG_POLL_MAX_S = 1.0
 LOG_IDLE_TIMEOUT_S = 5.0
 #: Bytes of stderr read when a build died without writing its record.
 STDERR_TAIL_BYTES = 8 * 1024
+#: How the build task's result line starts (slugbuilder/dispatched.py RESULT_PREFIX).
+RESULT_PREFIX = "-----> Build result for the platform: "
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+class ResultLine:
+    """Takes the build task's result line, `RESULT_PREFIX<token> <JSON>`, for `token`.
+
+    The task prints it, with the token the platform put in the dispatch meta, once a
+    succeeded build's record is stored: it holds what the platform needs of that record
+    (no log tail), so the record need not be read back. A buildpack may print anything,
+    but never sees the token: a line with another token or none, or whose JSON is not a
+    succeeded build's result, is ordinary output (not taken).
+    """
+
+    def __init__(self, token: str) -> None:
+        #: The token, sent to the task as the dispatch meta `result_token`.
+        self.token = token
+        #: The result once taken (None until then).
+        self.result: dict[str, Any] | None = None
+
+    def __call__(self, line: str) -> bool:
+        if not line.startswith(RESULT_PREFIX):
+            return False
+        token, _, text = line[len(RESULT_PREFIX) :].partition(" ")
+        if not hmac.compare_digest(token.encode(), self.token.encode()):
+            return False
+        try:
+            result = json.loads(text)
+        except ValueError:
+            return False
+        if not _succeeded_result(result):
+            return False
+        self.result = result
+        return True
+
+
+def _succeeded_result(result: Any) -> bool:
+    """Whether `result` is a succeeded build's result with the slug's digests."""
+    if not isinstance(result, dict) or result.get("status") != "succeeded":
+        return False
+    slug = result.get("slug")
+    return (
+        isinstance(slug, dict)
+        and isinstance(slug.get("sha256"), str)
+        and _SHA256.fullmatch(slug["sha256"]) is not None
+        and isinstance(slug.get("md5"), str)
+        and _MD5.fullmatch(slug["md5"]) is not None
+        and isinstance(slug.get("compressed_bytes"), int)
+        and isinstance(slug.get("process_types") or {}, dict)
+    )
 
 
 class LineSplitter:
@@ -51,6 +107,7 @@ class LineSplitter:
         emit: Callable[[str], None],
         keep: int = 30,
         markers: frozenset[str] = frozenset(),
+        hide: Callable[[str], bool] | None = None,
     ) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._partial = ""
@@ -58,6 +115,9 @@ class LineSplitter:
         self.tail: list[str] = []
         self._keep = keep
         self._markers = markers
+        #: Takes the lines meant for the platform, not the user: True when it took one
+        #: (the line is then neither passed on nor kept in `tail`).
+        self._hide = hide
         #: A line equal to one of `markers` went by since the last reset.
         self.marker_seen = False
 
@@ -74,6 +134,8 @@ class LineSplitter:
             self._line(rest.rstrip("\r"))
 
     def _line(self, line: str) -> None:
+        if self._hide is not None and self._hide(line):
+            return
         self.tail = [*self.tail[-(self._keep - 1) :], line]
         if line in self._markers:
             self.marker_seen = True
@@ -144,15 +206,16 @@ class BuildWatcher:
         alloc_id: str,
         markers: frozenset[str] = frozenset(),
         finished: Callable[[], bool] | None = None,
+        hide: Callable[[str], bool] | None = None,
     ) -> tuple[Allocation, LineSplitter]:
         """Pass each line of the task's stdout to `on_line` until the allocation ends.
 
         Or until the task prints one of `markers` and then `finished()` says the result
         is in (the build task prints a marker right after storing its record, and goes on
         to save the build cache, which nobody needs to wait for): the allocation returned
-        is then the one last seen, maybe still running.
+        is then the one last seen, maybe still running. `hide`: see `LineSplitter`.
         """
-        lines = LineSplitter(self.on_line, markers=markers)
+        lines = LineSplitter(self.on_line, markers=markers, hide=hide)
         alloc, index = self._started(alloc_id)
         offset = 0
         for _ in range(1_000_000):  # bounded by the deadline

@@ -47,7 +47,11 @@ ROLE_META_KEY = "nomadpaas.role"
 BUILD_ROLE = "build"
 #: Dispatch meta the build task needs (presigned URLs, never credentials).
 BUILD_META_REQUIRED = ("app", "build_id", "source_url", "slug_url", "metadata_url")
-BUILD_META_OPTIONAL = ("cache_url", "cache_put_url", "config_url", "stack", "commit")
+#: `result_token`: a random token per build; the task prints it on its result line (see
+#: slugbuilder/dispatched.py RESULT_PREFIX) so the platform can trust that line.
+BUILD_META_OPTIONAL = (
+    "cache_url", "cache_put_url", "config_url", "stack", "commit", "result_token",
+)  # fmt: skip
 
 
 def _jobs_dir() -> Path:
@@ -97,7 +101,7 @@ def validate_job(job: Mapping[str, Any], schema: str) -> None:
 def render_build_job(
     *,
     python: str | None = None,
-    buildpacks_dir: Path | None = None,
+    buildpacks_dir: str | Path | None = None,
     datacenters: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     validate: bool = True,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import posixpath
 import tarfile
-from pathlib import Path
 
 from nomadpaas.slugbuilder.frozen import Frozen, init_fields
 from nomadpaas.slugbuilder.tarwriter import (
@@ -101,20 +100,20 @@ class PackStats(Frozen):
         )
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file, read in chunks."""
     import hashlib  # OpenSSL's start: not before a build needs a digest
 
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         while chunk := f.read(_READ_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
 
 
 def pack_directory(
-    source: Path,
-    dest: Path,
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
     *,
     prefix: str = "",
     exclude: tuple[str, ...] = (".git",),
@@ -138,13 +137,13 @@ def pack_directory(
 
     from nomadpaas.slugbuilder.gzmember import GzipMember, deflate_pool
 
-    root = str(source.resolve())
+    root = os.path.realpath(source)
     arc_root = "./" + prefix.strip("/") if prefix.strip("/") else "."
     entries = [entry_for(root, "")] if arc_root != "." else []
     entries = resolve_hardlinks(entries + scan_tree(root, exclude=frozenset(exclude)))
     digest = hashlib.sha256()
     pool = deflate_pool()
-    with dest.open("wb") as raw:
+    with open(dest, "wb") as raw:
 
         def write(data: bytes) -> None:
             raw.write(data)
@@ -162,13 +161,17 @@ def pack_directory(
     return PackStats(
         files=sum(1 for e in entries if e.kind != DIR),
         uncompressed_bytes=sum(e.size for e in entries if e.kind == FILE),
-        compressed_bytes=dest.stat().st_size,
+        compressed_bytes=os.stat(dest).st_size,
         sha256=digest.hexdigest(),
     )
 
 
 def extract_tarball(
-    tarball: Path, dest: Path, *, limits: ExtractLimits | None = None, allow_symlinks: bool = True
+    tarball: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    limits: ExtractLimits | None = None,
+    allow_symlinks: bool = True,
 ) -> int:
     """Check every member of `tarball`, then extract it into the empty (or new) dir `dest`.
 
@@ -176,20 +179,22 @@ def extract_tarball(
     is written in that case.
     """
     limits = limits or ExtractLimits()
-    if dest.exists() and any(dest.iterdir()):
+    dest = os.fspath(dest)
+    if os.path.exists(dest) and os.listdir(dest):
         raise ArchiveError(f"refusing to extract into non-empty directory {dest}")
-    dest.mkdir(parents=True, exist_ok=True)
+    os.makedirs(dest, exist_ok=True)
     try:
         with tarfile.open(tarball, mode="r:*") as tar:
             members = _checked_members(tar, limits, allow_symlinks)
             tar.extractall(dest, members=members, filter="data")
         _restore_exact_mtimes(dest, members)
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ArchiveError(f"{tarball.name} is not a readable tarball: {exc}") from exc
+        name = os.path.basename(tarball)
+        raise ArchiveError(f"{name} is not a readable tarball: {exc}") from exc
     return len(members)
 
 
-def _restore_exact_mtimes(dest: Path, members: list[tarfile.TarInfo]) -> None:
+def _restore_exact_mtimes(dest: str, members: list[tarfile.TarInfo]) -> None:
     """Set the nanosecond mtimes of PAX records, which tarfile rounds through a float,
     and symlinks' mtimes, which it leaves at "now" (a tree packed and extracted again
     then looks unchanged to whatever compares mtimes)."""
@@ -202,7 +207,7 @@ def _restore_exact_mtimes(dest: Path, members: list[tarfile.TarInfo]) -> None:
         else:
             continue
         if ns is not None:
-            os.utime(dest / info.name, ns=(ns, ns), follow_symlinks=False)
+            os.utime(os.path.join(dest, info.name), ns=(ns, ns), follow_symlinks=False)
 
 
 def _parse_pax_time(text: str) -> int | None:

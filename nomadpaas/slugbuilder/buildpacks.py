@@ -23,7 +23,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from nomadpaas.errors import BuildFailed
 from nomadpaas.slugbuilder.frozen import Frozen, init_fields
@@ -54,27 +53,27 @@ class Buildpack(Frozen):
     __match_args__ = ("name", "path")
     __slots__ = __match_args__
     name: str
-    path: Path
+    path: str
 
-    def __init__(self, name: str, path: Path) -> None:
-        init_fields(self, name=name, path=path)
+    def __init__(self, name: str, path: str | os.PathLike[str]) -> None:
+        init_fields(self, name=name, path=os.fspath(path))
 
     @property
-    def export_file(self) -> Path:
-        return self.path / "export"
+    def export_file(self) -> str:
+        return os.path.join(self.path, "export")
 
-    def script(self, phase: str) -> Path:
-        return self.path / "bin" / phase
+    def script(self, phase: str) -> str:
+        return os.path.join(self.path, "bin", phase)
 
 
-def resolve(spec: str, buildpacks_dir: Path) -> Buildpack:
+def resolve(spec: str, buildpacks_dir: str | os.PathLike[str]) -> Buildpack:
     """Map a buildpack name or URL to a directory under `buildpacks_dir`."""
     cleaned = spec.strip().split("#", 1)[0].rstrip("/")
     last = cleaned.rsplit("/", 1)[-1]
     match = _URL_NAME_RE.fullmatch(last)
     name = match.group(1) if match else last
-    candidate = buildpacks_dir / name
-    if name and "/" not in name and name not in (".", "..") and (candidate / "bin").is_dir():
+    candidate = os.path.join(buildpacks_dir, name)
+    if name and "/" not in name and name not in (".", "..") and os.path.isdir(candidate + "/bin"):
         return Buildpack(name=name, path=candidate)
     available = ", ".join(available_names(buildpacks_dir))
     raise BuildFailed(
@@ -83,29 +82,39 @@ def resolve(spec: str, buildpacks_dir: Path) -> Buildpack:
     )
 
 
-def available_names(buildpacks_dir: Path) -> list[str]:
-    return sorted(p.name for p in buildpacks_dir.iterdir() if (p / "bin" / "compile").is_file())
+def available_names(buildpacks_dir: str | os.PathLike[str]) -> list[str]:
+    root = os.fspath(buildpacks_dir)
+    return sorted(
+        name
+        for name in os.listdir(root)
+        if os.path.isfile(os.path.join(root, name, "bin", "compile"))
+    )
 
 
 def explicit_selection(
-    build_dir: Path, env: Mapping[str, str], buildpacks_dir: Path
+    build_dir: str | os.PathLike[str],
+    env: Mapping[str, str],
+    buildpacks_dir: str | os.PathLike[str],
 ) -> tuple[list[Buildpack], str] | None:
     """Buildpacks chosen by the user, with where the choice came from; None to detect."""
     if env.get("BUILDPACK_URL", "").strip():
         return [resolve(env["BUILDPACK_URL"], buildpacks_dir)], "BUILDPACK_URL"
-    dotfile = build_dir / ".buildpacks"
-    if dotfile.is_file():
+    dotfile = os.path.join(build_dir, ".buildpacks")
+    if os.path.isfile(dotfile):
+        with open(dotfile, errors="replace") as f:
+            text = f.read()
         specs = [
             line.strip()
-            for line in dotfile.read_text(errors="replace").splitlines()
+            for line in text.splitlines()
             if line.strip() and not line.strip().startswith("#")
         ]
         if specs:
             return [resolve(s, buildpacks_dir) for s in specs], ".buildpacks"
-    app_json = build_dir / "app.json"
-    if app_json.is_file():
+    app_json = os.path.join(build_dir, "app.json")
+    if os.path.isfile(app_json):
         try:
-            manifest = json.loads(app_json.read_text())
+            with open(app_json) as f:
+                manifest = json.loads(f.read())
         except ValueError as exc:
             raise BuildFailed(f"app.json is not valid JSON: {exc}") from exc
         entries = manifest.get("buildpacks") if isinstance(manifest, dict) else None
@@ -115,14 +124,16 @@ def explicit_selection(
     return None
 
 
-def detect(buildpack: Buildpack, build_dir: Path, env: Mapping[str, str]) -> str | None:
+def detect(
+    buildpack: Buildpack, build_dir: str | os.PathLike[str], env: Mapping[str, str]
+) -> str | None:
     """Run `bin/detect`; the framework name it printed, or None when it does not apply.
 
     Output of a failing detect is dropped: it is meant for users who forced the buildpack.
     """
     try:
         done = subprocess.run(
-            [str(buildpack.script("detect")), str(build_dir)],
+            [buildpack.script("detect"), os.fspath(build_dir)],
             env=dict(env),
             capture_output=True,
             text=True,
@@ -138,7 +149,7 @@ def detect(buildpack: Buildpack, build_dir: Path, env: Mapping[str, str]) -> str
 
 def detect_first(
     candidates: list[Buildpack],
-    build_dir: Path,
+    build_dir: str | os.PathLike[str],
     env: Mapping[str, str],
     meanwhile: Callable[[], object] | None = None,
 ) -> tuple[Buildpack, str] | None:
@@ -199,12 +210,12 @@ def detect_first(
 
 
 def _start_detect(
-    buildpack: Buildpack, build_dir: Path, env: Mapping[str, str]
+    buildpack: Buildpack, build_dir: str | os.PathLike[str], env: Mapping[str, str]
 ) -> tuple[Buildpack, subprocess.Popen[str] | None, float]:
     """Start `bin/detect` in its own session: (buildpack, process or None, deadline)."""
     try:
         proc: subprocess.Popen[str] | None = subprocess.Popen(
-            [str(buildpack.script("detect")), str(build_dir)],
+            [buildpack.script("detect"), os.fspath(build_dir)],
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -223,7 +234,7 @@ def run_phase(
     args: list[str],
     *,
     env: Mapping[str, str],
-    exports: list[Path],
+    exports: list[str],
     log: Callable[[str], None] | None,
     timeout_s: float,
 ) -> tuple[int, list[str]]:
@@ -234,7 +245,7 @@ def run_phase(
     its whole tree; a timeout raises BuildFailed.
     """
     lines: list[str] = []
-    with _start_phase(str(buildpack.script(phase)), args, env, exports) as proc:
+    with _start_phase(buildpack.script(phase), args, env, exports) as proc:
         assert proc.stdout is not None
         # Reading blocks until the tree closes its output, so the deadline is a timer.
         timed_out = threading.Event()
@@ -258,7 +269,7 @@ def run_phase(
 
 
 def _start_phase(
-    script: str, args: list[str], env: Mapping[str, str], exports: list[Path]
+    script: str, args: list[str], env: Mapping[str, str], exports: list[str]
 ) -> subprocess.Popen[bytes]:
     """Start `script` with `args` in its own session, after sourcing `exports`.
 
@@ -288,7 +299,7 @@ def _start_phase(
         except OSError:
             pass
     wrapper = 'for f in "${@:2:$1}"; do . "$f"; done; shift $(($1 + 1)); exec "$@"'
-    argv = ["bash", "-c", wrapper, "bash", str(len(exports)), *map(str, exports)]
+    argv = ["bash", "-c", wrapper, "bash", str(len(exports)), *exports]
     return start([*argv, script, *args], env)
 
 

@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from nomadpaas.errors import BuildFailed
 from nomadpaas.procfile import Procfile, ProcfileError, is_dns_label, parse_procfile
@@ -59,7 +58,7 @@ SLUG_SOFT_LIMIT_BYTES = 300 * 1024**2  # Heroku's warning threshold (compressed)
 SLUG_HARD_LIMIT_BYTES = 1024**3  # Heroku's 2026 default maximum (compressed)
 LOG_TAIL_LINES = 15
 #: Under CACHE_DIR, owned by the slug compiler: compressed slug layers kept between builds.
-SLUG_LAYERS_CACHE = Path(".nomadpaas") / "slug-layers"
+SLUG_LAYERS_CACHE = ".nomadpaas/slug-layers"
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The build task's own variables that buildpacks may see; anything else (credentials,
 # presigned URLs) stays out. UV_*/PIP_*/npm_config_* are the operator's installer settings.
@@ -74,14 +73,17 @@ _PASSTHROUGH = (
 _PASSTHROUGH_PREFIXES = ("UV_", "PIP_", "npm_config_", "NPM_CONFIG_")
 
 
-def default_buildpacks_dir() -> Path:
+def default_buildpacks_dir() -> str:
     """$NOMADPAAS_BUILDPACKS_DIR, else the repository's top-level `buildpacks/`."""
     configured = os.environ.get("NOMADPAAS_BUILDPACKS_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "buildpacks"
+    if configured:
+        return configured
+    package_dir = os.path.dirname(os.path.realpath(__file__))  # .../nomadpaas/slugbuilder
+    return os.path.join(os.path.dirname(os.path.dirname(package_dir)), "buildpacks")
 
 
 class BuildRequest(Frozen):
-    """Inputs of one build.
+    """Inputs of one build (paths are given as str or path-like, kept as str).
 
     Parameters:
         source: the app source, a directory or a .tar.gz (entries relative to the app root).
@@ -96,12 +98,12 @@ class BuildRequest(Frozen):
         "stack", "commit", "build_id", "compile_timeout_s",
     )  # fmt: skip
     __slots__ = __match_args__
-    source: Path
-    work_dir: Path
-    cache_dir: Path
-    output_dir: Path
+    source: str
+    work_dir: str
+    cache_dir: str
+    output_dir: str
     config: Mapping[str, str]
-    buildpacks_dir: Path
+    buildpacks_dir: str
     stack: str
     commit: str | None
     build_id: str | None
@@ -109,21 +111,24 @@ class BuildRequest(Frozen):
 
     def __init__(
         self,
-        source: Path,
-        work_dir: Path,
-        cache_dir: Path,
-        output_dir: Path,
+        source: str | os.PathLike[str],
+        work_dir: str | os.PathLike[str],
+        cache_dir: str | os.PathLike[str],
+        output_dir: str | os.PathLike[str],
         config: Mapping[str, str] | None = None,
-        buildpacks_dir: Path | None = None,
+        buildpacks_dir: str | os.PathLike[str] | None = None,
         stack: str = DEFAULT_STACK,
         commit: str | None = None,
         build_id: str | None = None,
         compile_timeout_s: float = COMPILE_TIMEOUT_S,
     ) -> None:
         init_fields(
-            self, source=source, work_dir=work_dir, cache_dir=cache_dir, output_dir=output_dir,
+            self, source=os.fspath(source), work_dir=os.fspath(work_dir),
+            cache_dir=os.fspath(cache_dir), output_dir=os.fspath(output_dir),
             config={} if config is None else config,
-            buildpacks_dir=default_buildpacks_dir() if buildpacks_dir is None else buildpacks_dir,
+            buildpacks_dir=(
+                default_buildpacks_dir() if buildpacks_dir is None else os.fspath(buildpacks_dir)
+            ),
             stack=stack, commit=commit, build_id=build_id, compile_timeout_s=compile_timeout_s,
         )  # fmt: skip
 
@@ -201,11 +206,11 @@ class SlugMetadata(Frozen):
 class BuildResult(Frozen):
     __match_args__ = ("slug_path", "metadata_path", "metadata")
     __slots__ = __match_args__
-    slug_path: Path
-    metadata_path: Path
+    slug_path: str
+    metadata_path: str
     metadata: SlugMetadata
 
-    def __init__(self, slug_path: Path, metadata_path: Path, metadata: SlugMetadata) -> None:
+    def __init__(self, slug_path: str, metadata_path: str, metadata: SlugMetadata) -> None:
         init_fields(self, slug_path=slug_path, metadata_path=metadata_path, metadata=metadata)
 
 
@@ -232,13 +237,14 @@ def build_slug(
     started = time.monotonic()
     warnings: list[str] = []
     work = request.work_dir
-    work.mkdir(parents=True, exist_ok=True)
-    build_dir, env_dir, home = work / "app", work / "env", work / "home"
-    for scratch in (build_dir, env_dir, home, work / "buildpacks"):
-        if scratch.exists():
+    os.makedirs(work, exist_ok=True)
+    join = os.path.join
+    build_dir, env_dir, home = join(work, "app"), join(work, "env"), join(work, "home")
+    for scratch in (build_dir, env_dir, home, join(work, "buildpacks")):
+        if os.path.exists(scratch):
             shutil.rmtree(scratch)
-    request.cache_dir.mkdir(parents=True, exist_ok=True)
-    request.output_dir.mkdir(parents=True, exist_ok=True)
+    os.makedirs(request.cache_dir, exist_ok=True)
+    os.makedirs(request.output_dir, exist_ok=True)
 
     with timer.phase("stage_source"):
         _stage_source(request.source, build_dir)
@@ -252,15 +258,15 @@ def build_slug(
 
     env = _buildpack_env(request, home)
     with timer.phase("detect"):
-        selected, description = _select(build_dir, request, work / "buildpacks", env, emit)
+        selected, description = _select(build_dir, request, join(work, "buildpacks"), env, emit)
     _write_env_dir(env_dir, request.config, emit, warnings)
 
     # What the build needs once compile is done is imported while it runs (this process
     # only waits for the buildpack's output then), not at the task's start.
     threading.Thread(target=_import_packing, name="nomadpaas-imports", daemon=True).start()
-    exports: list[Path] = []
+    exports: list[str] = []
     for buildpack in selected:
-        args = [str(build_dir), str(request.cache_dir), str(env_dir)]
+        args = [build_dir, request.cache_dir, env_dir]
         with timer.phase("compile"):
             code, lines = run_phase(
                 buildpack, "compile", args, env=env, exports=exports, log=emit,
@@ -273,7 +279,7 @@ def build_slug(
                 log_tail=tail,
                 hint="Read the build output above for the cause, fix the app and push again.",
             )
-        if buildpack.export_file.is_file():
+        if os.path.isfile(buildpack.export_file):
             exports.append(buildpack.export_file)
 
     with timer.phase("release"):
@@ -286,12 +292,12 @@ def build_slug(
     emit("-----> Compressing...")
     from nomadpaas.slugbuilder.layers import pack_slug
 
-    slug_path = request.output_dir / "slug.tar.gz"
+    slug_path = join(request.output_dir, "slug.tar.gz")
     try:
         with timer.phase("pack_slug"):
             stats = pack_slug(
                 build_dir, slug_path, level=GZIP_LEVEL,
-                layer_cache=request.cache_dir / SLUG_LAYERS_CACHE,
+                layer_cache=join(request.cache_dir, SLUG_LAYERS_CACHE),
                 source_epoch_ns=source_epoch_ns,
             )  # fmt: skip
     except ArchiveError as exc:
@@ -325,8 +331,9 @@ def build_slug(
         created_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         warnings=warnings,
     )
-    metadata_path = request.output_dir / "slug.json"
-    metadata_path.write_text(json.dumps(metadata.to_dict(), indent=2) + "\n")
+    metadata_path = join(request.output_dir, "slug.json")
+    with open(metadata_path, "w") as f:
+        f.write(json.dumps(metadata.to_dict(), indent=2) + "\n")
     emit(f"-----> Compiled slug size is {_mb(stats.compressed_bytes)} (sha256 {stats.sha256[:12]})")
     return BuildResult(slug_path=slug_path, metadata_path=metadata_path, metadata=metadata)
 
@@ -337,11 +344,11 @@ def _import_packing() -> None:
     import nomadpaas.slugbuilder.layers  # noqa: F401
 
 
-def _stage_source(source: Path, build_dir: Path) -> None:
-    if source.is_dir():
+def _stage_source(source: str, build_dir: str) -> None:
+    if os.path.isdir(source):
         shutil.copytree(source, build_dir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
         return
-    if not source.is_file():
+    if not os.path.isfile(source):
         raise BuildFailed(f"The source {source} does not exist")
     try:
         extract_tarball(source, build_dir)
@@ -349,7 +356,7 @@ def _stage_source(source: Path, build_dir: Path) -> None:
         raise BuildFailed(f"The source tarball was refused: {exc}") from exc
 
 
-def _newest_mtime_ns(root: Path) -> int:
+def _newest_mtime_ns(root: str) -> int:
     """The newest mtime of the staged source's files (0 for none): the slug's "source date".
 
     Files the build writes outside the slug's layers get it as their mtime, so the same
@@ -362,12 +369,14 @@ def _newest_mtime_ns(root: Path) -> int:
     return newest
 
 
-def _read_procfile(build_dir: Path, emit: Log | None, warnings: list[str]) -> Procfile | None:
-    path = build_dir / "Procfile"
-    if not path.is_file():
+def _read_procfile(build_dir: str, emit: Log | None, warnings: list[str]) -> Procfile | None:
+    path = os.path.join(build_dir, "Procfile")
+    if not os.path.isfile(path):
         return None
+    with open(path, errors="replace") as f:
+        text = f.read()
     try:
-        procfile = parse_procfile(path.read_text(errors="replace"))
+        procfile = parse_procfile(text)
     except ProcfileError as exc:
         raise BuildFailed(exc.message, hint=exc.hint) from exc
     if emit is not None:
@@ -376,20 +385,20 @@ def _read_procfile(build_dir: Path, emit: Log | None, warnings: list[str]) -> Pr
     return procfile
 
 
-def _buildpack_env(request: BuildRequest, home: Path) -> dict[str, str]:
-    home.mkdir(parents=True)
+def _buildpack_env(request: BuildRequest, home: str) -> dict[str, str]:
+    os.makedirs(home)
     env = {
         k: v
         for k, v in os.environ.items()
         if k in _PASSTHROUGH or k.startswith(_PASSTHROUGH_PREFIXES)
     }
     # When the project's venv ships uv, put it on PATH for the python buildpack.
-    venv_bin = Path(sys.executable).parent
-    if (venv_bin / "uv").exists():
+    venv_bin = os.path.dirname(sys.executable) or "."
+    if os.path.exists(os.path.join(venv_bin, "uv")):
         env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', os.defpath)}"
     env.setdefault("PATH", os.defpath)
     env.setdefault("LANG", "C.UTF-8")
-    env.update(HOME=str(home), STACK=request.stack)
+    env.update(HOME=home, STACK=request.stack)
     if request.commit:
         env["SOURCE_VERSION"] = request.commit
     if request.build_id:
@@ -398,9 +407,9 @@ def _buildpack_env(request: BuildRequest, home: Path) -> dict[str, str]:
 
 
 def _select(
-    build_dir: Path,
+    build_dir: str,
     request: BuildRequest,
-    copies: Path,
+    copies: str,
     env: Mapping[str, str],
     emit: Log,
 ) -> tuple[list[Buildpack], str]:
@@ -422,16 +431,18 @@ def _select(
             last = chosen[-1]
             description = detect(last, build_dir, env) or last.name
             copying.join()
-            return [Buildpack(b.name, copies / b.name) for b in chosen], description
-        candidates = [Buildpack(name=name, path=original / name) for name in DETECTION_ORDER]
-        runnable = [c for c in candidates if c.script("detect").is_file()]
+            return [Buildpack(b.name, os.path.join(copies, b.name)) for b in chosen], description
+        candidates = [
+            Buildpack(name=name, path=os.path.join(original, name)) for name in DETECTION_ORDER
+        ]
+        runnable = [c for c in candidates if os.path.isfile(c.script("detect"))]
         found = detect_first(runnable, build_dir, env)
         copying.join()
     finally:
         copying.wait()  # never leave it writing into the build dir (e.g. after a BuildFailed)
     if found is not None:
         emit(f"-----> {found[1]} app detected")
-        return [Buildpack(found[0].name, copies / found[0].name)], found[1]
+        return [Buildpack(found[0].name, os.path.join(copies, found[0].name))], found[1]
     raise BuildFailed(
         "No buildpack detected this app (tried " + ", ".join(DETECTION_ORDER) + ")",
         hint="Add a Procfile, requirements.txt, pyproject.toml, package.json or index.html, "
@@ -442,14 +453,14 @@ def _select(
 class _Copy:
     """`_copy_buildpacks` on a thread; `join` waits and raises what it raised."""
 
-    def __init__(self, source: Path, dest: Path) -> None:
+    def __init__(self, source: str, dest: str) -> None:
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run, args=(source, dest), name="nomadpaas-buildpacks", daemon=True
         )
         self._thread.start()
 
-    def _run(self, source: Path, dest: Path) -> None:
+    def _run(self, source: str, dest: str) -> None:
         try:
             _copy_buildpacks(source, dest)
         except BaseException as exc:  # handed to whoever joins
@@ -465,7 +476,7 @@ class _Copy:
             raise error
 
 
-def _copy_buildpacks(source: Path, dest: Path) -> None:
+def _copy_buildpacks(source: str, dest: str) -> None:
     """Copy the buildpacks dir: the files' bytes and modes (what running them needs; not
     times or extended attributes, which `copy2` would also copy, file by file)."""
 
@@ -476,27 +487,26 @@ def _copy_buildpacks(source: Path, dest: Path) -> None:
     shutil.copytree(source, dest, symlinks=True, copy_function=copy_file)
 
 
-def _write_env_dir(
-    env_dir: Path, config: Mapping[str, str], emit: Log, warnings: list[str]
-) -> None:
-    env_dir.mkdir(parents=True)
-    env_dir.chmod(0o700)  # config vars are often secrets
+def _write_env_dir(env_dir: str, config: Mapping[str, str], emit: Log, warnings: list[str]) -> None:
+    os.makedirs(env_dir)
+    os.chmod(env_dir, 0o700)  # config vars are often secrets
     for name, value in config.items():
         if _ENV_NAME_RE.fullmatch(name) is None:
             _warn(
                 emit, warnings, f"config var {name!r} is not a valid name; not given to the build"
             )
             continue
-        (env_dir / name).write_text(value)
+        with open(os.path.join(env_dir, name), "w") as f:
+            f.write(value)
 
 
 def _release(
-    buildpack: Buildpack, build_dir: Path, env: Mapping[str, str], exports: list[Path]
+    buildpack: Buildpack, build_dir: str, env: Mapping[str, str], exports: list[str]
 ) -> ReleaseInfo:
-    if not buildpack.script("release").is_file():
+    if not os.path.isfile(buildpack.script("release")):
         return ReleaseInfo()
     code, lines = run_phase(
-        buildpack, "release", [str(build_dir)], env=env, exports=exports, log=None,
+        buildpack, "release", [build_dir], env=env, exports=exports, log=None,
         timeout_s=RELEASE_TIMEOUT_S,
     )  # fmt: skip
     if code != 0:
@@ -541,19 +551,20 @@ def _merge_process_types(
     return processes
 
 
-def _write_config_vars(build_dir: Path, config_vars: Mapping[str, str]) -> None:
+def _write_config_vars(build_dir: str, config_vars: Mapping[str, str]) -> None:
     """Deprecated `config_vars` become a .profile.d script, as herokuish does."""
     if not config_vars:
         return
-    profile_d = build_dir / ".profile.d"
-    profile_d.mkdir(exist_ok=True)
+    profile_d = os.path.join(build_dir, ".profile.d")
+    os.makedirs(profile_d, exist_ok=True)
     lines = []
     for name, value in config_vars.items():
         if _ENV_NAME_RE.fullmatch(name):
             quoted = value.replace("'", "'\\''")
             # Defaults only: the user's config var wins.
             lines.append(f"[ -n \"${{{name}+x}}\" ] || export {name}='{quoted}'\n")
-    (profile_d / "000_config_vars.sh").write_text("".join(lines))
+    with open(os.path.join(profile_d, "000_config_vars.sh"), "w") as f:
+        f.write("".join(lines))
 
 
 def _warn(emit: Log, warnings: list[str], message: str) -> None:

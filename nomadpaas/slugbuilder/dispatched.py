@@ -11,6 +11,7 @@ inputs are the dispatch meta, which Nomad exposes as `NOMAD_META_<key>` (nomad-a
     cache_url, cache_put_url      GET/PUT cache/<app>/<stack>.tar.gz   (optional)
     config_url                    GET  the app's config vars as JSON    (optional)
     stack, commit                 (optional)
+    result_token                  authenticates the result line (optional; RESULT_PREFIX)
 
 and from the task's env, `NOMADPAAS_BUILD_CACHE_DIR` (the node meta
 `nomadpaas.build_cache_dir`): the node-local tier of the build cache (localcache.py);
@@ -26,13 +27,13 @@ the error, the last lines of the log and, on success, the slug metadata. Exit co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
 from collections import deque
 from collections.abc import Mapping
-from pathlib import Path
 
 from nomadpaas.errors import NomadPaasError
 from nomadpaas.slugbuilder.compile import DEFAULT_STACK, CompileFailed, SlugMetadata
@@ -49,10 +50,10 @@ if TYPE_CHECKING:
     from nomadpaas.slugbuilder.early import EarlyRequests
     from nomadpaas.slugbuilder.task import Transfer
 
-__all__ = ["DONE_LINES", "RECORD_FORMAT", "main", "read_meta"]
+__all__ = ["DONE_LINES", "RECORD_FORMAT", "RESULT_PREFIX", "main", "read_meta"]
 
 REQUIRED = ("app", "build_id", "source_url", "slug_url", "metadata_url")
-OPTIONAL = ("cache_url", "cache_put_url", "config_url", "stack", "commit")
+OPTIONAL = ("cache_url", "cache_put_url", "config_url", "stack", "commit", "result_token")
 #: Version of the build record's JSON layout.
 RECORD_FORMAT = 1
 #: Lines of build output kept in the record.
@@ -62,6 +63,16 @@ STEP_PREFIX = "-----> "
 #: sees one of these (nomadpaas/build.py holds the same lines), without waiting for the
 #: task to exit (the cache is saved after a success).
 DONE_LINES = {"succeeded": "-----> Build succeeded", "failed": "-----> Build failed"}
+#: A succeeded build's result line, printed just before its DONE line when the meta has a
+#: `result_token`: `<prefix><token> <compact JSON>` holding what the platform needs of the
+#: record, so it need not read it back. The token (never given to buildpacks: their env
+#: holds no NOMAD_META_*) tells it from a line a buildpack printed (nomadpaas/build.py).
+RESULT_PREFIX = "-----> Build result for the platform: "
+#: The record's fields on the result line (the slug's: RESULT_SLUG_FIELDS).
+RESULT_FIELDS = ("status", "started_at", "finished_at", "duration_s", "step")
+RESULT_SLUG_FIELDS = (
+    "sha256", "md5", "compressed_bytes", "process_types", "buildpack_description", "warnings",
+)  # fmt: skip
 
 
 def read_meta(environ: Mapping[str, str]) -> dict[str, str]:
@@ -127,7 +138,7 @@ def _restore_priority(previous: int | None) -> None:
 def run(
     meta: Mapping[str, str],
     transfer: Transfer,
-    work_dir: Path,
+    work_dir: str | os.PathLike[str],
     *,
     startup_s: float | None = None,
     local: LocalCache | None = None,
@@ -157,12 +168,14 @@ def run(
         "error": None,
         "slug": None,
     }
-    record_file = work_dir / "build-record.json"
+    work_dir = os.fspath(work_dir)
+    record_file = os.path.join(work_dir, "build-record.json")
 
     def store_record() -> None:
         """Write the record as it stands (raises OSError when it cannot be stored)."""
         record.update(log_tail=list(log.tail), timings=timings.to_dict())
-        record_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        with open(record_file, "w") as f:
+            f.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
         transfer.store(record_file, meta["metadata_url"])
 
     def finish(status: str) -> None:
@@ -173,6 +186,9 @@ def run(
             duration_s=round(time.monotonic() - clock, 3),
         )
         store_record()
+        token = meta.get("result_token")
+        if status == "succeeded" and token:  # before DONE: the platform has it on seeing DONE
+            sys.stdout.write(_result_line(token, record))  # not in the log tail
         log(DONE_LINES[status])  # after the store: the platform reads the record on it
 
     announced = False
@@ -202,7 +218,7 @@ def run(
         run_build_task(
             task,
             transfer,
-            work_dir / "build",
+            os.path.join(work_dir, "build"),
             log=log,
             timings=timings,
             local=local,
@@ -231,6 +247,14 @@ def run(
     return 3, record
 
 
+def _result_line(token: str, record: dict[str, Any]) -> str:
+    """The result line (with its newline) of a succeeded build's stored `record`."""
+    slug = record.get("slug") or {}
+    result = {key: record.get(key) for key in RESULT_FIELDS}
+    result["slug"] = {key: slug.get(key) for key in RESULT_SLUG_FIELDS}
+    return f"{RESULT_PREFIX}{token} {json.dumps(result, separators=(',', ':'))}\n"
+
+
 def _fail(log: _Log, record: dict[str, Any], message: str, hint: str | None) -> None:
     log(f" !     Build failed: {message}")
     if hint:
@@ -239,16 +263,18 @@ def _fail(log: _Log, record: dict[str, Any], message: str, hint: str | None) -> 
     record.update(slug=None, error={"message": message, "hint": hint})
 
 
-def _fetch_config(url: str | None, transfer: Transfer, work_dir: Path) -> dict[str, str]:
+def _fetch_config(url: str | None, transfer: Transfer, work_dir: str) -> dict[str, str]:
     if not url:
         return {}
-    path = work_dir / "config.json"
+    path = os.path.join(work_dir, "config.json")
     if not transfer.fetch(url, path):
         raise NomadPaasError("The app's config vars for this build were not found")
     try:
-        loaded = json.loads(path.read_text())
+        with open(path) as f:
+            loaded = json.loads(f.read())
     finally:
-        path.unlink(missing_ok=True)  # config vars are often secrets
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # config vars are often secrets
     if not isinstance(loaded, dict):
         raise NomadPaasError("The app's config vars for this build are not a JSON object")
     return {str(k): str(v) for k, v in loaded.items()}
@@ -288,6 +314,6 @@ def main(
     ):
         local = LocalCache.from_env(env.get("NOMADPAAS_BUILD_CACHE_DIR"))
         code, _record = run(
-            meta, transfer, Path(scratch), startup_s=startup_s, local=local, idle_after_result=True
+            meta, transfer, scratch, startup_s=startup_s, local=local, idle_after_result=True
         )
     return code

@@ -23,12 +23,12 @@ with its error. So this path never accepts an archive the Python path would refu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shutil
 import subprocess
 import tarfile
-from pathlib import Path
 
 from nomadpaas.slugbuilder.archive import ArchiveError, ExtractLimits, extract_tarball
 
@@ -52,18 +52,23 @@ class _NotPlain(Exception):
 
 
 def extract_cache_tarball(
-    tarball: Path, dest: Path, *, scratch: Path, limits: ExtractLimits | None = None
+    tarball: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    scratch: str | os.PathLike[str],
+    limits: ExtractLimits | None = None,
 ) -> int:
     """Extract the gzip (or plain) tarball into the empty or new dir `dest`; return the
     number of members. `scratch` holds the decompressed copy meanwhile. Raises
     ArchiveError (from the Python path) for an unsafe or unreadable archive."""
     limits = limits or ExtractLimits()
     tar_bin = shutil.which("tar")
-    if dest.exists() and any(dest.iterdir()):
+    tarball, dest = os.fspath(tarball), os.fspath(dest)
+    if os.path.exists(dest) and os.listdir(dest):
         raise ArchiveError(f"refusing to extract into non-empty directory {dest}")
     if tar_bin is None:
         return extract_tarball(tarball, dest, limits=limits)
-    plain = scratch / f".{tarball.name}.tar"
+    plain = os.path.join(scratch, f".{os.path.basename(tarball)}.tar")
     try:
         try:
             _decompress(tarball, plain, limits)
@@ -73,26 +78,27 @@ def extract_cache_tarball(
             _check_trailer(plain, end)
         except (_NotPlain, tarfile.TarError, EOFError, OSError):
             return extract_tarball(tarball, dest, limits=limits)
-        dest.mkdir(parents=True, exist_ok=True)
+        os.makedirs(dest, exist_ok=True)
         if _run_tar(tar_bin, plain, dest):
             return count
         _empty(dest)  # tar refused or broke off: the Python path decides
         return extract_tarball(tarball, dest, limits=limits)
     finally:
-        plain.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(plain)
 
 
-def _decompress(tarball: Path, plain: Path, limits: ExtractLimits) -> None:
+def _decompress(tarball: str, plain: str, limits: ExtractLimits) -> None:
     """gunzip (or copy) `tarball` to `plain`, stopping past what the limits allow."""
     # Headers and padding add at most a few blocks per member on top of the data.
     cap = limits.max_total_bytes + (limits.max_members + 2) * 3 * _BLOCK + 20 * _BLOCK
-    with tarball.open("rb") as probe:
+    with open(tarball, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
     import gzip  # only a build restoring its cache from S3 needs it, not the task's start
 
     opener = gzip.open if gzipped else open
     written = 0
-    with opener(tarball, "rb") as src, plain.open("wb") as out:
+    with opener(tarball, "rb") as src, open(plain, "wb") as out:
         while block := src.read(_COPY_BYTES):
             written += len(block)
             if written > cap:
@@ -177,20 +183,20 @@ def _check_symlink(name: str, target: str, kinds: dict[str, str]) -> None:
             raise _NotPlain(f"{name}: symlink target {target!r} passes through a symlink")
 
 
-def _check_trailer(plain: Path, end: int) -> None:
+def _check_trailer(plain: str, end: int) -> None:
     """Nothing but zero blocks after the last member tarfile read."""
-    with plain.open("rb") as f:
+    with open(plain, "rb") as f:
         f.seek(end)
         while block := f.read(_COPY_BYTES):
             if block.count(0) != len(block):
                 raise _NotPlain("data after the end of the archive")
 
 
-def _run_tar(tar_bin: str, plain: Path, dest: Path) -> bool:
+def _run_tar(tar_bin: str, plain: str, dest: str) -> bool:
     env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"}
     try:
         done = subprocess.run(
-            [tar_bin, "-x", "-f", str(plain), "-C", str(dest), "--no-same-owner",
+            [tar_bin, "-x", "-f", plain, "-C", dest, "--no-same-owner",
              "--same-permissions"],
             env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=TAR_TIMEOUT_S,
             check=False,
@@ -200,9 +206,11 @@ def _run_tar(tar_bin: str, plain: Path, dest: Path) -> bool:
     return done.returncode == 0
 
 
-def _empty(dest: Path) -> None:
-    for child in dest.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
+def _empty(dest: str) -> None:
+    with os.scandir(dest) as scanner:
+        entries = list(scanner)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
         else:
-            child.unlink()
+            os.unlink(entry.path)

@@ -35,10 +35,11 @@ from nomadpaas.slugbuilder.scratch import mkstemp
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
 if TYPE_CHECKING:
-    from pathlib import Path
-    from typing import Any, Literal, NamedTuple
+    from typing import Any, Literal, NamedTuple, TypeAlias
 
     from nomadpaas.slugbuilder.early import EarlyRequests
+
+    StrPath: TypeAlias = str | os.PathLike[str]
 
 __all__ = ["Fetched", "HttpTransfer", "TransferError", "object_id"]
 
@@ -110,11 +111,11 @@ class HttpTransfer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def fetch(self, url: str, dest: Path) -> bool:
+    def fetch(self, url: str, dest: StrPath) -> bool:
         """Download `url` to `dest`; False when the object does not exist."""
         return self.fetch_tagged(url, dest).status == "fetched"
 
-    def fetch_tagged(self, url: str, dest: Path, if_none_match: str | None = None) -> Fetched:
+    def fetch_tagged(self, url: str, dest: StrPath, if_none_match: str | None = None) -> Fetched:
         """Download `url` to `dest` unless its ETag is `if_none_match`; say which."""
         early = self._early_answer(url, dest, if_none_match)
         if early is not None:
@@ -132,7 +133,9 @@ class HttpTransfer:
                 return found
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _get(self, url: str, dest: Path, attempt: int, if_none_match: str | None) -> Fetched | None:
+    def _get(
+        self, url: str, dest: StrPath, attempt: int, if_none_match: str | None
+    ) -> Fetched | None:
         """One GET (redirects followed); None asks for a retry (a 5xx)."""
         headers = {"If-None-Match": if_none_match} if if_none_match else {}
         for _ in range(MAX_REDIRECTS + 1):
@@ -147,7 +150,7 @@ class HttpTransfer:
         raise TransferError(f"GET {object_id(url)}: more than {MAX_REDIRECTS} redirects")
 
     def _answer(
-        self, response: Response, url: str, dest: Path, attempt: int, if_none_match: str | None
+        self, response: Response, url: str, dest: StrPath, attempt: int, if_none_match: str | None
     ) -> Fetched | None:
         """What a GET's (final) response says; None asks for a retry (a 5xx)."""
         etag = response.header("ETag")
@@ -162,7 +165,7 @@ class HttpTransfer:
         _write_atomically(dest, response.chunks(_CHUNK_BYTES))
         return Fetched("fetched", etag)
 
-    def _early_answer(self, url: str, dest: Path, if_none_match: str | None) -> Fetched | None:
+    def _early_answer(self, url: str, dest: StrPath, if_none_match: str | None) -> Fetched | None:
         """The answer to this very GET sent at the task's start, when it is a success, a
         304 or a miss; None otherwise (the GET is then made as usual, so every error and
         retry is what it would have been without the early request)."""
@@ -183,10 +186,10 @@ class HttpTransfer:
         except OSError:  # cut short, reset, malformed, or the disk: ask again
             return None
 
-    def store(self, path: Path, url: str) -> str | None:
+    def store(self, path: StrPath, url: str) -> str | None:
         """PUT the file at `path` to `url`, with its exact Content-Length; return the new
         object's ETag (None when the server does not say)."""
-        size = path.stat().st_size
+        size = os.stat(path).st_size
         for attempt in _attempts():
             try:
                 status, text, etag = self._put(path, url, size)
@@ -203,8 +206,8 @@ class HttpTransfer:
             raise TransferError(f"PUT {object_id(url)} failed with HTTP {status}: {text[:200]}")
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _put(self, path: Path, url: str, size: int) -> tuple[int, str, str | None]:
-        with path.open("rb") as body, _request("PUT", url, body=body, body_size=size) as response:
+    def _put(self, path: StrPath, url: str, size: int) -> tuple[int, str, str | None]:
+        with open(path, "rb") as body, _request("PUT", url, body=body, body_size=size) as response:
             text = response.read().decode(errors="replace")
             return response.status, text, response.header("ETag")
 
@@ -229,9 +232,10 @@ def _attempts() -> Iterator[int]:
         yield attempt
 
 
-def _write_atomically(dest: Path, chunks: Iterator[bytes]) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+def _write_atomically(dest: StrPath, chunks: Iterator[bytes]) -> None:
+    parent, name = os.path.split(os.path.abspath(dest))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = mkstemp(prefix=f".{name}.", dir=parent)
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in chunks:

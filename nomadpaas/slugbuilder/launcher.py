@@ -16,8 +16,8 @@ Exit codes: 127 when the process type is not in the slug, 2 for bad usage.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from nomadpaas.procfile import render_procfile
 
@@ -95,12 +95,15 @@ def launcher_script() -> str:
     return _LAUNCHER
 
 
-def write_launcher(app_dir: Path, processes: Mapping[str, str]) -> Path:
+def write_launcher(app_dir: str | os.PathLike[str], processes: Mapping[str, str]) -> str:
     """Write the launcher and the process-types file into `app_dir`; return the launcher path."""
-    platform_dir = app_dir / PLATFORM_DIR
-    platform_dir.mkdir(exist_ok=True)
-    launcher = app_dir / LAUNCHER_RELPATH
-    launcher.write_text(_LAUNCHER)
-    launcher.chmod(0o755)
-    (app_dir / PROCESS_TYPES_RELPATH).write_text(render_procfile(processes))
+    platform_dir = os.path.join(app_dir, PLATFORM_DIR)
+    if not os.path.isdir(platform_dir):  # as mkdir(exist_ok=True): a file there is an error
+        os.mkdir(platform_dir)
+    launcher = os.path.join(app_dir, LAUNCHER_RELPATH)
+    with open(launcher, "w") as f:
+        f.write(_LAUNCHER)
+    os.chmod(launcher, 0o755)
+    with open(os.path.join(app_dir, PROCESS_TYPES_RELPATH), "w") as f:
+        f.write(render_procfile(processes))
     return launcher

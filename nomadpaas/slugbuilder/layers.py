@@ -33,11 +33,11 @@ cache again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import zlib
-from pathlib import Path
 
 from nomadpaas.slugbuilder.frozen import Frozen, init_fields
 from nomadpaas.slugbuilder.gzmember import DeflatePool, GzipMember, deflate_pool
@@ -103,8 +103,8 @@ class SlugPack(Frozen):
 class _Output:
     """The slug file and its running sha256, MD5 and length."""
 
-    def __init__(self, path: Path) -> None:
-        self.file = path.open("wb")
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.file = open(path, "wb")  # noqa: SIM115 (closed by pack_slug)
         self.digest = hashlib.sha256()
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.length = 0
@@ -117,12 +117,12 @@ class _Output:
 
 
 def pack_slug(
-    build_dir: Path,
-    dest: Path,
+    build_dir: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
     *,
     prefix: str = "app",
     level: int,
-    layer_cache: Path | None = None,
+    layer_cache: str | os.PathLike[str] | None = None,
     source_epoch_ns: int | None = None,
     exclude: frozenset[str] = frozenset({".git"}),
 ) -> SlugPack:
@@ -136,7 +136,7 @@ def pack_slug(
     would make them differ between builds.
     Raises ArchiveError (from the tree scan) for links leaving the tree or special files.
     """
-    root = str(build_dir.resolve())
+    root = os.path.realpath(build_dir)
     arc_root = f"./{prefix.strip('/')}" if prefix.strip("/") else "."
     rest: list[Entry] = [entry_for(root, "")] if arc_root != "." else []
     layers: list[tuple[str, list[Entry]]] = []
@@ -258,14 +258,14 @@ def _content_digest(path: str) -> bytes:
 class _LayerWriter:
     """The cache copy of a layer being compressed; stops quietly when the disk fails."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         self.digest = hashlib.sha256()
         self.length = 0
         self.file: Any = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = path.open("wb")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self.file = open(path, "wb")  # noqa: SIM115 (closed by commit)
         except OSError:
             self.file = None
 
@@ -285,11 +285,12 @@ class _LayerWriter:
 class _LayerCache:
     """One layer's files in the cache: ``<key>.gz`` (its member) and ``<key>.json``."""
 
-    def __init__(self, directory: Path, name: str) -> None:
+    def __init__(self, directory: str | os.PathLike[str], name: str) -> None:
         self.name = name
         self.key = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-        self.data = directory / f"{self.key}.gz"
-        self.meta = directory / f"{self.key}.json"
+        self.directory = os.fspath(directory)
+        self.data = os.path.join(self.directory, f"{self.key}.gz")
+        self.meta = os.path.join(self.directory, f"{self.key}.json")
 
     def copy_if_same(self, fingerprint: str, out: _Output) -> int:
         """Copy the stored member into `out` when it matches; its tar bytes, else 0.
@@ -298,7 +299,8 @@ class _LayerCache:
         mismatch `out` is rewound and 0 returned (the layer is then packed afresh).
         """
         try:
-            meta = json.loads(self.meta.read_text())
+            with open(self.meta) as f:
+                meta = json.loads(f.read())
             if meta.get("fingerprint") != fingerprint or meta.get("name") != self.name:
                 return 0
             expected = (str(meta["gz_sha256"]), int(meta["gz_bytes"]), int(meta["tar_bytes"]))
@@ -307,7 +309,7 @@ class _LayerCache:
         start, saved = out.length, out.digest.copy()
         digest, length = hashlib.sha256(), 0
         try:
-            with self.data.open("rb") as f:
+            with open(self.data, "rb") as f:
                 while chunk := f.read(_COPY_CHUNK_BYTES):
                     digest.update(chunk)
                     length += len(chunk)
@@ -322,7 +324,7 @@ class _LayerCache:
         return 0
 
     def writer(self) -> _LayerWriter:
-        return _LayerWriter(self.data.with_name(f".{self.key}.gz.partial"))
+        return _LayerWriter(os.path.join(self.directory, f".{self.key}.gz.partial"))
 
     def commit(self, writer: _LayerWriter, fingerprint: str, tar_bytes: int) -> None:
         """Keep the freshly written member (data first, then the metadata naming it)."""
@@ -337,29 +339,31 @@ class _LayerCache:
             "gz_bytes": writer.length,
             "gz_sha256": writer.digest.hexdigest(),
         }
-        partial = self.meta.with_name(f".{self.key}.json.partial")
+        partial = os.path.join(self.directory, f".{self.key}.json.partial")
         try:
             writer.file.close()
-            writer.path.replace(self.data)
-            partial.write_text(json.dumps(meta, indent=1) + "\n")
-            partial.replace(self.meta)
+            os.replace(writer.path, self.data)
+            with open(partial, "w") as f:
+                f.write(json.dumps(meta, indent=1) + "\n")
+            os.replace(partial, self.meta)
         except OSError:
             for path in (writer.path, partial, self.data, self.meta):
                 _unlink_quietly(path)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: str) -> None:
     try:
-        path.unlink(missing_ok=True)
-    except OSError:
+        os.unlink(path)
+    except OSError:  # missing, or the disk: either way there is nothing more to do
         return
 
 
-def _forget_others(directory: Path, kept: set[str]) -> None:
+def _forget_others(directory: str | os.PathLike[str], kept: set[str]) -> None:
     """Remove stored layers this build did not have (only when there are any)."""
     try:
-        stale = [p for p in directory.iterdir() if p.name.split(".")[0] not in kept]
-        for path in stale:
-            path.unlink(missing_ok=True)
+        stale = [n for n in os.listdir(directory) if n.split(".")[0] not in kept]
+        for name in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, name))
     except OSError:
         return

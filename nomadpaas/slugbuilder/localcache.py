@@ -35,7 +35,6 @@ import re
 import shutil
 import time
 from collections import namedtuple
-from pathlib import Path
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
 if TYPE_CHECKING:
@@ -83,13 +82,13 @@ class LocalCache:
 
     def __init__(
         self,
-        root: Path,
+        root: str | os.PathLike[str],
         *,
         max_age_s: float = MAX_AGE_S,
         max_bytes: int = MAX_BYTES,
         max_slots: int = MAX_SLOTS,
     ) -> None:
-        self.root = root
+        self.root = os.fspath(root)
         self.max_age_s = max_age_s
         self.max_bytes = max_bytes
         self.max_slots = max_slots
@@ -100,7 +99,7 @@ class LocalCache:
         empty, relative, or a node meta interpolation the node did not resolve."""
         if not value or "${" in value or not os.path.isabs(value):
             return None
-        return cls(Path(value))
+        return cls(value)
 
     def acquire(self, app: str, stack: str, wait_s: float = 0.0) -> CacheSlot | None:
         """The slot of `app` and `stack`, locked for this build; None when the names are
@@ -112,15 +111,16 @@ class LocalCache:
         build would otherwise miss the freshest cache (and, on a new app, any cache)."""
         if not (_NAME_RE.fullmatch(app) and _NAME_RE.fullmatch(stack)):
             return None
-        slot_dir = self.root / app / stack
+        app_dir = os.path.join(self.root, app)
+        slot_dir = os.path.join(app_dir, stack)
         deadline = time.monotonic() + wait_s
         delay = _WAIT_FIRST_S
         attempts = 0
         while attempts < _LOCK_ATTEMPTS:
             try:
-                for path in (self.root, slot_dir.parent, slot_dir):
-                    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    if path.is_symlink():  # the slot must be this directory, not elsewhere
+                for path in (self.root, app_dir, slot_dir):
+                    os.makedirs(path, mode=0o700, exist_ok=True)
+                    if os.path.islink(path):  # the slot must be this directory, not elsewhere
                         return None
                 fd = _lock(slot_dir)
             except OSError:
@@ -136,7 +136,7 @@ class LocalCache:
             try:
                 # `prune` may have removed the slot between our open and our lock: then
                 # this lock guards a deleted file, and the slot must be made again.
-                if os.stat(slot_dir / _LOCK).st_ino == os.fstat(fd).st_ino:
+                if os.stat(os.path.join(slot_dir, _LOCK)).st_ino == os.fstat(fd).st_ino:
                     os.utime(fd)  # last use, for pruning
                     return CacheSlot(slot_dir, fd)
             except OSError:
@@ -144,32 +144,34 @@ class LocalCache:
             os.close(fd)
         return None
 
-    def prune(self, now: float | None = None) -> list[Path]:
+    def prune(self, now: float | None = None) -> list[str]:
         """Remove stale and least recently used slots over the limits; return them.
 
         Busy slots (locked by a running build) are skipped.
         """
         now = time.time() if now is None else now
-        slots: list[tuple[float, int, Path]] = []  # (last use, bytes, dir)
+        slots: list[tuple[float, int, str]] = []  # (last use, bytes, dir)
         with contextlib.suppress(OSError):
-            for app_dir in self.root.iterdir():
+            for app in os.listdir(self.root):
+                app_dir = os.path.join(self.root, app)
                 # Only app slots: buildpacks keep node facts beside them (`.buildpacks`).
-                if not _NAME_RE.fullmatch(app_dir.name) or not app_dir.is_dir():
+                if not _NAME_RE.fullmatch(app) or not os.path.isdir(app_dir):
                     continue
-                if app_dir.is_symlink():
+                if os.path.islink(app_dir):
                     continue
-                for slot_dir in app_dir.iterdir():
-                    if not _NAME_RE.fullmatch(slot_dir.name):
+                for stack in os.listdir(app_dir):
+                    if not _NAME_RE.fullmatch(stack):
                         continue
+                    slot_dir = os.path.join(app_dir, stack)
                     try:
-                        used = (slot_dir / _LOCK).stat().st_mtime
+                        used = os.stat(os.path.join(slot_dir, _LOCK)).st_mtime
                     except OSError:
                         used = 0.0
-                    tag = _read_tag(slot_dir / _TAG)
+                    tag = _read_tag(os.path.join(slot_dir, _TAG))
                     # An untagged tree is useless to the next build: it goes first.
                     slots.append((used if tag else 0.0, tag.bytes if tag else 0, slot_dir))
         slots.sort()
-        removed: list[Path] = []
+        removed: list[str] = []
         total = sum(size for _, size, _ in slots)
         count = len(slots)
         for used, size, slot_dir in slots:
@@ -186,33 +188,34 @@ class LocalCache:
 class CacheSlot:
     """One locked slot: its tree, and the tag saying which S3 object the tree equals."""
 
-    def __init__(self, slot_dir: Path, lock_fd: int) -> None:
+    def __init__(self, slot_dir: str, lock_fd: int) -> None:
         self.dir = slot_dir
-        self.tree = slot_dir / _TREE
+        self.tree = os.path.join(slot_dir, _TREE)
         self._fd: int | None = lock_fd
 
     def take(self) -> Tag | None:
         """The recorded tag, removed from disk: from now on the tree is in use."""
-        path = self.dir / _TAG
+        path = os.path.join(self.dir, _TAG)
         tag = _read_tag(path)
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        if tag is not None and not self.tree.is_dir():
+            os.unlink(path)
+        if tag is not None and not os.path.isdir(self.tree):
             return None
         return tag
 
     def record(self, tag: Tag) -> None:
         """Say that the tree now equals `tag`'s object (written atomically)."""
-        path = self.dir / _TAG
-        partial = path.with_name(_TAG + ".partial")
-        partial.write_text(json.dumps(tag._asdict()))
-        partial.replace(path)
+        path = os.path.join(self.dir, _TAG)
+        partial = os.path.join(self.dir, _TAG + ".partial")
+        with open(partial, "w") as f:
+            f.write(json.dumps(tag._asdict()))
+        os.replace(partial, path)
 
-    def reset_tree(self) -> Path:
+    def reset_tree(self) -> str:
         """An empty tree (the previous one removed)."""
-        if self.tree.exists():
+        if os.path.exists(self.tree):
             shutil.rmtree(self.tree)
-        self.tree.mkdir(mode=0o700)
+        os.mkdir(self.tree, 0o700)
         return self.tree
 
     def release(self) -> None:
@@ -222,18 +225,19 @@ class CacheSlot:
             self._fd = None
 
 
-def _read_tag(path: Path) -> Tag | None:
+def _read_tag(path: str) -> Tag | None:
     try:
-        raw = json.loads(path.read_text())
+        with open(path) as f:
+            raw = json.loads(f.read())
         tag = Tag(str(raw["object"]), str(raw["etag"]), int(raw.get("bytes", 0)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return tag if tag.object and tag.etag else None
 
 
-def _lock(slot_dir: Path) -> int | None:
+def _lock(slot_dir: str) -> int | None:
     """An fd holding the slot's lock exclusively, or None when another build holds it."""
-    fd = os.open(slot_dir / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(os.path.join(slot_dir, _LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -242,7 +246,7 @@ def _lock(slot_dir: Path) -> int | None:
     return fd
 
 
-def _remove_if_free(slot_dir: Path) -> bool:
+def _remove_if_free(slot_dir: str) -> bool:
     try:
         fd = _lock(slot_dir)
     except OSError:
@@ -252,12 +256,13 @@ def _remove_if_free(slot_dir: Path) -> bool:
     try:
         # Untag first: should the removal stop half-way, the rest is never trusted.
         with contextlib.suppress(FileNotFoundError):
-            (slot_dir / _TAG).unlink()
-        shutil.rmtree(slot_dir / _TREE, ignore_errors=True)
-        (slot_dir / _LOCK).unlink(missing_ok=True)
+            os.unlink(os.path.join(slot_dir, _TAG))
+        shutil.rmtree(os.path.join(slot_dir, _TREE), ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(slot_dir, _LOCK))
         with contextlib.suppress(OSError):
-            slot_dir.rmdir()
-            slot_dir.parent.rmdir()  # only when the app has no other slot
+            os.rmdir(slot_dir)
+            os.rmdir(os.path.dirname(slot_dir))  # only when the app has no other slot
     finally:
         os.close(fd)
     return True

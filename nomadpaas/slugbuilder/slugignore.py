@@ -19,7 +19,6 @@ import fnmatch
 import os
 import re
 import shutil
-from pathlib import Path
 
 from nomadpaas.slugbuilder.frozen import Frozen, init_fields
 
@@ -96,34 +95,35 @@ def _compile(glob: str) -> re.Pattern[str]:
     return re.compile("(?:.*/)?".join(pieces), re.DOTALL)
 
 
-def apply_slugignore(build_dir: Path) -> SlugignoreResult:
+def apply_slugignore(build_dir: str | os.PathLike[str]) -> SlugignoreResult:
     """Delete `.git` and everything `.slugignore` matches inside `build_dir`.
 
     Symlinks are removed as links, never followed, so a pattern cannot reach outside.
     """
-    ignore_file = build_dir / ".slugignore"
+    root = os.fspath(build_dir)
+    ignore_file = os.path.join(root, ".slugignore")
     patterns: list[IgnorePattern] = []
     warnings: list[str] = []
-    if ignore_file.is_file() and not ignore_file.is_symlink():
-        patterns, warnings = parse_slugignore(ignore_file.read_text(errors="replace"))
+    if os.path.isfile(ignore_file) and not os.path.islink(ignore_file):
+        with open(ignore_file, errors="replace") as f:
+            patterns, warnings = parse_slugignore(f.read())
     removed: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(build_dir):
-        base = Path(dirpath)
-        rel_base = base.relative_to(build_dir).as_posix()
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_base = os.path.relpath(dirpath, root)
         for name in list(dirnames):
             rel = name if rel_base == "." else f"{rel_base}/{name}"
-            path = base / name
-            is_dir = not path.is_symlink()
+            path = os.path.join(dirpath, name)
+            is_dir = not os.path.islink(path)
             if (rel in ALWAYS_REMOVED) or any(p.matches(rel, is_dir) for p in patterns):
                 if is_dir:
                     shutil.rmtree(path)
                 else:
-                    path.unlink()
+                    os.unlink(path)
                 removed.append(rel)
                 dirnames.remove(name)
         for name in filenames:
             rel = name if rel_base == "." else f"{rel_base}/{name}"
             if any(p.matches(rel, False) for p in patterns):
-                (base / name).unlink()
+                os.unlink(os.path.join(dirpath, name))
                 removed.append(rel)
     return SlugignoreResult(removed=tuple(sorted(removed)), warnings=tuple(warnings))

@@ -28,7 +28,6 @@ import os
 import shutil
 import stat
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from nomadpaas.errors import BuildFailed
 from nomadpaas.slugbuilder.archive import (
@@ -70,15 +69,15 @@ SLOT_WAIT_S = 20.0
 class Transfer(Protocol):
     """Moves whole objects between URLs and local files."""
 
-    def fetch(self, url: str, dest: Path) -> bool:
+    def fetch(self, url: str, dest: str) -> bool:
         """Download `url` to `dest`; False when the object does not exist."""
         ...
 
-    def fetch_tagged(self, url: str, dest: Path, if_none_match: str | None = None) -> Fetched:
+    def fetch_tagged(self, url: str, dest: str, if_none_match: str | None = None) -> Fetched:
         """Download `url` to `dest` unless its ETag is `if_none_match`; say which."""
         ...
 
-    def store(self, path: Path, url: str) -> str | None:
+    def store(self, path: str, url: str) -> str | None:
         """Upload the file at `path` to `url` (replacing it); the new ETag when known."""
         ...
 
@@ -90,12 +89,14 @@ class FileTransfer:
     every store makes a new one.
     """
 
-    def fetch(self, url: str, dest: Path) -> bool:
+    def fetch(self, url: str, dest: str | os.PathLike[str]) -> bool:
         return self.fetch_tagged(url, dest).status == "fetched"
 
-    def fetch_tagged(self, url: str, dest: Path, if_none_match: str | None = None) -> Fetched:
+    def fetch_tagged(
+        self, url: str, dest: str | os.PathLike[str], if_none_match: str | None = None
+    ) -> Fetched:
         source = _file_path(url)
-        if not source.is_file():
+        if not os.path.isfile(source):
             return Fetched("missing")
         etag = _file_etag(source)
         if if_none_match is not None and if_none_match == etag:
@@ -103,27 +104,27 @@ class FileTransfer:
         shutil.copyfile(source, dest)
         return Fetched("fetched", etag)
 
-    def store(self, path: Path, url: str) -> str | None:
+    def store(self, path: str | os.PathLike[str], url: str) -> str | None:
         target = _file_path(url)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        partial = target + ".partial"
         shutil.copyfile(path, partial)
-        partial.replace(target)  # readers never see a half-written object
+        os.replace(partial, target)  # readers never see a half-written object
         return _file_etag(target)
 
 
-def _file_etag(path: Path) -> str:
-    st = path.stat()
+def _file_etag(path: str) -> str:
+    st = os.stat(path)
     return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
 
 
-def _file_path(url: str) -> Path:
+def _file_path(url: str) -> str:
     from urllib.parse import unquote, urlsplit  # file:// URLs are for tests, not the job
 
     parsed = urlsplit(url)
     if parsed.scheme != "file":
         raise ValueError(f"FileTransfer only handles file:// URLs, got {url!r}")
-    return Path(unquote(parsed.path))
+    return unquote(parsed.path)
 
 
 class BuildTask(Frozen):
@@ -167,9 +168,9 @@ class BuildTask(Frozen):
 def run_build_task(
     task: BuildTask,
     transfer: Transfer,
-    work_dir: Path,
+    work_dir: str | os.PathLike[str],
     log: Log | None = None,
-    buildpacks_dir: Path | None = None,
+    buildpacks_dir: str | os.PathLike[str] | None = None,
     timings: Timings | None = None,
     *,
     local: LocalCache | None = None,
@@ -187,8 +188,9 @@ def run_build_task(
     """
     emit: Log = log or (lambda _line: None)
     timer = timings or Timings()
-    work_dir.mkdir(parents=True, exist_ok=True)
-    source = work_dir / "source.tar.gz"
+    work_dir = os.fspath(work_dir)
+    os.makedirs(work_dir, exist_ok=True)
+    source = os.path.join(work_dir, "source.tar.gz")
     with timer.phase("fetch_source"):
         if not transfer.fetch(task.source_url, source):
             raise BuildFailed("The source archive to build does not exist (was the upload lost?)")
@@ -208,16 +210,16 @@ def run_build_task(
 def _build(
     task: BuildTask,
     transfer: Transfer,
-    work_dir: Path,
-    source: Path,
+    work_dir: str,
+    source: str,
     emit: Log,
     timer: Timings,
-    buildpacks_dir: Path | None,
+    buildpacks_dir: str | os.PathLike[str] | None,
     slot: CacheSlot | None,
     on_slug_stored: Callable[[SlugMetadata], None] | None,
 ) -> SlugMetadata:
     if slot is None:
-        cache_dir = work_dir / "cache"
+        cache_dir = os.path.join(work_dir, "cache")
         tag = _restore_cache(task, transfer, work_dir, cache_dir, emit, timer)
     else:
         cache_dir = slot.tree
@@ -226,9 +228,9 @@ def _build(
 
     request = BuildRequest(
         source=source,
-        work_dir=work_dir / "build",
+        work_dir=os.path.join(work_dir, "build"),
         cache_dir=cache_dir,
-        output_dir=work_dir / "out",
+        output_dir=os.path.join(work_dir, "out"),
         config=task.config,
         buildpacks_dir=buildpacks_dir or default_buildpacks_dir(),
         stack=task.stack,
@@ -273,7 +275,7 @@ def _build(
 
 
 def _record_if_untouched(
-    slot: CacheSlot, tag: Tag, cache_dir: Path, before: frozenset[tuple[str, int, int, int, str]]
+    slot: CacheSlot, tag: Tag, cache_dir: str, before: frozenset[tuple[str, int, int, int, str]]
 ) -> None:
     """After a failed build: the slot keeps its tag only if the tree is as restored."""
     if _fingerprint(cache_dir) == before:
@@ -281,10 +283,10 @@ def _record_if_untouched(
 
 
 def _save_cache(
-    url: str, transfer: Transfer, work_dir: Path, cache_dir: Path, emit: Log, timer: Timings
+    url: str, transfer: Transfer, work_dir: str, cache_dir: str, emit: Log, timer: Timings
 ) -> str | None:
     """Pack and upload the cache; the new object's ETag ("" when unknown, None on failure)."""
-    packed = work_dir / "cache-new.tar.gz"
+    packed = os.path.join(work_dir, "cache-new.tar.gz")
     try:
         with timer.phase("pack_cache"):
             stats = pack_directory(cache_dir, packed, compresslevel=FAST_GZIP_LEVEL)
@@ -296,7 +298,7 @@ def _save_cache(
         emit(f" !     Warning: the build cache was not saved: {exc}")
         return None
     finally:
-        packed.unlink(missing_ok=True)
+        _unlink_if_there(packed)
     return etag or ""
 
 
@@ -305,7 +307,7 @@ def _same_object(get_url: str | None, put_url: str) -> bool:
     return bool(get_url) and object_id(get_url or "") == object_id(put_url)
 
 
-def _fingerprint(root: Path) -> frozenset[tuple[str, int, int, int, str]]:
+def _fingerprint(root: str) -> frozenset[tuple[str, int, int, int, str]]:
     """Every entry under `root` as (path, mode, size, mtime ns, link target): a change a
     buildpack makes to the cache shows up here without reading file contents.
 
@@ -314,7 +316,7 @@ def _fingerprint(root: Path) -> frozenset[tuple[str, int, int, int, str]]:
     changes it without changing the cache.)
     """
     entries: set[tuple[str, int, int, int, str]] = set()
-    _scan_into(entries, os.fspath(root), "")
+    _scan_into(entries, root, "")
     root_stat = os.lstat(root)
     entries.add((".", root_stat.st_mode, 0, root_stat.st_mtime_ns, ""))
     return frozenset(entries)
@@ -349,11 +351,11 @@ def _tree_bytes(fingerprint: frozenset[tuple[str, int, int, int, str]]) -> int:
 
 
 def _restore_cache(
-    task: BuildTask, transfer: Transfer, work_dir: Path, cache_dir: Path, emit: Log, timer: Timings
+    task: BuildTask, transfer: Transfer, work_dir: str, cache_dir: str, emit: Log, timer: Timings
 ) -> Tag | None:
     """Fill `cache_dir` from `cache_url`; the restored object's tag, None on a miss."""
-    packed = work_dir / "cache-old.tar.gz"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    packed = os.path.join(work_dir, "cache-old.tar.gz")
+    os.makedirs(cache_dir, exist_ok=True)
     fetched = _fetch_cache(task, transfer, packed, None, emit, timer)
     if fetched is None or fetched.status != "fetched":
         return None
@@ -363,14 +365,14 @@ def _restore_cache(
 
 
 def _restore_slot(
-    task: BuildTask, transfer: Transfer, work_dir: Path, slot: CacheSlot, emit: Log, timer: Timings
+    task: BuildTask, transfer: Transfer, work_dir: str, slot: CacheSlot, emit: Log, timer: Timings
 ) -> Tag | None:
     """Make the slot's tree this app's cache: as it is when S3 still holds the object it
     equals (a 304), else from S3's object. The restored object's tag, None on a miss."""
     known = slot.take()
     cache_object = object_id(task.cache_url or "")
     etag = known.etag if known is not None and known.object == cache_object else None
-    packed = work_dir / "cache-old.tar.gz"
+    packed = os.path.join(work_dir, "cache-old.tar.gz")
     fetched = _fetch_cache(task, transfer, packed, etag, emit, timer)
     if known is not None and etag is not None:
         if fetched is not None and fetched.status == "not-modified":
@@ -391,7 +393,7 @@ def _restore_slot(
 def _fetch_cache(
     task: BuildTask,
     transfer: Transfer,
-    packed: Path,
+    packed: str,
     etag: str | None,
     emit: Log,
     timer: Timings,
@@ -407,16 +409,23 @@ def _fetch_cache(
         return None
 
 
-def _extract_cache(packed: Path, cache_dir: Path, emit: Log, timer: Timings) -> bool:
+def _extract_cache(packed: str, cache_dir: str, emit: Log, timer: Timings) -> bool:
     try:
         with timer.phase("restore_cache"):
-            extract_cache_tarball(packed, cache_dir, scratch=packed.parent)
+            extract_cache_tarball(packed, cache_dir, scratch=os.path.dirname(packed))
         emit("-----> Restored the build cache")
     except ArchiveError as exc:
         shutil.rmtree(cache_dir, ignore_errors=True)
-        cache_dir.mkdir(parents=True)
+        os.makedirs(cache_dir)
         emit(f" !     Warning: the build cache is unreadable ({exc}); building without it")
         return False
     finally:
-        packed.unlink(missing_ok=True)
+        _unlink_if_there(packed)
     return True
+
+
+def _unlink_if_there(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -75,6 +75,8 @@ def promote(
     sha256: str,
     md5: str = "",
     staged: ObjectInfo | None = None,
+    *,
+    look: bool = True,
 ) -> str:
     """Move the slug from its staging key to `slugs/<app>/<sha256>.tar.gz`, checking it.
 
@@ -84,17 +86,20 @@ def promote(
     a slug already there is never touched. Then one server-side copy, conditional on
     that ETag, whose result is checked again; copying over an existing slug with the
     same digest rewrites the same bytes, so the final key needs no look first. `staged`:
-    the staging object's info, when the caller read it ahead. Without the MD5 (a record
-    from an older build task), download and check the sha256.
+    the staging object's info, when the caller read it ahead. `look=False`: no look
+    first, the copy's condition alone keeps other bytes out (one request less; S3 and the
+    embedded server answer 412 to a mismatch). Without the MD5 (a record from an older
+    build task), download and check the sha256.
     """
     final = slug_key(app, sha256)
     if md5:
-        info = staged if staged is not None else storage.head(staging)
-        if info.etag != md5:
-            raise _corrupted("MD5", info.etag, md5)
+        if look:
+            info = staged if staged is not None else storage.head(staging)
+            if info.etag != md5:
+                raise _corrupted("MD5", info.etag, md5)
         try:
             copied = storage.copy(staging, final, if_match=md5)
-        except Conflict:  # replaced between the look and the copy: nothing was written
+        except Conflict:  # other bytes (replaced, maybe since the look): nothing written
             raise _corrupted("MD5", "(changed)", md5) from None
         if copied.etag != md5:  # a store that ignored the condition
             storage.delete(final)

@@ -25,6 +25,7 @@ from nomadpaas import Platform, Settings, jobspec
 from nomadpaas.build import BuildJobFailed
 from nomadpaas.errors import NotFound
 from nomadpaas.models import BuildEvent
+from nomadpaas.storage.base import ObjectInfo
 from nomadpaas.storage.keys import sha256_file
 from nomadpaas.storage.s3 import S3Storage
 
@@ -147,3 +148,41 @@ def test_redispatching_a_build_id_reuses_the_child_job(platform: Platform, tmp_p
     assert set(second.process_types) == {"web", "worker"}
     info = platform.build_info("retry", "b-retry-1")
     assert info.status == "succeeded" and info.slug_key == second.slug_key
+
+
+class _CountingS3(S3Storage):
+    """S3Storage that remembers the keys it read and looked at."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            url, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
+        )
+        self.read: list[str] = []
+
+    def get_bytes(self, key: str) -> bytes:
+        self.read.append(key)
+        return super().get_bytes(key)
+
+    def head(self, key: str) -> ObjectInfo:
+        self.read.append(key)
+        return super().head(key)
+
+
+def test_the_task_result_line_spares_reading_the_record_back(
+    agent: ServerProcess, s3: ServerProcess, tmp_path: Path
+) -> None:
+    from nomadpaas.build import read_build, run_build
+    from nomadpaas.buildwatch import RESULT_PREFIX
+    from nomadpaas.nomad.client import NomadClient
+
+    storage = _CountingS3(s3.url)
+    storage.ensure_bucket()
+    source = tmp_path / "shell-worker"
+    shutil.copytree(EXAMPLES / "shell-worker", source)
+    events: list[BuildEvent] = []
+    with NomadClient(agent.url) as client:
+        build = run_build(client, storage, "worker", source, on_event=events.append, timeout=120)
+    assert build.status == "succeeded" and storage.exists(build.slug_key or "")
+    assert not [k for k in storage.read if k.startswith(("builds/", "slugs/"))], storage.read
+    assert not [e for e in events if e.kind == "log" and RESULT_PREFIX in e.message]
+    assert build.slug_sha256 == read_build(storage, "worker", build.build_id).slug_sha256

@@ -41,7 +41,7 @@ def test_procfile_app_builds_and_runs_elsewhere(
     assert "release" not in meta.process_types  # "#release:" is a comment
     assert meta.buildpacks == ["procfile"] and meta.buildpack_description == "Procfile"
     assert "-----> Procfile app detected" in done.output
-    on_disk = json.loads(done.result.metadata_path.read_text())
+    on_disk = json.loads(Path(done.result.metadata_path).read_text())
     assert on_disk["sha256"] == meta.sha256 and on_disk["launcher"] == "app/.nomadpaas/start"
 
     app = unpack(done.result.slug_path, tmp_path / "run" / "elsewhere")

@@ -113,3 +113,68 @@ def test_without_the_flag_nothing_runs_on_idle_cpu(meta: dict[str, str], tmp_pat
     assert code == 0
     assert {policy for _kind, policy in transfer.stores} == {os.SCHED_OTHER}
     assert after == os.SCHED_OTHER
+
+
+def _run_capturing(
+    meta: dict[str, str], work: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, list[str], dict[str, object]]:
+    work.mkdir()
+    code, _record = dispatched.run(meta, FileTransfer(), work)
+    stored = json.loads(Path(meta["metadata_url"].removeprefix("file://")).read_text())
+    return code, capsys.readouterr().out.splitlines(), stored
+
+
+def test_a_success_prints_its_result_line_with_the_token_before_its_done_line(
+    meta: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    meta["result_token"] = "f00d" * 8
+    code, lines, record = _run_capturing(meta, tmp_path / "w1", capsys)
+    assert code == 0
+    done = lines.index(dispatched.DONE_LINES["succeeded"])
+    prefix = f"{dispatched.RESULT_PREFIX}{'f00d' * 8} "
+    assert lines[done - 1].startswith(prefix)  # in hand when the platform sees DONE
+    result = json.loads(lines[done - 1].removeprefix(prefix))
+    slug = record["slug"]
+    assert isinstance(slug, dict)
+    assert result["slug"] == {k: slug[k] for k in dispatched.RESULT_SLUG_FIELDS}
+    assert result["slug"]["md5"] and result["slug"]["process_types"] == {"web": "echo hi"}
+    for key in dispatched.RESULT_FIELDS:
+        assert result[key] == record[key]
+    # The stored tail is the user's output: no token in it, nor in the stored record.
+    assert not any(dispatched.RESULT_PREFIX in line for line in record["log_tail"])  # type: ignore[attr-defined]
+    assert "f00d" * 8 not in json.dumps(record)
+
+
+def test_no_result_line_without_a_token_or_on_failure(
+    meta: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines, _record = _run_capturing(meta, tmp_path / "w1", capsys)
+    assert code == 0 and dispatched.DONE_LINES["succeeded"] in lines
+    assert not any(line.startswith(dispatched.RESULT_PREFIX) for line in lines)
+    meta["result_token"] = "f00d" * 8
+    meta["source_url"] = (tmp_path / "bucket" / "sources" / "missing.tar.gz").as_uri()
+    code, lines, _record = _run_capturing(meta, tmp_path / "w2", capsys)
+    assert code == 3 and dispatched.DONE_LINES["failed"] in lines
+    assert not any(line.startswith(dispatched.RESULT_PREFIX) for line in lines)
+
+
+def test_the_token_reaches_the_task_from_the_dispatch_meta() -> None:
+    env = {"NOMAD_META_app": "a", "NOMAD_META_result_token": "t0k"}
+    assert dispatched.read_meta(env)["result_token"] == "t0k"
+
+
+def test_buildpacks_never_see_the_token(
+    meta: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NOMAD_META_result_token", "f00d" * 8)  # as Nomad sets it
+    meta["result_token"] = "f00d" * 8
+    compile_script = tmp_path / "bps" / "counter" / "bin" / "compile"
+    compile_script.write_text(
+        '#!/usr/bin/env bash\necho "seen: ${NOMAD_META_result_token:-nothing}"\n'
+    )
+    code, lines, _record = _run_capturing(meta, tmp_path / "w1", capsys)
+    assert code == 0
+    assert any(line.endswith("seen: nothing") for line in lines), lines

@@ -26,7 +26,7 @@ def test_from_env_ignores_unset_unresolved_and_relative_values(tmp_path: Path) -
     assert LocalCache.from_env("${meta.nomadpaas.build_cache_dir}") is None
     assert LocalCache.from_env("relative/dir") is None
     cache = LocalCache.from_env(str(tmp_path / "bc"))
-    assert cache is not None and cache.root == tmp_path / "bc"
+    assert cache is not None and cache.root == str(tmp_path / "bc")
 
 
 @pytest.mark.parametrize("app", ["", "..", ".", "a/b", "Web", "-x", "x" * 64, "a\x00"])
@@ -87,12 +87,12 @@ def test_a_tag_is_taken_away_while_the_tree_is_in_use(tmp_path: Path) -> None:
 def _slot_with(cache: LocalCache, app: str, size: int, used: float, *, tagged: bool = True) -> Path:
     slot = cache.acquire(app, STACK)
     assert slot is not None
-    (slot.reset_tree() / "f").write_bytes(b"x" * size)
+    (Path(slot.reset_tree()) / "f").write_bytes(b"x" * size)
     if tagged:
         slot.record(Tag(f"http://s3/{app}", '"e"', size))
     slot.release()
-    os.utime(slot.dir / "lock", (used, used))
-    return slot.dir
+    os.utime(os.path.join(slot.dir, "lock"), (used, used))
+    return Path(slot.dir)
 
 
 def test_prune_removes_stale_untagged_and_least_recently_used_slots(tmp_path: Path) -> None:
@@ -112,12 +112,13 @@ def test_prune_removes_stale_untagged_and_least_recently_used_slots(tmp_path: Pa
 
     removed = cache.prune(now)
 
-    assert set(removed) == {stale, untagged, old}  # then 200 bytes left: under the cap
+    # Then 200 bytes are left: under the cap.
+    assert set(removed) == {str(stale), str(untagged), str(old)}
     assert not stale.exists() and not (tmp_path / "bc" / "stale").exists()
     assert mid.is_dir() and new.is_dir()
     busy.release()
     cache.max_slots = 1
-    assert cache.prune(now) == [new]  # acquiring `mid` made it the most recently used
+    assert cache.prune(now) == [str(new)]  # acquiring `mid` made it the most recently used
     assert (mid / "tree" / "f").is_file()
     assert sorted(p.name for p in facts.iterdir()) == ["probe"]  # untouched: no lock made
 
@@ -194,7 +195,7 @@ class Node:
 
     @property
     def tree(self) -> Path:
-        return self.cache.root / APP / STACK / "tree"
+        return Path(self.cache.root) / APP / STACK / "tree"
 
 
 def _said(lines: list[str], text: str) -> bool:

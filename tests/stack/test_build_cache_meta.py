@@ -14,5 +14,5 @@ def test_the_agent_gets_the_build_cache_dir_under_the_home(tmp_path: Path) -> No
     # What the build task makes of the interpolated value: a usable cache root.
     value = argv[argv.index("-meta") + 1].split("=", 1)[1]
     cache = LocalCache.from_env(value)
-    assert cache is not None and cache.root == tmp_path / "build-cache"
+    assert cache is not None and cache.root == str(tmp_path / "build-cache")
     assert "-meta" not in server_argv("s3", _Ports(nomad=1, consul=2, s3=3), tmp_path)

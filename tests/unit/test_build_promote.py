@@ -190,3 +190,20 @@ def test_a_corrupted_slug_is_refused_inside_deferred_cleanup_too(store: Counting
     with deferred_cleanup(), pytest.raises(BuildFailed, match="corrupted or replaced"):
         promote(store, STAGING, "web", SHA, MD5)
     assert not store.exists(f"slugs/web/{SHA}.tar.gz")
+
+
+def test_without_a_look_the_conditional_copy_alone_promotes(store: CountingStorage) -> None:
+    final = promote(store, STAGING, "web", SHA, MD5, look=False)
+    assert final == f"slugs/web/{SHA}.tar.gz" and CountingStorage.heads == []
+    assert store.get_bytes(final) == SLUG and not store.exists(STAGING)
+
+
+def test_without_a_look_a_replaced_slug_never_touches_an_existing_one(
+    store: CountingStorage,
+) -> None:
+    final = f"slugs/web/{SHA}.tar.gz"
+    store.put_bytes(final, SLUG)  # an earlier release's slug
+    store.put_bytes(STAGING, b"something else")
+    with pytest.raises(BuildFailed, match="corrupted or replaced"):
+        promote(store, STAGING, "web", SHA, MD5, look=False)
+    assert store.get_bytes(final) == SLUG and CountingStorage.heads == []

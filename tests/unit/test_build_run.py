@@ -78,11 +78,15 @@ def test_build_uploads_once_dispatches_idempotently_and_streams_every_line(
     assert not [k for k in keys if "/staging/" in k or k.endswith(".config.json")], keys
     assert "builds/web/b1.json" in keys and build.source_key in keys
 
-    # The live log is exactly the task's stdout, line by line, in order.
+    # The live log is exactly the task's stdout, line by line, in order, but for the
+    # result line meant for the platform (with this build's token).
     code, stdout, _ = next(iter(fake.results.values()))
     assert code == 0
     log = [e.message for e in events if e.kind == "log"]
-    assert log == stdout.decode().splitlines() and log[0].startswith("-----> ")
+    token = fake.dispatches[0]["meta"]["result_token"]
+    shown = [line for line in stdout.decode().splitlines() if token not in line]
+    assert token and len(shown) == len(stdout.decode().splitlines()) - 1
+    assert log == shown and log[0].startswith("-----> ")
     kinds = [e.kind for e in events]
     assert kinds.index("packed") < kinds.index("uploaded") < kinds.index("job-registered")
     assert kinds.index("dispatched") < kinds.index("allocated") < kinds.index("finished")
