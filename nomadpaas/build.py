@@ -4,11 +4,29 @@ DESIGN.md §4 (push, up to "read the build record")::
 
     pack (sourcepack) → sha256 → upload sources/<app>/<sha>.tar.gz if absent
       → register `nomadpaas-build` if missing or different → dispatch with presigned URLs
-      (+ ?idempotency_token) → find the child's allocation → stream its stdout live
+      (+ ?idempotency_token; a source of at most 16 KiB also as the Payload, its upload
+      then overlapping the dispatch) → find the child's allocation → stream its stdout live
       → the task prints that its record is stored (or the allocation ends)
       → a succeeded build's result from the task's result line (authenticated by the
         meta's random `result_token`), else read builds/<app>/<id>.json
       → Build (the slug promoted), or BuildFailed (3)
+
+A source whose tarball fits Nomad's dispatch payload limit (16 KiB,
+`jobspec.DISPATCH_PAYLOAD_MAX_BYTES`) also goes as the dispatch `Payload`, with its
+sha256 as the meta `source_sha256`, when the build job takes one (`Payload = "optional"`
+and a task `DispatchPayload.File`): the task builds from that file, once its digest
+matches, without fetching `source_url`. Its upload to S3 (same key, same bytes, same
+`source-exists` skip) then starts on the worker once the build is dispatched, and is
+joined before the build's result is reported (so before any release is written); a
+failed upload fails the build with the upload's own error. Larger sources are
+uploaded before the dispatch, as above.
+
+Events (`on_event`, one at a time): `packed`, [`warning`…], then
+`upload`/`uploaded` or `source-exists`, `job-registered` or `job-current`, `dispatched`
+(`payload`: whether the source went with it), `allocated`, `log`…, `finished`. With a
+payload, `upload`/`uploaded` or `source-exists` come after `dispatched` instead (the
+upload starts once the dispatch is sent), from the worker as it goes: among
+`allocated` and the first `log` lines, always before `finished`.
 
 The task stores its record as soon as the slug is up and saves the build cache after
 that, so a push does not wait for the cache; the record, not the allocation's status,
@@ -34,6 +52,7 @@ NomadUnreachable / StorageUnreachable (6).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -42,7 +61,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +74,7 @@ from nomadpaas.errors import BuildFailed, Conflict, NomadPaasError, NotFound
 from nomadpaas.models import Build, BuildEvent
 from nomadpaas.nomad.allocations import Allocation, Allocations
 from nomadpaas.nomad.client import NomadClient
-from nomadpaas.nomad.jobs import Jobs
+from nomadpaas.nomad.jobs import Dispatched, Jobs, job_path
 from nomadpaas.sourcepack import MAX_SOURCE_BYTES, pack_source
 from nomadpaas.storage import Storage, build_record_key, cache_key, slug_key, source_key
 from nomadpaas.storage.base import ObjectInfo
@@ -233,9 +253,15 @@ def run_build(
         # While the source is uploaded, the build job is rendered and read and the presigned
         # URLs are signed (nothing reaches Nomad before the source is packed and within its
         # size limit); the job is registered, if it must be, only once the source is up.
-        with tempfile.TemporaryDirectory(prefix="nomadpaas-push-") as scratch:
+        # A source small enough to be the dispatch Payload is uploaded on the worker instead,
+        # once it is dispatched, while this thread follows the build: the upload is joined
+        # before the build's result is reported (`_joined`).
+        scratch = tempfile.TemporaryDirectory(prefix="nomadpaas-push-")
+        uploading: Future[None] | None = None
+        payload: bytes | None = None
+        try:
             packed = pack_source(
-                Path(path), Path(scratch) / "source.tar.gz", max_bytes=max_source_bytes
+                Path(path), Path(scratch.name) / "source.tar.gz", max_bytes=max_source_bytes
             )
             events(
                 "packed",
@@ -249,42 +275,77 @@ def run_build(
             for warning in packed.warnings:
                 events("warning", warning)
             src_key = source_key(app, packed.sha256)
-            job_read = pool.submit(read_job)
-            urls = pool.submit(
-                _presigned_urls, storage, src_key, staging_key, record_key,
-                cache_key(app, stack), config_key,
+            if packed.compressed_bytes <= jobspec.DISPATCH_PAYLOAD_MAX_BYTES:
+                template = job if job is not None else jobspec.load_template("build")
+                if jobspec.dispatch_payload_file(template) is not None:
+                    payload = packed.path.read_bytes()
+            signing = (
+                storage, src_key, staging_key, record_key, cache_key(app, stack), config_key,
             )  # fmt: skip
-            if not _upload(storage, src_key, packed.path, packed.compressed_bytes, events):
-                events("source-exists", "Source unchanged since an earlier push; not uploaded")
-            rendered, existing_job = job_read.result()
+            upload = (storage, src_key, packed.path, packed.compressed_bytes, events)
+            if payload is None:
+                job_read = pool.submit(read_job)
+                urls = pool.submit(_presigned_urls, *signing)
+                _upload_source(*upload)
+                scratch.cleanup()
+                signed = urls.result()
+                rendered, existing_job = job_read.result()
+            else:
+                # The task may write to the bucket at once (a build failing quickly stores
+                # its record), so it must exist before the dispatch, upload or not (a first
+                # push creates it): the worker makes sure of it while this thread reads the
+                # job and signs the URLs.
+                bucket = pool.submit(storage.ensure_bucket)
+                signed = _presigned_urls(*signing)
+                rendered, existing_job = read_job()
+                bucket.result()
             result = ResultLine(secrets.token_hex(16))
-            meta = {"app": app, "build_id": build_id, **urls.result(), "stack": stack}
+            meta = {"app": app, "build_id": build_id, **signed, "stack": stack}
             meta["result_token"] = result.token
+            if payload is not None:
+                meta[jobspec.SOURCE_SHA256_META] = packed.sha256
 
-        if config_key is not None:
-            storage.put_bytes(
-                config_key, json.dumps(dict(config or {})).encode(), content_type="application/json"
+            if config_key is not None:
+                storage.put_bytes(
+                    config_key,
+                    json.dumps(dict(config or {})).encode(),
+                    content_type="application/json",
+                )
+            if commit:
+                meta["commit"] = commit
+
+            if ensure_build_job(jobs, rendered, existing=existing_job):
+                events("job-registered", f"Registered the {rendered['ID']} job")
+            else:
+                events("job-current", f"The {rendered['ID']} job is up to date")
+            dispatched = _dispatch(
+                jobs,
+                str(rendered["ID"]),
+                meta,
+                idempotency_token(app, packed.sha256, build_id),
+                payload,
             )
-        if commit:
-            meta["commit"] = commit
-
-        if ensure_build_job(jobs, rendered, existing=existing_job):
-            events("job-registered", f"Registered the {rendered['ID']} job")
-        else:
-            events("job-current", f"The {rendered['ID']} job is up to date")
-        dispatched = jobs.dispatch(
-            str(rendered["ID"]),
-            meta,
-            idempotency_token=idempotency_token(app, packed.sha256, build_id),
-        )
-        events(
-            "dispatched",
-            f"Build {build_id} dispatched as {dispatched.job_id}",
-            job_id=dispatched.job_id,
-            eval_id=dispatched.eval_id,
-            deduplicated=dispatched.deduplicated,
-            build_id=build_id,
-        )
+            events(
+                "dispatched",
+                f"Build {build_id} dispatched as {dispatched.job_id}",
+                job_id=dispatched.job_id,
+                eval_id=dispatched.eval_id,
+                deduplicated=dispatched.deduplicated,
+                build_id=build_id,
+                payload=payload is not None,
+            )
+            if payload is not None:
+                # Started once the dispatch is sent: its CPU work (botocore's) would hold
+                # the GIL against the dispatch's; the task needs S3's copy of the source
+                # only to build again later, not now.
+                uploading = pool.submit(_upload_source, *upload)
+        except BaseException:
+            if payload is not None and uploading is None:  # the source lands as before
+                with contextlib.suppress(Exception):
+                    _upload_source(*upload)
+            _settle(uploading)  # the upload reads the scratch dir: it ends first
+            scratch.cleanup()
+            raise
         base = Build(
             app=app,
             build_id=build_id,
@@ -296,6 +357,7 @@ def run_build(
             commit=commit,
         )
         if detach:
+            _joined(uploading, storage, staging_key, scratch)
             return base
 
         deadline = clock() + (DEFAULT_TIMEOUT_S if timeout is None else timeout)
@@ -327,6 +389,11 @@ def run_build(
             if config_key is not None:
                 with contextlib.suppress(NomadPaasError):
                     storage.delete(config_key)
+            _settle(uploading)
+            scratch.cleanup()
+        # The source is in S3 before the build's result is reported (and so before any
+        # release is written); a failed upload fails the build with its own error.
+        _joined(uploading, storage, staging_key, scratch)
         if result.result is not None:  # no record to read, no look: the copy checks
             # The record's tail ends at the marker; the stream may have brought more.
             tail = lines.tail[: _after_last(lines.tail, SUCCEEDED_LINE)]
@@ -337,6 +404,56 @@ def run_build(
         record = found[-1] if found else _read_record(storage, record_key)
         look = staged[-1] if found and staged else None
         return _finish(storage, watcher, base, alloc, lines, record, staging_key, events, look)
+
+
+def _dispatch(
+    jobs: Jobs, job_id: str, meta: Mapping[str, str], token: str, payload: bytes | None
+) -> Dispatched:
+    """`Jobs.dispatch`, with the source as the dispatch `Payload` when there is one
+    (base64 in the body, nomad-api.md §1.7; `Jobs.dispatch` sends none)."""
+    if payload is None:
+        return jobs.dispatch(job_id, meta, idempotency_token=token)
+    body = {"JobID": job_id, "Meta": dict(meta), "Payload": base64.b64encode(payload).decode()}
+    answer = jobs.client.put(
+        job_path(job_id, "/dispatch"), body, params={"idempotency_token": token}
+    )
+    data = answer.data or {}
+    return Dispatched(
+        job_id=str(data.get("DispatchedJobID") or ""),
+        eval_id=str(data.get("EvalID") or ""),
+        index=int(data.get("Index") or answer.index or 0),
+    )
+
+
+def _upload_source(storage: Storage, key: str, path: Path, size: int, events: _Events) -> None:
+    """Upload the source unless it is there (`_upload`); say which."""
+    if not _upload(storage, key, path, size, events):
+        events("source-exists", "Source unchanged since an earlier push; not uploaded")
+
+
+def _settle(uploading: Future[None] | None) -> None:
+    """Wait for the upload to end, whatever its outcome (`_joined` reports it)."""
+    if uploading is not None:
+        futures_wait([uploading])
+
+
+def _joined(
+    uploading: Future[None] | None,
+    storage: Storage,
+    staging_key: str,
+    scratch: tempfile.TemporaryDirectory[str],
+) -> None:
+    """Wait for a concurrent source upload; raise its error (after removing the staging
+    slug a build from the payload may have stored: no release comes of it)."""
+    if uploading is None:
+        return
+    _settle(uploading)
+    scratch.cleanup()
+    error = uploading.exception()
+    if error is not None:
+        with contextlib.suppress(NomadPaasError):
+            storage.delete(staging_key)
+        raise error
 
 
 def _after_last(lines: list[str], line: str) -> int:

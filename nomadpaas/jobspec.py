@@ -30,7 +30,10 @@ __all__ = [
     "BUILD_META_REQUIRED",
     "BUILD_ROLE",
     "BUILD_TASK",
+    "DISPATCH_PAYLOAD_MAX_BYTES",
     "ROLE_META_KEY",
+    "SOURCE_SHA256_META",
+    "dispatch_payload_file",
     "load_template",
     "render_build_job",
     "validate_job",
@@ -49,9 +52,17 @@ BUILD_ROLE = "build"
 BUILD_META_REQUIRED = ("app", "build_id", "source_url", "slug_url", "metadata_url")
 #: `result_token`: a random token per build; the task prints it on its result line (see
 #: slugbuilder/dispatched.py RESULT_PREFIX) so the platform can trust that line.
+#: `source_sha256`: the source tarball's digest, sent with a dispatch Payload (the
+#: source itself, when small): the task builds from the payload only if it matches.
+SOURCE_SHA256_META = "source_sha256"
 BUILD_META_OPTIONAL = (
     "cache_url", "cache_put_url", "config_url", "stack", "commit", "result_token",
+    "source_sha256",
 )  # fmt: skip
+#: Nomad's dispatch payload limit (nomad/structs DispatchPayloadSizeLimit, 16 KiB): a
+#: dispatch whose Payload is longer (before compression) is refused with `Payload exceeds
+#: maximum size; N > 16384`; one of exactly this many bytes is accepted.
+DISPATCH_PAYLOAD_MAX_BYTES = 16 * 1024
 
 
 def _jobs_dir() -> Path:
@@ -74,6 +85,23 @@ def load_template(name: str) -> dict[str, Any]:
     """A deep copy of the Job object in `jobs/<name>.nomad.json` (e.g. `build`)."""
     document = _read_json(f"{name}.nomad.json")
     return copy.deepcopy(document["Job"])
+
+
+def dispatch_payload_file(job: Mapping[str, Any]) -> str | None:
+    """The file a dispatch Payload is written to in the build task's `local/` dir (its
+    `DispatchPayload.File`), or None when `job` takes no payload (it forbids one, its
+    task has no `DispatchPayload`, or its meta does not allow `source_sha256`, which the
+    task checks the payload against): then the source travels through S3 only."""
+    params = job.get("ParameterizedJob") or {}
+    allowed = (*(params.get("MetaRequired") or ()), *(params.get("MetaOptional") or ()))
+    if params.get("Payload") == "forbidden" or SOURCE_SHA256_META not in allowed:
+        return None
+    for group in job.get("TaskGroups") or ():
+        for task in group.get("Tasks") or ():
+            if task.get("Name") == BUILD_TASK:
+                file = (task.get("DispatchPayload") or {}).get("File")
+                return str(file) if file else None
+    return None
 
 
 def validate_job(job: Mapping[str, Any], schema: str) -> None:

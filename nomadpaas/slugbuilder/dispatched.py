@@ -12,6 +12,12 @@ inputs are the dispatch meta, which Nomad exposes as `NOMAD_META_<key>` (nomad-a
     config_url                    GET  the app's config vars as JSON    (optional)
     stack, commit                 (optional)
     result_token                  authenticates the result line (optional; RESULT_PREFIX)
+    source_sha256                 the source's digest, sent with a dispatch payload (optional)
+
+A source small enough (16 KiB) also comes as the dispatch payload, which Nomad writes to
+`$NOMAD_TASK_DIR/source.tar.gz` (payload.py): the build uses it, once its sha256 is
+`source_sha256` (a mismatch fails the build), instead of fetching `source_url`; without
+that file it fetches `source_url`.
 
 and from the task's env, `NOMADPAAS_BUILD_CACHE_DIR` (the node meta
 `nomadpaas.build_cache_dir`): the node-local tier of the build cache (localcache.py);
@@ -39,6 +45,7 @@ from nomadpaas.errors import NomadPaasError
 from nomadpaas.slugbuilder.compile import DEFAULT_STACK, CompileFailed, SlugMetadata
 from nomadpaas.slugbuilder.http_transfer import HttpTransfer
 from nomadpaas.slugbuilder.localcache import LocalCache
+from nomadpaas.slugbuilder.payload import payload_path
 from nomadpaas.slugbuilder.scratch import scratch_dir
 from nomadpaas.slugbuilder.task import BuildTask, run_build_task
 from nomadpaas.slugbuilder.timings import Timings, process_age
@@ -53,7 +60,10 @@ if TYPE_CHECKING:
 __all__ = ["DONE_LINES", "RECORD_FORMAT", "RESULT_PREFIX", "main", "read_meta"]
 
 REQUIRED = ("app", "build_id", "source_url", "slug_url", "metadata_url")
-OPTIONAL = ("cache_url", "cache_put_url", "config_url", "stack", "commit", "result_token")
+OPTIONAL = (
+    "cache_url", "cache_put_url", "config_url", "stack", "commit", "result_token",
+    "source_sha256",
+)  # fmt: skip
 #: Version of the build record's JSON layout.
 RECORD_FORMAT = 1
 #: Lines of build output kept in the record.
@@ -143,6 +153,7 @@ def run(
     startup_s: float | None = None,
     local: LocalCache | None = None,
     idle_after_result: bool = False,
+    source_file: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Build per `meta`; return (exit code, build record). The record is also stored.
 
@@ -150,6 +161,7 @@ def run(
     `local`: the node's build cache slots (None: S3 only).
     `idle_after_result`: once a success is recorded, save the cache on idle CPU only
     (SCHED_IDLE; the calling thread's policy is restored before returning).
+    `source_file`: the dispatch payload (payload.py), built from instead of `source_url`.
     """
     log = _Log()
     started, clock = _now(), time.monotonic()
@@ -205,6 +217,8 @@ def run(
             stack=meta.get("stack") or DEFAULT_STACK,
             commit=meta.get("commit"),
             build_id=meta.get("build_id"),
+            source_file=source_file,
+            source_sha256=meta.get("source_sha256"),
         )
 
         def on_slug_stored(metadata: SlugMetadata) -> None:
@@ -314,6 +328,7 @@ def main(
     ):
         local = LocalCache.from_env(env.get("NOMADPAAS_BUILD_CACHE_DIR"))
         code, _record = run(
-            meta, transfer, scratch, startup_s=startup_s, local=local, idle_after_result=True
-        )
+            meta, transfer, scratch, startup_s=startup_s, local=local, idle_after_result=True,
+            source_file=payload_path(env),
+        )  # fmt: skip
     return code

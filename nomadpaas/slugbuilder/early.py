@@ -22,6 +22,7 @@ import os
 
 from nomadpaas.slugbuilder.http1 import send_request
 from nomadpaas.slugbuilder.http_transfer import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, object_id
+from nomadpaas.slugbuilder.payload import payload_path
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
 if TYPE_CHECKING:
@@ -72,10 +73,12 @@ class EarlyRequests:
 def send_early_requests(environ: Mapping[str, str]) -> EarlyRequests:
     """Send the config, source and cache GETs the dispatched build will make (see
     dispatched.py for the meta, task.py for the requests). Never raises: whatever could
-    not be sent is simply made later by the build itself."""
+    not be sent is simply made later by the build itself. No source GET when the source
+    came as the dispatch payload (payload.py): the build does not fetch it then."""
     early = EarlyRequests()
     try:
-        for key in ("config_url", "source_url"):
+        keys = ("config_url",) if payload_path(environ) else ("config_url", "source_url")
+        for key in keys:
             url = _meta(environ, key)
             if url:
                 early.send(url)

@@ -9,6 +9,8 @@ when the agent has no jobs API at all (404 on /v1/jobs).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
 import tarfile
@@ -186,3 +188,47 @@ def test_the_task_result_line_spares_reading_the_record_back(
     assert not [k for k in storage.read if k.startswith(("builds/", "slugs/"))], storage.read
     assert not [e for e in events if e.kind == "log" and RESULT_PREFIX in e.message]
     assert build.slug_sha256 == read_build(storage, "worker", build.build_id).slug_sha256
+
+
+class _LateSourceS3(S3Storage):
+    """S3Storage whose source upload waits until the build's record is stored: a task
+    that fetched its source from S3 would find nothing there."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            url, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
+        )
+        self.waited = False
+
+    def put_file(self, key: str, path: str | Path, **kwargs: object) -> bool:
+        if key.startswith("sources/"):
+            deadline = time.monotonic() + 120
+            while not self.list_prefix("builds/"):
+                assert time.monotonic() < deadline, "the build stored no record"
+                time.sleep(0.02)
+            self.waited = True
+        return super().put_file(key, path, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_small_source_travels_as_the_dispatch_payload(
+    agent: ServerProcess, s3: ServerProcess, tmp_path: Path
+) -> None:
+    from nomadpaas.build import run_build
+    from nomadpaas.nomad.client import NomadClient
+
+    storage = _LateSourceS3(s3.url)
+    source = tmp_path / "shell-worker"
+    shutil.copytree(EXAMPLES / "shell-worker", source)
+    events: list[BuildEvent] = []
+    with NomadClient(agent.url) as client:
+        build = run_build(client, storage, "pay", source, on_event=events.append, timeout=120)
+    assert build.status == "succeeded", build.log_tail
+    assert storage.waited  # the source reached S3 only after the build had its result
+    kinds = [e.kind for e in events]
+    assert kinds.index("dispatched") < kinds.index("uploaded") < kinds.index("finished")
+    stored = storage.get_bytes(build.source_key)
+    assert hashlib.sha256(stored).hexdigest() == build.source_sha256
+    # Nomad holds the payload (base64) and the digest the task checked it against.
+    child = nomad.Nomad(host="127.0.0.1", port=agent.port, timeout=30).job.get_job(build.job_id)
+    assert base64.b64decode(child["Payload"]) == stored
+    assert child["Meta"]["source_sha256"] == build.source_sha256

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from nomadpaas.slugbuilder import dispatched
+from nomadpaas.slugbuilder.payload import PAYLOAD_FILE, payload_path
 from nomadpaas.slugbuilder.task import FileTransfer
 
 
@@ -178,3 +179,59 @@ def test_buildpacks_never_see_the_token(
     code, lines, _record = _run_capturing(meta, tmp_path / "w1", capsys)
     assert code == 0
     assert any(line.endswith("seen: nothing") for line in lines), lines
+
+
+def _payload(meta: dict[str, str], tmp_path: Path) -> tuple[Path, str]:
+    """The source as Nomad writes a dispatch payload (local/source.tar.gz), its sha256;
+    the bucket's copy is removed: a build that still fetched `source_url` would fail."""
+    import hashlib
+
+    bucket_copy = Path(meta["source_url"].removeprefix("file://"))
+    local = tmp_path / "local"
+    local.mkdir()
+    payload = local / PAYLOAD_FILE
+    payload.write_bytes(bucket_copy.read_bytes())
+    bucket_copy.unlink()
+    return payload, hashlib.sha256(payload.read_bytes()).hexdigest()
+
+
+def test_the_dispatch_payload_is_built_from_instead_of_the_source_url(
+    meta: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload, digest = _payload(meta, tmp_path)
+    (tmp_path / "work").mkdir()
+    code, record = dispatched.run(
+        {**meta, "source_sha256": digest}, FileTransfer(), tmp_path / "work",
+        source_file=str(payload),
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().out
+    assert record["status"] == "succeeded" and record["slug"]["process_types"] == {"web": "echo hi"}
+    # Without the payload, the same meta fetches source_url, which is gone: it fails.
+    (tmp_path / "work2").mkdir()
+    code, record = dispatched.run(meta, FileTransfer(), tmp_path / "work2")
+    assert code == 3 and "does not exist" in record["error"]["message"]
+
+
+@pytest.mark.parametrize("sent", ["0" * 64, None])
+def test_a_payload_whose_sha256_is_not_the_meta_s_fails_the_build(
+    meta: dict[str, str], tmp_path: Path, sent: str | None
+) -> None:
+    payload, _digest = _payload(meta, tmp_path)
+    (tmp_path / "work").mkdir()
+    given = dict(meta) if sent is None else {**meta, "source_sha256": sent}
+    code, record = dispatched.run(
+        given, FileTransfer(), tmp_path / "work", source_file=str(payload)
+    )
+    assert code == 3 and record["status"] == "failed" and record["slug"] is None
+    message = record["error"]["message"]
+    assert "dispatch payload" in message and "source_sha256" in message
+    assert "not built" in message
+    assert not (Path(meta["slug_url"].removeprefix("file://"))).exists()
+
+
+def test_the_task_finds_the_payload_in_its_task_dir(tmp_path: Path) -> None:
+    assert payload_path({}) is None
+    assert payload_path({"NOMAD_TASK_DIR": str(tmp_path)}) is None  # no payload: no file
+    (tmp_path / PAYLOAD_FILE).write_bytes(b"x")
+    assert payload_path({"NOMAD_TASK_DIR": str(tmp_path)}) == str(tmp_path / PAYLOAD_FILE)
+    assert "source_sha256" in dispatched.read_meta({"NOMAD_META_source_sha256": "ab"})

@@ -19,6 +19,7 @@ import pytest
 
 from nomadpaas.slugbuilder.early import EarlyRequests, send_early_requests
 from nomadpaas.slugbuilder.http_transfer import Fetched, HttpTransfer, TransferError
+from nomadpaas.slugbuilder.payload import PAYLOAD_FILE
 
 ETAG = '"v1"'
 
@@ -280,3 +281,19 @@ def test_the_task_sends_its_gets_before_it_needs_the_answers(
     assert json.loads(objects.stored["/record"])["status"] == "succeeded"
     # Each GET was made once: the build read the early answers.
     assert sorted(objects.log) == [("/cache", None), ("/src", None)]
+
+
+def test_no_source_get_when_the_source_came_as_the_dispatch_payload(
+    objects: Objects, tmp_path: Path
+) -> None:
+    task_dir = tmp_path / "local"
+    task_dir.mkdir()
+    (task_dir / PAYLOAD_FILE).write_bytes(b"the source")
+    env = {**_meta_env(objects, tmp_path), "NOMAD_TASK_DIR": str(task_dir)}
+    early = send_early_requests(env)
+    try:
+        assert sorted(early.pending()) == sorted(
+            [(env["NOMAD_META_config_url"], None), (env["NOMAD_META_cache_url"], None)]
+        )
+    finally:
+        early.close()

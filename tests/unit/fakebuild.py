@@ -4,6 +4,9 @@ Jobs (read, register, dispatch with `?idempotency_token=`), evaluation allocatio
 allocation reads and framed log streams (nomad-api.md §1, §3, §5). The "task" runs
 synchronously at dispatch: by default the real build task (`dispatched.run`) against
 the real S3 test server through the presigned URLs it was given, its stdout captured.
+A dispatch `Payload` is checked as Nomad checks it (the parent's `ParameterizedJob.Payload`
+mode, the 16 KiB limit) and handed to the task as Nomad does: written to the task's
+`local/<DispatchPayload.File>` (`real_task` builds from it, as the real task does).
 Logs come back as base64 frames split at awkward chunk boundaries with `{}` heartbeats,
 and a followed stream does not end when the allocation stops (issue #4663).
 """
@@ -11,7 +14,9 @@ and a followed stream does not end when the allocation stops (issue #4663).
 from __future__ import annotations
 
 import base64
+import base64 as b64
 import contextlib
+import contextvars
 import io
 import json
 import tempfile
@@ -27,6 +32,11 @@ import httpx
 from nomadpaas.nomad.client import NomadClient
 from nomadpaas.slugbuilder.dispatched import run as run_task
 from nomadpaas.slugbuilder.http_transfer import HttpTransfer
+from nomadpaas.slugbuilder.payload import PAYLOAD_FILE
+
+#: The dispatch payload of the task the fake is running (set around its run: the fake
+#: runs it synchronously, in the thread that dispatched), for `real_task`.
+PAYLOAD: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("payload", default=None)
 
 #: (exit code, stdout, stderr) of one simulated task run, given its dispatch meta.
 TaskRunner = Callable[[dict[str, str]], tuple[int, bytes, bytes]]
@@ -35,12 +45,17 @@ TaskRunner = Callable[[dict[str, str]], tuple[int, bytes, bytes]]
 def real_task(meta: dict[str, str]) -> tuple[int, bytes, bytes]:
     """Run the real build task in-process; its stdout is the log."""
     out = io.StringIO()
+    payload = PAYLOAD.get()
     with (
         tempfile.TemporaryDirectory(prefix="fake-task-") as scratch,
         HttpTransfer() as transfer,
         contextlib.redirect_stdout(out),
     ):
-        code, _record = run_task(meta, transfer, Path(scratch))
+        source_file = None
+        if payload is not None:  # Nomad writes it to local/<File> before the task starts
+            source_file = str(Path(scratch) / PAYLOAD_FILE)
+            Path(source_file).write_bytes(payload)
+        code, _record = run_task(meta, transfer, Path(scratch), source_file=source_file)
     return code, out.getvalue().encode(), b""
 
 
@@ -130,13 +145,28 @@ class FakeBuildNomad:
             return httpx.Response(
                 500, text=f"Dispatch did not provide required meta keys: {missing}"
             )
+        payload = b64.b64decode(body["Payload"]) if body.get("Payload") else None
+        mode = params.get("Payload") or "optional"
+        if payload and mode == "forbidden":
+            return httpx.Response(500, text="Payload provided but forbidden by parameterized job")
+        if payload and len(payload) > 16 * 1024:
+            return httpx.Response(
+                500, text=f"Payload exceeds maximum size; {len(payload)} > {16 * 1024}"
+            )
+        task = self.jobs[parent]["TaskGroups"][0]["Tasks"][0]
+        if not (task.get("DispatchPayload") or {}).get("File"):
+            payload = None  # Nomad writes no file: the task never sees it
         token = request.url.params.get("idempotency_token", "")
-        self.dispatches.append({"meta": meta, "token": token, "body": body})
+        self.dispatches.append({"meta": meta, "token": token, "body": body, "payload": payload})
         if token and token in self.tokens:
             return httpx.Response(200, json={"DispatchedJobID": self.tokens[token], "EvalID": ""})
         child = f"{parent}/dispatch-{int(time.time())}-{len(self.dispatches):08x}"
         self.tokens[token] = child
-        self.results[child] = self.task(meta)
+        reset = PAYLOAD.set(payload)
+        try:
+            self.results[child] = self.task(meta)
+        finally:
+            PAYLOAD.reset(reset)
         eval_id = f"eval-{len(self.dispatches)}"
         self.evals[eval_id] = child
         return httpx.Response(200, json={"DispatchedJobID": child, "EvalID": eval_id})

@@ -88,7 +88,9 @@ def test_build_uploads_once_dispatches_idempotently_and_streams_every_line(
     assert token and len(shown) == len(stdout.decode().splitlines()) - 1
     assert log == shown and log[0].startswith("-----> ")
     kinds = [e.kind for e in events]
-    assert kinds.index("packed") < kinds.index("uploaded") < kinds.index("job-registered")
+    # A small source goes as the dispatch payload: its upload starts once it is dispatched.
+    assert kinds.index("packed") < kinds.index("job-registered") < kinds.index("dispatched")
+    assert kinds.index("dispatched") < kinds.index("uploaded") < kinds.index("finished")
     assert kinds.index("dispatched") < kinds.index("allocated") < kinds.index("finished")
 
     # Dispatch: the token is a query parameter (never in the body), meta are URLs.

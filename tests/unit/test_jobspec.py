@@ -21,6 +21,7 @@ from nomadpaas.build import ensure_build_job
 from nomadpaas.errors import InvalidInput
 from nomadpaas.nomad.client import NomadClient
 from nomadpaas.nomad.jobs import Jobs
+from nomadpaas.slugbuilder.payload import PAYLOAD_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,7 +38,8 @@ def test_render_fills_interpreter_and_buildpacks_and_validates() -> None:
     assert (buildpacks / "python" / "bin" / "detect").is_file()
     assert job["Meta"] == {jobspec.ROLE_META_KEY: jobspec.BUILD_ROLE}
     params = job["ParameterizedJob"]
-    assert params["Payload"] == "forbidden"
+    assert params["Payload"] == "optional"
+    assert task["DispatchPayload"] == {"File": PAYLOAD_FILE}
     assert tuple(params["MetaRequired"]) == jobspec.BUILD_META_REQUIRED
     assert tuple(params["MetaOptional"]) == jobspec.BUILD_META_OPTIONAL
     group = job["TaskGroups"][0]
@@ -76,7 +78,8 @@ REFUSED = [
     ("TaskGroups.0.Tasks.0.Env.AWS_SECRET_ACCESS_KEY", "x", "TaskGroups/0/Tasks/0/Env"),
     ("TaskGroups.0.Tasks.0.Env.NOMAD_TOKEN", "x", "TaskGroups/0/Tasks/0/Env"),
     ("TaskGroups.0.Tasks.0.Env.github_token", "x", "TaskGroups/0/Tasks/0/Env"),
-    ("ParameterizedJob.Payload", "optional", "ParameterizedJob/Payload"),
+    ("ParameterizedJob.Payload", "required", "ParameterizedJob/Payload"),
+    ("TaskGroups.0.Tasks.0.DispatchPayload.File", "x.tgz", "TaskGroups/0/Tasks/0/DispatchPayload"),
     ("ParameterizedJob.MetaRequired", ["app"], "ParameterizedJob/MetaRequired"),
     ("TaskGroups.0.RestartPolicy.Attempts", 2, "TaskGroups/0/RestartPolicy/Attempts"),
     ("TaskGroups.0.ReschedulePolicy.Unlimited", True, "TaskGroups/0/ReschedulePolicy"),
@@ -123,7 +126,7 @@ def test_real_agent_accepts_and_keeps_the_rendered_job(agent: ServerProcess) -> 
     stored = nomad.Nomad(host="127.0.0.1", port=agent.port, timeout=30).job.get_job(
         jobspec.BUILD_JOB_ID
     )
-    assert stored["Type"] == "batch" and stored["ParameterizedJob"]["Payload"] == "forbidden"
+    assert stored["Type"] == "batch" and stored["ParameterizedJob"]["Payload"] == "optional"
     assert stored["Meta"][jobspec.ROLE_META_KEY] == jobspec.BUILD_ROLE
 
 
