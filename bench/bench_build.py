@@ -13,7 +13,9 @@ machine, interleaved rounds, medians:
 - the slug's compressed size vs the installed tree it holds.
 
 It also prints where a push's time goes, per phase (medians, cold and warm): the
-platform's side from the push's events (pack, upload, register + dispatch, placement,
+platform's side from the push's events (pack, upload, register + dispatch, placement;
+a source small enough to ride in the dispatch payload is uploaded beside the build, and
+that row is shown apart,
 task start, task end → platform done, release), the build task's side from the
 `timings` of its build record (startup = the task process's age when the build began:
 interpreter start and imports; then fetch source and cache, extract the cache, detect,
@@ -119,6 +121,8 @@ PLATFORM_PHASES = (
     ("register + dispatch", "dispatched"),
     ("placement (dispatch -> alloc seen)", "allocated"),
 )
+#: The source's upload when the source rode in the dispatch (off the push's path).
+UPLOAD_BESIDE = "  (beside the build: upload source)"
 #: The build task's phases that run one after the other (keys of the record's `timings`;
 #: `startup` ends before the record's `started_at`).
 TASK_PHASES = (
@@ -144,10 +148,17 @@ class PhaseClock:
         """Seconds per phase of one push (platform + task), from its events and record."""
         out: dict[str, float] = {}
         last = self.start
+        # A small source rides in the dispatch payload and goes to S3 beside the build:
+        # then its upload is not on the path, and is shown apart.
+        beside = "uploaded" in self.at and self.at["uploaded"] > self.at.get("dispatched", 0)
         for name, kind in PLATFORM_PHASES:
+            if kind == "uploaded" and beside:
+                continue
             if kind in self.at:
                 out[name] = self.at[kind] - last
                 last = self.at[kind]
+        if beside:
+            out[UPLOAD_BESIDE] = self.at["uploaded"] - self.at["dispatched"]
         started = _wall(record.get("started_at"))
         finished = _wall(record.get("finished_at"))
         timings = record.get("timings")
