@@ -174,7 +174,11 @@ class S3Storage:
     # -- bucket -----------------------------------------------------------------------
 
     def ensure_bucket(self) -> None:
-        """Create the bucket unless it exists; safe to call any number of times."""
+        """Create the bucket unless it exists; safe to call any number of times. Once this
+        storage has seen the bucket it does not ask again (a write that finds it gone
+        creates it, see `_bucket_seen`)."""
+        if self._bucket_seen:
+            return
         with _translated(self.endpoint, f"check bucket {self._bucket}", bucket=self._bucket):
             try:
                 self._client.head_bucket(Bucket=self._bucket)
