@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping
 
 from nomadpaas.errors import InvalidInput
+from nomadpaas.frozen import Frozen, init_fields
 
 __all__ = [
     "Procfile",
@@ -40,32 +41,18 @@ _DNS_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 WEB = "web"
 
 
-# Plain classes, not dataclasses: the build task parses Procfiles, and importing dataclasses
+# Frozen, not dataclasses: the build task parses Procfiles, and importing dataclasses
 # (with inspect and ast) is ~7 ms of every build's start.
-class ProcfileProblem:
+class ProcfileProblem(Frozen):
     """One error or warning, tied to a 1-based line number of the Procfile."""
 
-    __slots__ = ("line", "message")
+    __match_args__ = ("line", "message")
+    __slots__ = __match_args__
     line: int
     message: str
 
     def __init__(self, line: int, message: str) -> None:
-        object.__setattr__(self, "line", line)
-        object.__setattr__(self, "message", message)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"ProcfileProblem is immutable: cannot set {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ProcfileProblem):
-            return NotImplemented
-        return (self.line, self.message) == (other.line, other.message)
-
-    def __hash__(self) -> int:
-        return hash((self.line, self.message))
-
-    def __repr__(self) -> str:
-        return f"ProcfileProblem(line={self.line!r}, message={self.message!r})"
+        init_fields(self, line=line, message=message)
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}"
@@ -83,10 +70,11 @@ class ProcfileError(InvalidInput):
         self.problems = problems
 
 
-class Procfile:
+class Procfile(Frozen):
     """A valid Procfile: process types in file order, plus warnings worth showing."""
 
-    __slots__ = ("processes", "warnings")
+    __match_args__ = ("processes", "warnings")
+    __slots__ = __match_args__
     processes: dict[str, str]
     warnings: tuple[ProcfileProblem, ...]
 
@@ -95,21 +83,7 @@ class Procfile:
         processes: dict[str, str] | None = None,
         warnings: tuple[ProcfileProblem, ...] = (),
     ) -> None:
-        object.__setattr__(self, "processes", {} if processes is None else processes)
-        object.__setattr__(self, "warnings", warnings)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Procfile is immutable: cannot set {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Procfile):
-            return NotImplemented
-        return (self.processes, self.warnings) == (other.processes, other.warnings)
-
-    __hash__ = None  # type: ignore[assignment]  # it holds a dict, as the dataclass did
-
-    def __repr__(self) -> str:
-        return f"Procfile(processes={self.processes!r}, warnings={self.warnings!r})"
+        init_fields(self, processes={} if processes is None else processes, warnings=warnings)
 
     @property
     def has_web(self) -> bool:

@@ -19,7 +19,7 @@ import os
 import posixpath
 import tarfile
 
-from nomadpaas.slugbuilder.frozen import Frozen, init_fields
+from nomadpaas.frozen import Frozen, init_fields
 from nomadpaas.slugbuilder.tarwriter import (
     DIR,
     FILE,

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from nomadpaas.errors import BuildFailed
-from nomadpaas.slugbuilder.frozen import Frozen, init_fields
+from nomadpaas.frozen import Frozen, init_fields
 
 __all__ = [
     "DETECTION_ORDER",

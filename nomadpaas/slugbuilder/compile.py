@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from nomadpaas.errors import BuildFailed
+from nomadpaas.frozen import Frozen, init_fields
 from nomadpaas.procfile import Procfile, ProcfileError, is_dns_label, parse_procfile
 from nomadpaas.slugbuilder.archive import GZIP_LEVEL, ArchiveError, extract_tarball
 from nomadpaas.slugbuilder.buildpacks import (
@@ -32,7 +33,6 @@ from nomadpaas.slugbuilder.buildpacks import (
     explicit_selection,
     run_phase,
 )
-from nomadpaas.slugbuilder.frozen import Frozen, init_fields
 from nomadpaas.slugbuilder.launcher import LAUNCHER_RELPATH, write_launcher
 from nomadpaas.slugbuilder.release import ReleaseFormatError, ReleaseInfo, parse_release
 from nomadpaas.slugbuilder.slugignore import apply_slugignore

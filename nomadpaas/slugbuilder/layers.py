@@ -39,7 +39,7 @@ import json
 import os
 import zlib
 
-from nomadpaas.slugbuilder.frozen import Frozen, init_fields
+from nomadpaas.frozen import Frozen, init_fields
 from nomadpaas.slugbuilder.gzmember import DeflatePool, GzipMember, deflate_pool
 from nomadpaas.slugbuilder.tarwriter import (
     DIR,

@@ -20,7 +20,7 @@ ReleaseFormatError naming the line.
 
 from __future__ import annotations
 
-from nomadpaas.slugbuilder.frozen import Frozen, init_fields
+from nomadpaas.frozen import Frozen, init_fields
 
 __all__ = ["ReleaseFormatError", "ReleaseInfo", "parse_release"]
 

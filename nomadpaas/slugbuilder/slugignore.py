@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 
-from nomadpaas.slugbuilder.frozen import Frozen, init_fields
+from nomadpaas.frozen import Frozen, init_fields
 
 __all__ = ["IgnorePattern", "SlugignoreResult", "apply_slugignore", "parse_slugignore"]
 

@@ -23,7 +23,7 @@ import posixpath
 import stat
 from collections.abc import Callable
 
-from nomadpaas.slugbuilder.frozen import Frozen
+from nomadpaas.frozen import Frozen
 
 __all__ = [
     "BLOCK_BYTES",

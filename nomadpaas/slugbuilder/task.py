@@ -30,6 +30,7 @@ import stat
 from collections.abc import Callable, Mapping
 
 from nomadpaas.errors import BuildFailed
+from nomadpaas.frozen import Frozen, init_fields
 from nomadpaas.slugbuilder.archive import (
     FAST_GZIP_LEVEL,
     ArchiveError,
@@ -43,7 +44,6 @@ from nomadpaas.slugbuilder.compile import (
     default_buildpacks_dir,
 )
 from nomadpaas.slugbuilder.fastextract import extract_cache_tarball
-from nomadpaas.slugbuilder.frozen import Frozen, init_fields
 from nomadpaas.slugbuilder.http_transfer import Fetched, object_id
 from nomadpaas.slugbuilder.localcache import CacheSlot, LocalCache, Tag
 from nomadpaas.slugbuilder.timings import Timings

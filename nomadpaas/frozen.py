@@ -1,4 +1,4 @@
-"""Immutable value classes for the build task without `dataclasses`.
+"""Immutable value classes without `dataclasses`, for modules the build task imports.
 
 The build task is a fresh process per push, so its imports are part of every build:
 `dataclasses` pulls in `inspect` (and ast, dis, tokenize…) and runs `exec` for each

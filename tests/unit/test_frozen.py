@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from nomadpaas.slugbuilder.frozen import Frozen, FrozenInstanceError, init_fields
+from nomadpaas.frozen import Frozen, FrozenInstanceError, init_fields
 
 
 class Point(Frozen):
