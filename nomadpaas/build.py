@@ -52,7 +52,6 @@ NomadUnreachable / StorageUnreachable (6).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -74,7 +73,7 @@ from nomadpaas.errors import BuildFailed, Conflict, NomadPaasError, NotFound
 from nomadpaas.models import Build, BuildEvent
 from nomadpaas.nomad.allocations import Allocation, Allocations
 from nomadpaas.nomad.client import NomadClient
-from nomadpaas.nomad.jobs import Dispatched, Jobs, job_path
+from nomadpaas.nomad.jobs import Jobs
 from nomadpaas.sourcepack import MAX_SOURCE_BYTES, pack_source
 from nomadpaas.storage import Storage, build_record_key, cache_key, slug_key, source_key
 from nomadpaas.storage.base import ObjectInfo
@@ -318,12 +317,11 @@ def run_build(
                 events("job-registered", f"Registered the {rendered['ID']} job")
             else:
                 events("job-current", f"The {rendered['ID']} job is up to date")
-            dispatched = _dispatch(
-                jobs,
+            dispatched = jobs.dispatch(
                 str(rendered["ID"]),
                 meta,
-                idempotency_token(app, packed.sha256, build_id),
-                payload,
+                idempotency_token=idempotency_token(app, packed.sha256, build_id),
+                payload=payload,
             )
             events(
                 "dispatched",
@@ -404,25 +402,6 @@ def run_build(
         record = found[-1] if found else _read_record(storage, record_key)
         look = staged[-1] if found and staged else None
         return _finish(storage, watcher, base, alloc, lines, record, staging_key, events, look)
-
-
-def _dispatch(
-    jobs: Jobs, job_id: str, meta: Mapping[str, str], token: str, payload: bytes | None
-) -> Dispatched:
-    """`Jobs.dispatch`, with the source as the dispatch `Payload` when there is one
-    (base64 in the body, nomad-api.md §1.7; `Jobs.dispatch` sends none)."""
-    if payload is None:
-        return jobs.dispatch(job_id, meta, idempotency_token=token)
-    body = {"JobID": job_id, "Meta": dict(meta), "Payload": base64.b64encode(payload).decode()}
-    answer = jobs.client.put(
-        job_path(job_id, "/dispatch"), body, params={"idempotency_token": token}
-    )
-    data = answer.data or {}
-    return Dispatched(
-        job_id=str(data.get("DispatchedJobID") or ""),
-        eval_id=str(data.get("EvalID") or ""),
-        index=int(data.get("Index") or answer.index or 0),
-    )
 
 
 def _upload_source(storage: Storage, key: str, path: Path, size: int, events: _Events) -> None:

@@ -10,6 +10,7 @@ contain `/`, so IDs are percent-escaped in paths, as Nomad's own api package doe
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,16 +86,19 @@ class Jobs:
         meta: Mapping[str, str],
         *,
         idempotency_token: str | None = None,
+        payload: bytes | None = None,
     ) -> Dispatched:
         """Dispatch a child of parameterized job `job_id` with `meta`.
 
         With `idempotency_token`, a retry while the first child still exists returns
         that child (Nomad dedups on the token, passed as the query parameter).
+        `payload`: the dispatch Payload (sent base64, nomad-api.md §1.7).
         """
         params = {"idempotency_token": idempotency_token} if idempotency_token else None
-        result = self.client.put(
-            job_path(job_id, "/dispatch"), {"JobID": job_id, "Meta": dict(meta)}, params=params
-        )
+        body: dict[str, object] = {"JobID": job_id, "Meta": dict(meta)}
+        if payload is not None:
+            body["Payload"] = base64.b64encode(payload).decode()
+        result = self.client.put(job_path(job_id, "/dispatch"), body, params=params)
         data = result.data or {}
         return Dispatched(
             job_id=str(data.get("DispatchedJobID") or ""),
