@@ -12,8 +12,8 @@ that every task process is gone, and kills the agent; orphans are killed as a la
     .venv/bin/python bench/bench_agent_allocs.py --n 100
     .venv/bin/python bench/bench_agent_allocs.py --tmp /dev/shm   # no disk: fs latency out
 
-Each allocation's directory tree (about a dozen mkdirs, three FIFOs, fsync'd state files)
-is most of the cost on a slow disk: on a VM where one mkdir takes 0.6 ms, it dominates.
+Each allocation's directory tree (16 inodes: 10 dirs, 3 FIFOs, 3 files; see alloc_dirs_alone)
+is most of the cost on a slow disk: the run prints how long the trees alone take there.
 """
 
 from __future__ import annotations
@@ -144,9 +144,35 @@ def wait_summary(http: httpx.Client, key: str, n: int, deadline: float) -> None:
         index = int(reply.headers.get("X-Nomad-Index", index))
 
 
+def alloc_dirs_alone(n: int, where: Path) -> float:
+    """Seconds to create `n` allocation directory trees under `where` with plain system
+    calls, no process and no agent: the 16 inodes the agent creates per allocation (Nomad's
+    layout, nomad-api.md §9: 10 dirs, 2 log files, 2 log FIFOs, the executor's pid file and
+    ack FIFO). On a file system where creating inodes is slow, this alone sets a floor under
+    the agent's ratio; the trees are left for the caller to delete after the agent's run, so
+    their deletion does not slow it (see FACTS: a journal-less ext4 skips recently deleted
+    inodes one by one when allocating)."""
+    t0 = time.monotonic()
+    for i in range(n):
+        root = where / f"alloc-{i}"
+        for d in ("", "alloc", "alloc/logs", "alloc/tmp", "alloc/data",
+                  "t", "t/local", "t/secrets", "t/tmp", "t/private"):  # fmt: skip
+            os.mkdir(root / d)
+        for f in ("alloc/logs/t.stdout.0", "alloc/logs/t.stderr.0", "t/private/task.pid"):
+            os.close(os.open(root / f, os.O_CREAT | os.O_WRONLY, 0o644))
+        for f in ("alloc/logs/.t.stdout.fifo", "alloc/logs/.t.stderr.fifo", "t/private/task.ack"):
+            os.mkfifo(root / f, 0o600)
+    return time.monotonic() - t0
+
+
 def run(n: int, data_dir: Path, log: Path, deadline: float) -> None:
     popen_s = popen_sleepers(n)
     print(f"baseline: {n} x Popen(sleep 300) in {popen_s:.2f}s")
+    floor = data_dir.parent / "fs-floor"
+    floor.mkdir()
+    floor_s = alloc_dirs_alone(n, floor)
+    print(f"file system: {n} allocation dir trees alone (16 inodes each, no process) "
+          f"in {floor_s:.2f}s = {floor_s / popen_s:.1f}x Popen (the data dir's fs)")  # fmt: skip
 
     port = free_port()
     argv = agent_argv(port, data_dir)
