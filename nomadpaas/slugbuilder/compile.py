@@ -25,6 +25,7 @@ from nomadpaas.errors import BuildFailed
 from nomadpaas.frozen import Frozen, init_fields
 from nomadpaas.procfile import Procfile, ProcfileError, is_dns_label, parse_procfile
 from nomadpaas.slugbuilder.archive import GZIP_LEVEL, ArchiveError, extract_tarball
+from nomadpaas.slugbuilder.bpcopy import copy_buildpacks, snapshot_root
 from nomadpaas.slugbuilder.buildpacks import (
     DETECTION_ORDER,
     Buildpack,
@@ -244,21 +245,28 @@ def build_slug(
         if os.path.exists(scratch):
             shutil.rmtree(scratch)
     os.makedirs(request.cache_dir, exist_ok=True)
-    os.makedirs(request.output_dir, exist_ok=True)
 
     with timer.phase("stage_source"):
         _stage_source(request.source, build_dir)
-    ignored = apply_slugignore(build_dir)
-    source_epoch_ns = _newest_mtime_ns(build_dir)
-    for warning in ignored.warnings:
-        _warn(emit, warnings, warning)
-    if ignored.removed:
-        emit(f"-----> Removed {len(ignored.removed)} path(s) matched by .slugignore or .git")
-    procfile = _read_procfile(build_dir, emit, warnings)
+    # What the build needs only from its first compile on is made on a thread while this
+    # one reads the source and detects (waiting for the detects, mostly), and joined in
+    # `_select`. Not sooner: staging makes inodes too, and both would share the CPUs.
+    copies = join(work, "buildpacks")
+    preparing = _Prepare(request.buildpacks_dir, copies, request.output_dir, env_dir)
+    try:
+        ignored = apply_slugignore(build_dir)
+        source_epoch_ns = _newest_mtime_ns(build_dir)
+        for warning in ignored.warnings:
+            _warn(emit, warnings, warning)
+        if ignored.removed:
+            emit(f"-----> Removed {len(ignored.removed)} path(s) matched by .slugignore or .git")
+        procfile = _read_procfile(build_dir, emit, warnings)
 
-    env = _buildpack_env(request, home)
-    with timer.phase("detect"):
-        selected, description = _select(build_dir, request, join(work, "buildpacks"), env, emit)
+        env = _buildpack_env(request, home)
+        with timer.phase("detect"):
+            selected, description = _select(build_dir, request, copies, env, emit, preparing)
+    finally:
+        preparing.wait()  # never leave it writing into the work dir (e.g. after a BuildFailed)
     _write_env_dir(env_dir, request.config, emit, warnings)
 
     # What the build needs once compile is done is imported while it runs (this process
@@ -412,34 +420,28 @@ def _select(
     copies: str,
     env: Mapping[str, str],
     emit: Log,
+    preparing: _Prepare,
 ) -> tuple[list[Buildpack], str]:
     """Choose the buildpacks (detection reads `request.buildpacks_dir` as it is: detect
-    only reads, by contract) and copy the buildpacks dir to `copies`, where they run:
-    compile writes `export` files next to bin/, and the installed ones stay clean. The
-    selected buildpacks are returned as their copies."""
+    only reads, by contract), then wait for their copy at `copies` (`preparing`), where
+    they run: compile writes `export` files next to bin/, and the installed ones stay
+    clean. The selected buildpacks are returned as their copies."""
     original = request.buildpacks_dir
-    # The copy runs on a thread while the detects run: this thread mostly waits for
-    # them then (each start blocks it in vfork+exec), and the copy is mostly system
-    # calls (creating ~35 inodes), which release the GIL.
-    copying = _Copy(original, copies)
-    try:
-        explicit = explicit_selection(build_dir, request.config, original)
-        if explicit is not None:
-            chosen, origin = explicit
-            names = ", ".join(b.name for b in chosen)
-            emit(f"-----> Using buildpack(s) from {origin}: {names}")
-            last = chosen[-1]
-            description = detect(last, build_dir, env) or last.name
-            copying.join()
-            return [Buildpack(b.name, os.path.join(copies, b.name)) for b in chosen], description
-        candidates = [
-            Buildpack(name=name, path=os.path.join(original, name)) for name in DETECTION_ORDER
-        ]
-        runnable = [c for c in candidates if os.path.isfile(c.script("detect"))]
-        found = detect_first(runnable, build_dir, env)
-        copying.join()
-    finally:
-        copying.wait()  # never leave it writing into the build dir (e.g. after a BuildFailed)
+    explicit = explicit_selection(build_dir, request.config, original)
+    if explicit is not None:
+        chosen, origin = explicit
+        names = ", ".join(b.name for b in chosen)
+        emit(f"-----> Using buildpack(s) from {origin}: {names}")
+        last = chosen[-1]
+        description = detect(last, build_dir, env) or last.name
+        preparing.join()
+        return [Buildpack(b.name, os.path.join(copies, b.name)) for b in chosen], description
+    candidates = [
+        Buildpack(name=name, path=os.path.join(original, name)) for name in DETECTION_ORDER
+    ]
+    runnable = [c for c in candidates if os.path.isfile(c.script("detect"))]
+    found = detect_first(runnable, build_dir, env)
+    preparing.join()
     if found is not None:
         emit(f"-----> {found[1]} app detected")
         return [Buildpack(found[0].name, os.path.join(copies, found[0].name))], found[1]
@@ -450,19 +452,27 @@ def _select(
     )
 
 
-class _Copy:
-    """`_copy_buildpacks` on a thread; `join` waits and raises what it raised."""
+class _Prepare:
+    """On a thread: make the output dir, ENV_DIR (empty, mode 0700) and the build's copy
+    of the buildpacks dir (bpcopy.py). Mostly system calls, which release the GIL; making
+    inodes is what costs (see bpcopy.py). `join` waits and raises what it raised."""
 
-    def __init__(self, source: str, dest: str) -> None:
+    def __init__(self, buildpacks_dir: str, copies: str, output_dir: str, env_dir: str) -> None:
         self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._run, args=(source, dest), name="nomadpaas-buildpacks", daemon=True
+            target=self._run,
+            args=(buildpacks_dir, copies, output_dir, env_dir),
+            name="nomadpaas-prepare",
+            daemon=True,
         )
         self._thread.start()
 
-    def _run(self, source: str, dest: str) -> None:
+    def _run(self, buildpacks_dir: str, copies: str, output_dir: str, env_dir: str) -> None:
         try:
-            _copy_buildpacks(source, dest)
+            os.makedirs(output_dir, exist_ok=True)
+            os.mkdir(env_dir, 0o700)  # config vars are often secrets
+            os.chmod(env_dir, 0o700)  # exactly (mkdir's mode is umasked)
+            copy_buildpacks(buildpacks_dir, copies, snapshot_root(os.environ))
         except BaseException as exc:  # handed to whoever joins
             self._error = exc
 
@@ -476,20 +486,8 @@ class _Copy:
             raise error
 
 
-def _copy_buildpacks(source: str, dest: str) -> None:
-    """Copy the buildpacks dir: the files' bytes and modes (what running them needs; not
-    times or extended attributes, which `copy2` would also copy, file by file)."""
-
-    def copy_file(src: str, dst: str) -> None:
-        shutil.copyfile(src, dst, follow_symlinks=False)
-        os.chmod(dst, os.stat(src).st_mode & 0o7777)
-
-    shutil.copytree(source, dest, symlinks=True, copy_function=copy_file)
-
-
 def _write_env_dir(env_dir: str, config: Mapping[str, str], emit: Log, warnings: list[str]) -> None:
-    os.makedirs(env_dir)
-    os.chmod(env_dir, 0o700)  # config vars are often secrets
+    """One file per config var in `env_dir` (made by `_Prepare`)."""
     for name, value in config.items():
         if _ENV_NAME_RE.fullmatch(name) is None:
             _warn(
