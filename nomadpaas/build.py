@@ -35,10 +35,11 @@ says whether the build succeeded.
 The result line (buildwatch.ResultLine) saves reading the record back and looking at
 the staging slug: the slug's MD5 on it is the condition of the promoting copy. Without
 it (an older build task) the record is read. Requests that do not depend on each other
-overlap: the build job is read while the source uploads; the staging slug is looked at
-while the record is read; inside
-`deferred_cleanup()` (push uses it) the staging slug's delete runs while the caller
-writes the release, joined before the block ends (never left to a daemon thread).
+overlap: the build job is read while the source uploads (with a payload: while the
+worker signs the URLs and stages the config); the staging slug is looked at while the
+record is read; inside `deferred_cleanup()` (push uses it) the staging slug's delete
+runs while the caller writes the release, joined before the block ends (never left to
+a daemon thread). A config staged for a dispatch that was not answered is deleted.
 
 The build task receives presigned URLs only (no credentials). It uploads the slug to a
 staging key, because the slug's digest is unknown until it is built; the platform then
@@ -73,7 +74,7 @@ from nomadpaas.errors import BuildFailed, Conflict, NomadPaasError, NotFound
 from nomadpaas.models import Build, BuildEvent
 from nomadpaas.nomad.allocations import Allocation, Allocations
 from nomadpaas.nomad.client import NomadClient
-from nomadpaas.nomad.jobs import Jobs
+from nomadpaas.nomad.jobs import Dispatched, Jobs
 from nomadpaas.sourcepack import MAX_SOURCE_BYTES, pack_source
 from nomadpaas.storage import Storage, build_record_key, cache_key, slug_key, source_key
 from nomadpaas.storage.base import ObjectInfo
@@ -249,6 +250,28 @@ def run_build(
             rendered = dict(job) if job is not None else jobspec.render_build_job(validate=False)
             return rendered, jobs.get(str(rendered["ID"]))
 
+        def stage_config() -> None:
+            """The app's config, where the task's presigned `config_url` reads it."""
+            if config_key is not None:
+                storage.put_bytes(
+                    config_key,
+                    json.dumps(dict(config or {})).encode(),
+                    content_type="application/json",
+                )
+
+        def upload_beside() -> None:
+            """Upload the source, then remove the scratch directory it read (on the
+            worker: nothing is left to remove once the build's result is in)."""
+            try:
+                _upload_source(*upload)
+            finally:
+                scratch.cleanup()
+
+        def prepare_bucket() -> None:
+            """The bucket (a first push creates it), then the config in it."""
+            storage.ensure_bucket()
+            stage_config()
+
         # While the source is uploaded, the build job is rendered and read and the presigned
         # URLs are signed (nothing reaches Nomad before the source is packed and within its
         # size limit); the job is registered, if it must be, only once the source is up.
@@ -257,6 +280,8 @@ def run_build(
         # before the build's result is reported (`_joined`).
         scratch = tempfile.TemporaryDirectory(prefix="nomadpaas-push-")
         uploading: Future[None] | None = None
+        prepared: Future[Any] | None = None
+        dispatched: Dispatched | None = None
         payload: bytes | None = None
         try:
             packed = pack_source(
@@ -289,27 +314,23 @@ def run_build(
                 scratch.cleanup()
                 signed = urls.result()
                 rendered, existing_job = job_read.result()
+                stage_config()
             else:
                 # The task may write to the bucket at once (a build failing quickly stores
                 # its record), so it must exist before the dispatch, upload or not (a first
-                # push creates it): the worker makes sure of it while this thread reads the
-                # job and signs the URLs.
-                bucket = pool.submit(storage.ensure_bucket)
-                signed = _presigned_urls(*signing)
+                # push creates it), and so must its config. The worker signs the URLs (CPU
+                # work, which holds the GIL), then makes sure of both, while this thread
+                # reads the job: that read waits on the network, and lets the worker run.
+                urls = pool.submit(_presigned_urls, *signing)
+                prepared = pool.submit(prepare_bucket)
                 rendered, existing_job = read_job()
-                bucket.result()
+                signed = urls.result()
+                prepared.result()
             result = ResultLine(secrets.token_hex(16))
             meta = {"app": app, "build_id": build_id, **signed, "stack": stack}
             meta["result_token"] = result.token
             if payload is not None:
                 meta[jobspec.SOURCE_SHA256_META] = packed.sha256
-
-            if config_key is not None:
-                storage.put_bytes(
-                    config_key,
-                    json.dumps(dict(config or {})).encode(),
-                    content_type="application/json",
-                )
             if commit:
                 meta["commit"] = commit
 
@@ -336,8 +357,14 @@ def run_build(
                 # Started once the dispatch is sent: its CPU work (botocore's) would hold
                 # the GIL against the dispatch's; the task needs S3's copy of the source
                 # only to build again later, not now.
-                uploading = pool.submit(_upload_source, *upload)
+                uploading = pool.submit(upload_beside)
         except BaseException:
+            if dispatched is None and config_key is not None:
+                # No task will read the config (the dispatch was not answered): it must
+                # not stay in the bucket. Once the worker is done staging it.
+                _settle(prepared)
+                with contextlib.suppress(NomadPaasError):
+                    storage.delete(config_key)
             if payload is not None and uploading is None:  # the source lands as before
                 with contextlib.suppress(Exception):
                     _upload_source(*upload)
@@ -382,7 +409,10 @@ def run_build(
         try:
             alloc = watcher.allocation(dispatched.eval_id)
             events("allocated", f"Running in allocation {alloc.id[:8]}", alloc_id=alloc.id)
-            alloc, lines = watcher.follow(alloc.id, RECORD_STORED_LINES, record_stored, hide=result)
+            alloc, lines = watcher.follow(
+                alloc.id, RECORD_STORED_LINES, record_stored, hide=result,
+                placed=alloc,
+            )  # fmt: skip
         finally:
             if config_key is not None:
                 with contextlib.suppress(NomadPaasError):
@@ -410,10 +440,10 @@ def _upload_source(storage: Storage, key: str, path: Path, size: int, events: _E
         events("source-exists", "Source unchanged since an earlier push; not uploaded")
 
 
-def _settle(uploading: Future[None] | None) -> None:
-    """Wait for the upload to end, whatever its outcome (`_joined` reports it)."""
-    if uploading is not None:
-        futures_wait([uploading])
+def _settle(work: Future[Any] | None) -> None:
+    """Wait for `work` to end, whatever its outcome (an upload's: `_joined` reports it)."""
+    if work is not None:
+        futures_wait([work])
 
 
 def _joined(

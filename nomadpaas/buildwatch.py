@@ -207,6 +207,8 @@ class BuildWatcher:
         markers: frozenset[str] = frozenset(),
         finished: Callable[[], bool] | None = None,
         hide: Callable[[str], bool] | None = None,
+        *,
+        placed: Allocation | None = None,
     ) -> tuple[Allocation, LineSplitter]:
         """Pass each line of the task's stdout to `on_line` until the allocation ends.
 
@@ -214,9 +216,12 @@ class BuildWatcher:
         is in (the build task prints a marker right after storing its record, and goes on
         to save the build cache, which nobody needs to wait for): the allocation returned
         is then the one last seen, maybe still running. `hide`: see `LineSplitter`.
+        `placed`: the allocation as `allocation()` found it (its list stub carries its
+        task states and ModifyIndex): the wait for the task to start begins from it
+        instead of reading the allocation first.
         """
         lines = LineSplitter(self.on_line, markers=markers, hide=hide)
-        alloc, index = self._started(alloc_id)
+        alloc, index = self._started(alloc_id, placed)
         offset = 0
         for _ in range(1_000_000):  # bounded by the deadline
             if alloc.terminal:
@@ -239,15 +244,21 @@ class BuildWatcher:
             index = new_index
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _started(self, alloc_id: str) -> tuple[Allocation, int]:
-        """The allocation once its task runs (its log exists) or it ended; with its index."""
+    def _started(self, alloc_id: str, placed: Allocation | None) -> tuple[Allocation, int]:
+        """The allocation once its task runs (its log exists) or it ended; with its index.
+
+        Starting from `placed` (seen a moment ago), the first blocking query waits past
+        its ModifyIndex; when it already shows the task started, no request is made."""
         index = 0
+        if placed is not None and placed.id == alloc_id and placed.modify_index > 0:
+            if _task_started(placed):
+                return placed, placed.modify_index
+            index = placed.modify_index
         for _ in range(1_000_000):  # bounded by the deadline
             started = self.clock()
             wait = self._remaining(START_WAIT_S)
             alloc, new_index = self.allocations.watch(alloc_id, index=index, wait=wait)
-            state = alloc.task_states.get(jobspec.BUILD_TASK)
-            if alloc.terminal or (state is not None and state.state != "pending"):
+            if _task_started(alloc):
                 return alloc, new_index
             self._check_deadline(alloc_id)
             self._pace(started, new_index > index, min(wait, POLL_INTERVAL_S))
@@ -320,6 +331,12 @@ class BuildWatcher:
             with contextlib.closing(stream):
                 data = b"".join(frame.data for frame in stream)
         return [line for line in data.decode(errors="replace").splitlines() if line.strip()][-15:]
+
+
+def _task_started(alloc: Allocation) -> bool:
+    """Whether the build task has started (its log exists) or the allocation ended."""
+    state = alloc.task_states.get(jobspec.BUILD_TASK)
+    return alloc.terminal or (state is not None and state.state != "pending")
 
 
 def task_failure(alloc: Allocation, state: TaskState | None) -> str:

@@ -13,13 +13,15 @@ the check listens to the build's own `packed` event and stops the build right th
 before anything is uploaded or dispatched (no second pass over the source).
 
 Independent requests overlap. Before the build, the app's record, its latest release
-and its config are each read once (the config while the other two are, and handed to
-the build, which reads none again), and the git lookup runs beside them (no git is
-started where no repository can be). Once the task prints that the build succeeded, the
-release number is taken and the config snapshotted (`releases.reserve`) while the
-platform reads the build record and promotes the slug, so only the release's own write
-is left after it; the build's last cleanup (deleting its staging slug) runs while that
-write happens (`build.deferred_cleanup`). Every thread is joined before `push` returns or raises. A
+and its config are each read once (the config once the record is, beside the latest
+release, and handed to the build, which reads none again), and the git lookup runs
+beside them (no git is started where no repository can be). Once the task prints that
+the build succeeded, the release number is taken (`releases.reserve`) while the platform
+promotes the slug, so only the release's own write is left after it. That config read
+is the release's snapshot when the number is taken at the record's index (nobody took
+one since; else the config is read again after the number: `releases.reserve`). The
+build's last cleanup (deleting its staging slug) runs while the release is written
+(`build.deferred_cleanup`). Every thread is joined before `push` returns or raises. A
 build that fails after printing its success line (its slug fails the check) leaves a
 gap in the release numbers, as a crash between the two writes would: never a duplicate.
 """
@@ -193,14 +195,16 @@ def push(
         deferred_cleanup(),
         ThreadPoolExecutor(max_workers=2, thread_name_prefix="nomadpaas-push") as pool,
     ):
-        # The git lookup and the config read overlap the app record's and the latest
-        # release's reads (which depend on each other); the build gets the config as read
+        # The git lookup overlaps the app record's read; the config is read once the
+        # record is (beside the latest release's read, which needs the record), so that
+        # read can be the release's snapshot if nobody takes a number before this push
+        # does (`releases.reserve(config_read=)`); the build gets the config as read
         # here, so the app's records are read once per push.
         looked_up = None
         if commit is None and _may_be_in_repository(source):  # else no commit to find
             looked_up = pool.submit(git_commit, source)
-        config_read = pool.submit(store.get, config_path(app))
         record = apps.record(store, app)  # kept: the release number is taken at its index
+        config_read = pool.submit(store.get, config_path(app))
         latest = releases.latest(store, app, record)
         config_var = config_read.result()
         config_vars = dict(config_var.items) if config_var is not None else {}
@@ -210,7 +214,11 @@ def push(
 
         def reserve_early(event: BuildEvent) -> None:
             if event.kind == "log" and event.message == SUCCEEDED_LINE and not early:
-                early.append(pool.submit(releases.reserve, store, app, app_record=record))
+                early.append(
+                    pool.submit(
+                        releases.reserve, store, app, app_record=record, config_read=config_vars
+                    )
+                )
 
         return _push(store, build, app, source, now, record, latest, early, reserve_early,
                      on_event=on_event, timeout=timeout, detach=detach, force=force,

@@ -9,11 +9,18 @@ The config snapshot is read *after* N is taken. Config writes are CAS-serialised
 writer takes its number after its write, so the newest release's snapshot contains every
 config write whose writer already holds a number: two `config set`s racing cannot leave
 the newest release running the older config.
+
+One read can serve instead (`reserve(config_read=...)`): the config as read *after* the
+app record the number is then taken at. If that CAS bump wins, nobody took a number
+between the record's read and the bump, so every writer holding a lower number took it
+before the record was read, after its config write: that read already saw the write.
+If the bump loses, the number is taken the usual way and the config read after it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -112,18 +119,25 @@ def reserve(
     *,
     snapshot_config: bool = True,
     app_record: Variable | None = None,
+    config_read: Mapping[str, str] | None = None,
 ) -> Reservation:
     """Take the next release number for `app` (and snapshot its config after that).
 
     The first half of `create`, for a caller that can start it early (push takes the
     number while the build's slug is being promoted). A reservation never written leaves
     a gap in the numbers, as a crash between the two writes would; never a duplicate.
+    `config_read`: the app's config as the caller read it once `app_record` had been
+    read (never before or beside that read): the snapshot, without a read, when the
+    number is taken at `app_record`'s index (see the module docstring).
     """
-    number = _take_number(store, app, app_record)
+    number, at_record = _take_number(store, app, app_record)
     config = None
     if snapshot_config:
-        current = store.get(config_path(app))
-        config = dict(current.items) if current else {}
+        if at_record and config_read is not None:
+            config = dict(config_read)
+        else:
+            current = store.get(config_path(app))
+            config = dict(current.items) if current else {}
     return Reservation(app, number, config)
 
 
@@ -170,8 +184,9 @@ def create(
     raise Conflict(f"Could not record a release for {release.app}: too many concurrent writers.")
 
 
-def _take_number(store: VariableStore, app: str, known: Variable | None) -> int:
-    """`apps.next_release_number`, trying a CAS bump of `known` (read earlier) first."""
+def _take_number(store: VariableStore, app: str, known: Variable | None) -> tuple[int, bool]:
+    """`apps.next_release_number`, trying a CAS bump of `known` (read earlier) first;
+    with whether that bump won (the record unchanged since `known` was read)."""
     if known is not None:
         number = int(known.items.get("latest_release") or 0) + 1
         items = {**known.items, "latest_release": str(number)}
@@ -180,8 +195,8 @@ def _take_number(store: VariableStore, app: str, known: Variable | None) -> int:
         except CasConflict:
             pass  # changed since it was read: take the number the usual way
         else:
-            return number
-    return apps.next_release_number(store, app)
+            return number, True
+    return apps.next_release_number(store, app), False
 
 
 def list_releases(store: VariableStore, app: str) -> list[Release]:

@@ -26,6 +26,7 @@ from nomadpaas.errors import (
     StorageUnreachable,
 )
 from nomadpaas.storage.base import DEFAULT_PRESIGN_EXPIRY_S, ObjectInfo, ProgressCallback
+from nomadpaas.storage.presign import PathStylePresigner
 from nomadpaas.storage.progress import ProgressCounter
 
 if TYPE_CHECKING:
@@ -139,6 +140,15 @@ class S3Storage:
                 config=config,
             )
         self._region = self._client.meta.region_name
+        #: The client's credentials (refreshed by botocore when they can expire) and, for
+        #: a path-style endpoint, the stdlib presigner that signs URLs with them.
+        with _translated(self.endpoint, "load credentials"):
+            self._credentials = session.get_credentials()
+        self._presigner = (
+            PathStylePresigner(self.endpoint_url, self._region)
+            if self.endpoint_url is not None and PathStylePresigner.supported(self.endpoint_url)
+            else None
+        )
         self._transfer = TransferConfig(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=max(multipart_threshold, 5 * 1024 * 1024),
@@ -398,6 +408,9 @@ class S3Storage:
     # -- presigned URLs ---------------------------------------------------------------
 
     def presign_get(self, key: str, expires_s: int = DEFAULT_PRESIGN_EXPIRY_S) -> str:
+        fast = self._presign_fast("GET", key, expires_s)
+        if fast is not None:
+            return fast
         with self._translated("presign", key):
             return self._client.generate_presigned_url(
                 "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_s
@@ -410,6 +423,10 @@ class S3Storage:
         *,
         content_type: str | None = None,
     ) -> str:
+        if not content_type:  # a content type is a signed header: botocore signs it
+            fast = self._presign_fast("PUT", key, expires_s)
+            if fast is not None:
+                return fast
         params: dict[str, str] = {"Bucket": self._bucket, "Key": key}
         if content_type:
             params["ContentType"] = content_type
@@ -417,6 +434,20 @@ class S3Storage:
             return self._client.generate_presigned_url(
                 "put_object", Params=params, ExpiresIn=expires_s
             )
+
+    def _presign_fast(self, method: str, key: str, expires_s: int) -> str | None:
+        """The URL `generate_presigned_url` would give, signed by `PathStylePresigner`;
+        None where that does not apply (AWS itself, no credentials: botocore decides)."""
+        if self._presigner is None or self._credentials is None:
+            return None
+        with self._translated("presign", key):
+            frozen = self._credentials.get_frozen_credentials()  # refreshed if expiring
+        if not frozen.access_key or not frozen.secret_key:
+            return None
+        return self._presigner.presign(
+            method, self._bucket, key, expires_s,
+            access_key=frozen.access_key, secret_key=frozen.secret_key, token=frozen.token,
+        )  # fmt: skip
 
     def _translated(self, action: str, key: str) -> contextlib.AbstractContextManager[None]:
         return _translated(

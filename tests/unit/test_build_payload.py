@@ -18,7 +18,7 @@ from unit.fakenomad import FakeNomad
 
 from nomadpaas import apps, jobspec
 from nomadpaas.build import BuildJobFailed, run_build
-from nomadpaas.errors import StorageUnreachable
+from nomadpaas.errors import NomadPaasError, StorageUnreachable
 from nomadpaas.models import Build, BuildEvent
 from nomadpaas.nomad.variables import Variables
 from nomadpaas.push import push
@@ -150,3 +150,28 @@ def test_a_failed_upload_fails_the_push_and_no_release_is_written(
     assert len(fake.dispatches) == 1 and fake.dispatches[0]["payload"]  # built meanwhile
     assert not [p for m, p in variables.requests if m == "PUT" and "/releases/" in p]
     assert not failing.list_prefix("sources/") and not failing.list_prefix("slugs/")
+
+
+class RefusingDispatch(FakeBuildNomad):
+    """A Nomad whose dispatch fails (a 500, as Nomad's dispatch rules answer)."""
+
+    def _dispatch(self, parent: str, request: Any, body: Any) -> Any:
+        import httpx
+
+        self.dispatches.append({"meta": (body or {}).get("Meta") or {}})
+        return httpx.Response(500, text="dispatch refused (test)")
+
+
+@pytest.mark.parametrize("blob", [0, 20_000], ids=["payload", "uploaded-first"])
+def test_a_refused_dispatch_leaves_no_config_in_the_bucket(
+    s3: ServerProcess, tmp_path: Path, blob: int
+) -> None:
+    fake = RefusingDispatch()
+    store = storage(s3)
+    with fake.client() as nomad, pytest.raises(NomadPaasError, match="dispatch refused"):
+        run_build(nomad, store, "web", source(tmp_path, blob), config={"SECRET": "s3cr3t"},
+                  timeout=120, build_id=f"r{blob}")  # fmt: skip
+    (sent,) = fake.dispatches
+    assert "config_url" in sent["meta"]  # the config had been staged for the task
+    assert store.list_prefix("builds/") == []  # and no task will read it: removed
+    assert store.list_prefix("sources/")  # the source landed all the same

@@ -239,3 +239,40 @@ def test_a_marker_whose_result_is_not_in_yet_does_not_end_the_wait() -> None:
 
     done, _ = watcher(fake, []).follow("a1", frozenset({"-----> Stored"}), finished)
     assert done.terminal and asked == [False]
+
+
+def test_the_placed_stub_starts_the_wait_at_its_index_without_a_first_read() -> None:
+    clock = FakeClock()
+    fake = ScriptedAllocations(
+        clock,
+        watches=[(alloc("running", 9), 9, 0.02)],
+        follows=[[data(b"-----> Stored\n")]],
+    )
+    lines: list[str] = []
+    placed = alloc("pending", 6)  # as the evaluation's allocation list showed it
+    watcher(fake, lines).follow("a1", frozenset({"-----> Stored"}), lambda: True, placed=placed)
+    # No read at index 0: the one blocking query waits past the stub's ModifyIndex.
+    assert fake.calls == [("alloc", 6, pytest.approx(5.0))]
+    assert lines == ["-----> Stored"] and fake.reads == [(0, True)]
+
+
+def test_a_placed_stub_whose_task_runs_goes_straight_to_the_log() -> None:
+    clock = FakeClock()
+    fake = ScriptedAllocations(clock, follows=[[data(b"-----> Stored\n")]])
+    placed = alloc("running", 7)
+    done, _ = watcher(fake, []).follow(
+        "a1", frozenset({"-----> Stored"}), lambda: True, placed=placed
+    )
+    assert fake.calls == [] and fake.reads == [(0, True)] and done == placed
+
+
+def test_a_stub_of_another_allocation_is_not_taken_for_this_one() -> None:
+    clock = FakeClock()
+    fake = ScriptedAllocations(
+        clock,
+        watches=[(alloc("running", 7), 7, 0.0)],
+        follows=[[data(b"-----> Stored\n")]],
+    )
+    other = Allocation(id="a2", client_status="running", modify_index=30)
+    watcher(fake, []).follow("a1", frozenset({"-----> Stored"}), lambda: True, placed=other)
+    assert fake.calls == [("alloc", 0, pytest.approx(5.0))]

@@ -20,7 +20,7 @@ from unit.fakenomad import FakeNomad
 from nomadpaas import apps, releases
 from nomadpaas.build import SUCCEEDED_LINE
 from nomadpaas.errors import BuildFailed, NotFound
-from nomadpaas.models import Build, BuildEvent
+from nomadpaas.models import Build, BuildEvent, Release
 from nomadpaas.nomad.variables import Variables
 from nomadpaas.push import git_commit, push
 
@@ -108,9 +108,31 @@ def test_push_reads_each_app_variable_once_and_hands_the_config_to_the_build(
     push(store, build, "demo", source, lambda: NOW, commit="c1")
     assert seen["config_vars"] == {"GREETING": "hi"}
     reads = [path for method, path in fake.requests if method == "GET"]
-    # The record and the config, once each; the release reservation reads the config
-    # once more (its snapshot is taken after the number: releases.py), nothing else.
-    assert sorted(reads) == sorted([APP, f"{APP}/config", f"{APP}/config"])
+    # The record, then the config, once each: that read, taken after the record's, is
+    # the release's snapshot, as nobody took a number since (releases.reserve).
+    assert reads == [APP, f"{APP}/config"]
+    assert releases.get(store, "demo", 1).config == {"GREETING": "hi"}
+    assert push_threads() == []
+
+
+def test_a_config_set_during_the_build_is_in_the_release_it_precedes(
+    setup: tuple[FakeNomad, Variables, Path],
+) -> None:
+    fake, store, source = setup
+    store.put("nomadpaas/apps/demo/config", {"GREETING": "hi"})
+    scripted = scripted_build(fake)
+
+    def build(app: str, path: Path, **kwargs: Any) -> Build:
+        # `config set` while the task builds: its write, its number (v1), its release.
+        store.put("nomadpaas/apps/demo/config", {"GREETING": "hello"})
+        releases.create(store, Release(app="demo", version=0, description="Set GREETING",
+                                       created_at=NOW))  # fmt: skip
+        return scripted(app, path, **kwargs)
+
+    result = push(store, build, "demo", source, lambda: NOW, commit="c1")
+    assert result.release is not None and result.release.version == 2
+    # The newest release has the newest config, though the build was given the older.
+    assert result.release.config == {"GREETING": "hello"}
     assert push_threads() == []
 
 

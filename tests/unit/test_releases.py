@@ -107,3 +107,31 @@ def test_a_stale_app_record_falls_back_and_never_reuses_a_number() -> None:
         (2, "mine"),
         (1, BARE.description),
     ]
+
+
+def test_a_config_read_after_the_record_is_the_snapshot_if_the_number_is_taken_at_it() -> None:
+    fake, store = _store_with_app()
+    store.put("nomadpaas/apps/demo/config", {"A": "1"})
+    record = apps.record(store, "demo")
+    read = dict(store.get("nomadpaas/apps/demo/config").items)  # type: ignore[union-attr]
+    fake.requests.clear()
+    taken = releases.reserve(store, "demo", app_record=record, config_read=read)
+    assert taken.number == 1 and taken.config == {"A": "1"}
+    assert fake.requests == [("PUT", "/v1/var/nomadpaas/apps/demo")]  # no second read
+    made = releases.create(store, replace(BARE, version=0), reserved=taken)
+    assert made.version == 1 and made.config == {"A": "1"}
+
+
+def test_a_number_taken_by_a_config_write_meanwhile_makes_the_snapshot_read_again() -> None:
+    fake, store = _store_with_app()
+    record = apps.record(store, "demo")
+    read: dict[str, str] = {}  # the config as the caller read it: empty
+    # A `config set` after that read: its write, then its number (v1), then its release.
+    store.put("nomadpaas/apps/demo/config", {"A": "2"})
+    releases.create(store, replace(BARE, version=0))
+    fake.requests.clear()
+    taken = releases.reserve(store, "demo", app_record=record, config_read=read)
+    # The bump at the stale index lost: the number is v2, and the snapshot is read after
+    # it, so the newest release holds the config the older one was made for.
+    assert taken.number == 2 and taken.config == {"A": "2"}
+    assert ("GET", "/v1/var/nomadpaas/apps/demo/config") in fake.requests
