@@ -150,7 +150,7 @@ def render_build_job(
             only when it registers: a job already registered as rendered is not sent).
     """
     if buildpacks_dir is None:
-        from nomadpaas.slugbuilder.compile import default_buildpacks_dir
+        from nomadpaas.slugbuilder.models import default_buildpacks_dir
 
         buildpacks_dir = default_buildpacks_dir()
     job = load_template("build")

@@ -5,7 +5,7 @@ may write anything else into its own dir): the installed buildpacks must stay cl
 Copying 15 directories and 19 files makes 34 inodes per build, and creating an inode is
 slow on a file system that has just deleted many (a journal-less ext4 reads every inode
 freed in the last 30 s while it looks for one): ~10 ms of CPU in the build bench.
-Hard links make only the directories (the copy is made on a thread, compile.py).
+Hard links make only the directories (the copy is made on a thread, selection.py).
 
 Hard links are never made to the installed files: a buildpack that rewrote one of its
 own files in place would rewrite the installed one. They point into a snapshot kept

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from slugbuilder.buildpack_support import sh, write_buildpack
 
 from nomadpaas.errors import BuildFailed
 from nomadpaas.slugbuilder import buildpacks
@@ -101,21 +102,23 @@ def _names(selection: tuple[list[Buildpack], str] | None) -> tuple[list[str], st
 
 
 def fake_buildpack(root: Path, name: str, script: str) -> Buildpack:
-    bin_dir = root / name / "bin"
-    bin_dir.mkdir(parents=True)
-    detect_script = bin_dir / "detect"
-    detect_script.write_text("#!/bin/sh\n" + script + "\n")
-    detect_script.chmod(0o755)
-    return Buildpack(name=name, path=root / name)
+    """A buildpack whose bin/detect runs `script`."""
+    return write_buildpack(root, name, {"detect": sh(script)})
 
 
-def test_detect_first_runs_detects_at_once_but_answers_in_order(tmp_path: Path) -> None:
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """An empty app dir for detects that do not look at the app."""
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    return app_dir
+
+
+def test_detect_first_runs_detects_at_once_but_answers_in_order(tmp_path: Path, app: Path) -> None:
     slow_pass = fake_buildpack(tmp_path, "slow", "sleep 0.5; echo Slow")
     fast_pass = fake_buildpack(tmp_path, "fast", "echo Fast")
     hang = fake_buildpack(tmp_path, "hang", "echo Hang; exec sleep 60")
     failing = fake_buildpack(tmp_path, "fails", "echo nope; exit 1")
-    app = tmp_path / "app"
-    app.mkdir()
 
     assert detect_first([failing, slow_pass, fast_pass], app, ENV) == (slow_pass, "Slow")
     assert detect_first([failing, fast_pass, slow_pass], app, ENV) == (fast_pass, "Fast")
@@ -128,9 +131,7 @@ def test_detect_first_runs_detects_at_once_but_answers_in_order(tmp_path: Path) 
     assert time.monotonic() - started < 5.0
 
 
-def test_detect_first_runs_meanwhile_once_while_the_detects_run(tmp_path: Path) -> None:
-    app = tmp_path / "app"
-    app.mkdir()
+def test_detect_first_runs_meanwhile_once_while_the_detects_run(tmp_path: Path, app: Path) -> None:
     flag = tmp_path / "flag"
     # The detect waits for a file that only `meanwhile` creates: it must run in between.
     waits = fake_buildpack(
@@ -161,7 +162,7 @@ def test_detect_first_picks_what_the_order_says(example: str) -> None:
 
 
 def test_detects_after_the_winner_are_not_started_when_answers_come_quickly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, app: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Each start is an exec that blocks the task for 1-3 ms: a detect that could only
     # lose to an earlier answer is not started. (No speculation within this test.)
@@ -170,13 +171,11 @@ def test_detects_after_the_winner_are_not_started_when_answers_come_quickly(
     fails = fake_buildpack(tmp_path, "fails", "exit 1")
     passes = fake_buildpack(tmp_path, "passes", "echo Passes")
     later = fake_buildpack(tmp_path, "later", f"touch {marker}; echo Later")
-    app = tmp_path / "app"
-    app.mkdir()
     assert detect_first([fails, passes, later], app, ENV) == (passes, "Passes")
     assert not marker.exists()
 
 
-def test_a_slow_detect_does_not_hold_up_the_next(tmp_path: Path) -> None:
+def test_a_slow_detect_does_not_hold_up_the_next(tmp_path: Path, app: Path) -> None:
     # The first one answers only once the second has run: the second must be started
     # while the first is still running (else the first gives up after 10 s).
     marker = tmp_path / "second-ran"
@@ -186,20 +185,24 @@ def test_a_slow_detect_does_not_hold_up_the_next(tmp_path: Path) -> None:
         f"for i in $(seq 100); do [ -f {marker} ] && exit 1; sleep 0.1; done; echo Waited",
     )
     second = fake_buildpack(tmp_path, "second", f"touch {marker}; echo Second")
-    app = tmp_path / "app"
-    app.mkdir()
     started = time.monotonic()
     assert detect_first([waits, second], app, ENV) == (second, "Second")
     assert time.monotonic() - started < 8.0
 
 
-def _phase_buildpack(root: Path, name: str, compile_text: str, mode: int = 0o755) -> Buildpack:
-    bin_dir = root / name / "bin"
-    bin_dir.mkdir(parents=True)
-    script = bin_dir / "compile"
-    script.write_text(compile_text)
-    script.chmod(mode)
-    return Buildpack(name=name, path=root / name)
+def _run_direct_and_sourced(
+    bp: Buildpack, tmp_path: Path
+) -> tuple[tuple[int, list[str]], tuple[int, list[str]]]:
+    """bin/compile's (exit code, output) run directly (no exports) and through the
+    sourcing bash (an empty export file)."""
+    empty_export = tmp_path / "export"
+    empty_export.write_text("")
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(tmp_path)}
+    direct = buildpacks.run_phase(bp, "compile", [], env=env, exports=[], log=None, timeout_s=60)
+    sourced = buildpacks.run_phase(
+        bp, "compile", [], env=env, exports=[str(empty_export)], log=None, timeout_s=60
+    )
+    return direct, sourced
 
 
 def test_a_phase_without_exports_sees_what_the_sourcing_bash_would_give_it(
@@ -207,14 +210,8 @@ def test_a_phase_without_exports_sees_what_the_sourcing_bash_would_give_it(
 ) -> None:
     # Without exports to source the phase is exec'd directly (no bash in between): its
     # environment must be the one that bash gave it (PWD, SHLVL after its exec).
-    bp = _phase_buildpack(tmp_path, "envdump", "#!/bin/sh\nenv | LC_ALL=C sort\n")
-    empty_export = tmp_path / "export"
-    empty_export.write_text("")
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(tmp_path)}
-    direct = buildpacks.run_phase(bp, "compile", [], env=env, exports=[], log=None, timeout_s=60)
-    sourced = buildpacks.run_phase(
-        bp, "compile", [], env=env, exports=[empty_export], log=None, timeout_s=60
-    )
+    bp = write_buildpack(tmp_path, "envdump", {"compile": sh("env | LC_ALL=C sort")})
+    direct, sourced = _run_direct_and_sourced(bp, tmp_path)
     assert direct == sourced
     assert direct[0] == 0 and any(line.startswith("SHLVL=") for line in direct[1])
 
@@ -229,12 +226,6 @@ def test_a_phase_without_exports_sees_what_the_sourcing_bash_would_give_it(
 def test_a_phase_that_cannot_be_exec_d_directly_fails_or_runs_as_before(
     tmp_path: Path, text: str, mode: int
 ) -> None:
-    bp = _phase_buildpack(tmp_path, "odd", text, mode)
-    empty_export = tmp_path / "export"
-    empty_export.write_text("")
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(tmp_path)}
-    direct = buildpacks.run_phase(bp, "compile", [], env=env, exports=[], log=None, timeout_s=60)
-    sourced = buildpacks.run_phase(
-        bp, "compile", [], env=env, exports=[empty_export], log=None, timeout_s=60
-    )
+    bp = write_buildpack(tmp_path, "odd", {"compile": text}, mode)
+    direct, sourced = _run_direct_and_sourced(bp, tmp_path)
     assert direct == sourced

@@ -12,6 +12,7 @@ import sys
 import tarfile
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -86,6 +87,13 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
+def _sent(url: str, if_none_match: str | None = None) -> EarlyRequests:
+    """Early requests holding one GET of `url`, sent (the test's server is up)."""
+    early = EarlyRequests()
+    assert early.send(url, if_none_match)
+    return early
+
+
 @pytest.fixture
 def objects() -> Iterator[Objects]:
     server = Objects()
@@ -104,8 +112,7 @@ def test_a_fetch_reads_the_early_answer_instead_of_asking_again(
 ) -> None:
     objects.bodies["/src"] = b"source bytes"
     url = f"{objects.url}/src?X-Amz-Signature=s"
-    early = EarlyRequests()
-    assert early.send(url)
+    early = _sent(url)
     with HttpTransfer(early=early) as transfer:
         assert transfer.fetch_tagged(url, tmp_path / "got") == Fetched("fetched", ETAG)
         assert (tmp_path / "got").read_bytes() == b"source bytes"
@@ -121,8 +128,7 @@ def test_an_early_conditional_get_is_used_only_for_the_same_etag(
 ) -> None:
     objects.bodies["/cache"] = b"cache"
     url = f"{objects.url}/cache"
-    early = EarlyRequests()
-    early.send(url, ETAG)
+    early = _sent(url, ETAG)
     with HttpTransfer(early=early) as transfer:
         # The build asks with another ETag: the early answer is not its answer.
         assert transfer.fetch_tagged(url, tmp_path / "c", '"old"') == Fetched("fetched", ETAG)
@@ -135,8 +141,7 @@ def test_an_early_conditional_get_is_used_only_for_the_same_etag(
 
 def test_a_missing_object_is_an_early_answer_too(objects: Objects, tmp_path: Path) -> None:
     url = f"{objects.url}/none"
-    early = EarlyRequests()
-    early.send(url)
+    early = _sent(url)
     with HttpTransfer(early=early) as transfer:
         assert transfer.fetch_tagged(url, tmp_path / "x") == Fetched("missing")
     assert objects.log == [("/none", None)]
@@ -146,8 +151,7 @@ def test_an_unusable_early_answer_is_asked_again(objects: Objects, tmp_path: Pat
     objects.bodies["/src"] = b"ok"
     objects.statuses["/src"] = [503]  # the early request meets a restarting S3
     url = f"{objects.url}/src"
-    early = EarlyRequests()
-    early.send(url)
+    early = _sent(url)
     with HttpTransfer(early=early) as transfer:
         assert transfer.fetch(url, tmp_path / "got")
     assert (tmp_path / "got").read_bytes() == b"ok"
@@ -182,8 +186,7 @@ def test_an_early_answer_that_cannot_be_read_is_asked_again(
 ) -> None:
     objects.bodies["/src"] = b"ok"
     url = f"{objects.url}/src"
-    early = EarlyRequests()
-    assert early.send(url)
+    early = _sent(url)
     early._sent[(url, None)].shutdown(socket.SHUT_RD)  # as if reset
     with HttpTransfer(early=early) as transfer:
         assert transfer.fetch(url, tmp_path / "got")
@@ -211,14 +214,11 @@ def _slot(tmp_path: Path, obj: str, etag: str) -> None:
 
 def test_the_task_s_gets_are_sent_from_the_meta(objects: Objects, tmp_path: Path) -> None:
     env = _meta_env(objects, tmp_path)
-    early = send_early_requests(env)
-    try:
+    with closing(send_early_requests(env)) as early:
         assert sorted(early.pending()) == sorted(
             [(env["NOMAD_META_source_url"], None), (env["NOMAD_META_config_url"], None),
              (env["NOMAD_META_cache_url"], None)]
         )  # fmt: skip
-    finally:
-        early.close()
     assert early.pending() == []
 
 
@@ -227,17 +227,11 @@ def test_the_cache_get_carries_the_slot_s_etag_only_for_its_object(
 ) -> None:
     env = _meta_env(objects, tmp_path)
     _slot(tmp_path, f"{objects.url}/cache/web", ETAG)
-    early = send_early_requests(env)
-    try:
+    with closing(send_early_requests(env)) as early:
         assert (env["NOMAD_META_cache_url"], ETAG) in early.pending()
-    finally:
-        early.close()
     other = _meta_env(objects, tmp_path, NOMAD_META_cache_url=f"{objects.url}/cache/other")
-    early = send_early_requests(other)
-    try:
+    with closing(send_early_requests(other)) as early:
         assert (f"{objects.url}/cache/other", None) in early.pending()
-    finally:
-        early.close()
 
 
 def test_nothing_is_sent_without_meta_and_bad_urls_are_skipped() -> None:
@@ -290,10 +284,7 @@ def test_no_source_get_when_the_source_came_as_the_dispatch_payload(
     task_dir.mkdir()
     (task_dir / PAYLOAD_FILE).write_bytes(b"the source")
     env = {**_meta_env(objects, tmp_path), "NOMAD_TASK_DIR": str(task_dir)}
-    early = send_early_requests(env)
-    try:
+    with closing(send_early_requests(env)) as early:
         assert sorted(early.pending()) == sorted(
             [(env["NOMAD_META_config_url"], None), (env["NOMAD_META_cache_url"], None)]
         )
-    finally:
-        early.close()

@@ -43,6 +43,7 @@ NOT_AT_START = (
     "gzip",
     "nomadpaas.slugbuilder.layers",
     "nomadpaas.slugbuilder.gzmember",
+    "nomadpaas.slugbuilder.packing",
 )
 #: Not loaded at all by the task, whoever would ask: pathlib pulls in urllib.parse and
 #: ipaddress, ~5 ms of every build's start; the task's paths are plain `os.path` strings.

@@ -1,0 +1,29 @@
+"""Write small buildpacks for slug builder tests: `bin/<phase>` scripts from text.
+
+bp = write_buildpack(tmp_path, "fails", {"detect": sh("exit 1")})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from nomadpaas.slugbuilder.buildpacks import Buildpack
+
+
+def sh(body: str) -> str:
+    """A /bin/sh script running `body`."""
+    return "#!/bin/sh\n" + body + "\n"
+
+
+def write_buildpack(
+    root: Path, name: str, scripts: Mapping[str, str], mode: int = 0o755
+) -> Buildpack:
+    """`root/name/bin/<phase>` for each phase in `scripts`, with that text and `mode`."""
+    bin_dir = root / name / "bin"
+    bin_dir.mkdir(parents=True)
+    for phase, text in scripts.items():
+        script = bin_dir / phase
+        script.write_text(text)
+        script.chmod(mode)
+    return Buildpack(name=name, path=root / name)
