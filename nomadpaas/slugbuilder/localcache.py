@@ -6,9 +6,11 @@ says this node's tree is that object, so the tree *is* CACHE_DIR (no download, n
 extraction). Layout under the node's ``NOMADPAAS_BUILD_CACHE_DIR`` (node meta
 ``nomadpaas.build_cache_dir``, see jobs/build.nomad.json):
 
-    <root>/<app>/<stack>/lock    flock'ed by the one build using this slot; mtime = last use
-    <root>/<app>/<stack>/tree/   the cache tree, used as CACHE_DIR
-    <root>/<app>/<stack>/tag     {"object", "etag", "bytes"}: tree/ equals that S3 object
+    <root>/<app>/<stack>/lock         flock'ed by the one build using this slot; mtime = last use
+    <root>/<app>/<stack>/tree/        the cache tree, used as CACHE_DIR
+    <root>/<app>/<stack>/tag          {"object", "etag", "bytes"}: tree/ equals that S3 object
+    <root>/<app>/<stack>/tree.spare/  tree/*/slug/ and tree/*/key as tagged, cloned (links)
+    <root>/<app>/<stack>/spare.new/, trash.*/   a spare being made; spares out of use
 
 The tag exists only while the tree is known to equal the object: `take()` removes it
 before a build touches the tree and `record()` writes it back once the tree matches S3
@@ -16,6 +18,19 @@ again (after an unchanged build, or after the new cache was uploaded). A build t
 after changing the tree, or is killed, leaves no tag, so the next build ignores the tree
 and restores S3's copy: a broken build cannot poison the next (Heroku's rule), with no
 copy of the tree per build.
+
+The spare is for the next build's buildpacks, which find it at "$CACHE_DIR.spare": what
+a buildpack keeps to put into the app as is (`<buildpack>/slug/`) and its `key`, as the
+same files as the tree's (hard links: it costs directory inodes only) in directories of
+its own, which the buildpack may take by rename instead of creating them on the build's
+path (the python buildpack takes its cached venv: creating ~45 directories is slow on a
+file system with many recent deletes). Nothing else is cloned (an npm cache has
+thousands of directories, and no use for a spare). The build task makes it after
+`record()`, once the build's result is out (`make_spare`), and takes it out of use
+(`drop_spare`, one rename) before the tree may change and after any build that may have
+used it, so: **while a tag is on disk, a spare next to it is a clone of that tree's
+parts**. A build killed before `record()` leaves no tag (its spare is dropped by the
+next build); one killed while cloning leaves only `spare.new`, never trusted.
 
 Locks are non-blocking: a second concurrent build of the same app gets None and uses the
 plain S3 path in its own work dir. App and stack must be plain names (one path component
@@ -51,6 +66,12 @@ MAX_SLOTS = 64
 #: One path component, as storage/keys.py allows for app names and stacks.
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _LOCK, _TREE, _TAG = "lock", "tree", "tag"
+#: Beside the tree, named as buildpacks find it: CACHE_DIR + ".spare".
+_SPARE = _TREE + ".spare"
+_SPARE_NEW = "spare.new"
+_TRASH_PREFIX = "trash."
+#: What the spare clones of each top-level directory of the tree (see above).
+_SPARE_DIR, _SPARE_FILE = "slug", "key"
 #: Tries to lock a slot that `prune` removes at the same moment.
 _LOCK_ATTEMPTS = 3
 #: Polling a busy slot's lock while waiting: first interval and cap (seconds).
@@ -191,6 +212,8 @@ class CacheSlot:
     def __init__(self, slot_dir: str, lock_fd: int) -> None:
         self.dir = slot_dir
         self.tree = os.path.join(slot_dir, _TREE)
+        #: The spare clone of the tree (see the module's docstring); may not exist.
+        self.spare = os.path.join(slot_dir, _SPARE)
         self._fd: int | None = lock_fd
 
     def take(self) -> Tag | None:
@@ -212,11 +235,46 @@ class CacheSlot:
         os.replace(partial, path)
 
     def reset_tree(self) -> str:
-        """An empty tree (the previous one removed)."""
+        """An empty tree (the previous one removed, and its spare out of use)."""
+        self.drop_spare()
         if os.path.exists(self.tree):
             shutil.rmtree(self.tree)
         os.mkdir(self.tree, 0o700)
         return self.tree
+
+    def drop_spare(self) -> None:
+        """Take the spare out of use: one rename (cheap on a build's path); `make_spare`
+        or `prune` removes it later."""
+        trash = os.path.join(self.dir, f"{_TRASH_PREFIX}{os.getpid()}.{time.monotonic_ns()}")
+        try:
+            os.rename(self.spare, trash)
+        except FileNotFoundError:
+            return
+        except OSError:  # cannot happen in our own directory; still, never leave it trusted
+            shutil.rmtree(self.spare, ignore_errors=True)
+
+    def make_spare(self) -> bool:
+        """Clone the tree's parts as the spare for the next build (after `record()`:
+        only a tree that equals its tag is cloned); False when it could not be made (no
+        spare then).
+
+        Made as spare.new and renamed, so no build ever sees half a spare. Also removes
+        spares out of use. Off the build's path: ~50 directories for a Flask venv.
+        """
+        self.drop_spare()
+        _remove_spares(self.dir, keep_spare=True)
+        new = os.path.join(self.dir, _SPARE_NEW)
+        try:
+            os.mkdir(new, 0o700)
+            with os.scandir(self.tree) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        _clone_parts(entry.path, os.path.join(new, entry.name))
+            os.rename(new, self.spare)
+        except OSError:
+            shutil.rmtree(new, ignore_errors=True)
+            return False
+        return True
 
     def release(self) -> None:
         """Unlock (idempotent). The process exiting also unlocks."""
@@ -257,6 +315,7 @@ def _remove_if_free(slot_dir: str) -> bool:
         # Untag first: should the removal stop half-way, the rest is never trusted.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(slot_dir, _TAG))
+        _remove_spares(slot_dir, keep_spare=False)
         shutil.rmtree(os.path.join(slot_dir, _TREE), ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(slot_dir, _LOCK))
@@ -266,3 +325,45 @@ def _remove_if_free(slot_dir: str) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def _remove_spares(slot_dir: str, *, keep_spare: bool) -> None:
+    """Remove the slot's spares out of use, and a half-made one; the spare in use too
+    unless `keep_spare`."""
+    try:
+        names = os.listdir(slot_dir)
+    except OSError:
+        return
+    for name in names:
+        if (
+            name.startswith(_TRASH_PREFIX)
+            or name == _SPARE_NEW
+            or (name == _SPARE and not keep_spare)
+        ):
+            shutil.rmtree(os.path.join(slot_dir, name), ignore_errors=True)
+
+
+def _clone_parts(source: str, dest: str) -> None:
+    """`source`/slug/ cloned (`_clone`) and `source`/key linked into `dest`, if there."""
+    slug = os.path.join(source, _SPARE_DIR)
+    if not os.path.isdir(slug) or os.path.islink(slug):
+        return
+    os.mkdir(dest, 0o700)
+    _clone(slug, os.path.join(dest, _SPARE_DIR))
+    key = os.path.join(source, _SPARE_FILE)
+    if os.path.isfile(key) and not os.path.islink(key):
+        os.link(key, os.path.join(dest, _SPARE_FILE))
+
+
+def _clone(source: str, dest: str) -> None:
+    """`dest` as a copy of `source`'s directories holding hard links to its files and
+    symlinks (``cp -al``, without its process): directories keep their modes."""
+    os.mkdir(dest, 0o700)
+    with os.scandir(source) as entries:
+        for entry in entries:
+            target = os.path.join(dest, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                _clone(entry.path, target)
+            else:  # a file, or a symlink itself (link(2) does not follow it)
+                os.link(entry.path, target, follow_symlinks=False)
+    os.chmod(dest, os.stat(source).st_mode & 0o7777)

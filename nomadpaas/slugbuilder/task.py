@@ -14,7 +14,9 @@ after a successful build (Heroku's rule), so a broken build cannot poison the ne
 With a node-local tier (localcache.py) the app's slot on this node is CACHE_DIR: a
 conditional GET (``If-None-Match``) that answers 304 means no download and no extraction;
 otherwise the slot is refilled from S3's object (GNU tar after a header check:
-fastextract.py).
+fastextract.py). Once a slot build's cache is recorded, the slot gets a spare (hard-link
+clone of what buildpacks put into the app as is) that the next build's buildpacks take by
+rename instead of creating directories (`CacheSlot.make_spare`, off the push's path).
 
 A cache restored from the object it would be saved to, and left untouched by the
 buildpacks (same names, sizes, modes, mtimes), is not packed and uploaded again. The
@@ -186,7 +188,8 @@ def run_build_task(
     """Fetch, build, store; return the slug's metadata or raise BuildFailed.
 
     `timings` receives the seconds of each phase (fetch_source, fetch_cache,
-    restore_cache, the build's own phases, upload_slug, pack_cache, upload_cache).
+    restore_cache, the build's own phases, upload_slug, pack_cache, upload_cache,
+    spare_cache).
     `local` (with the `app` name): the node's cache slots; the build uses this app's
     slot when it is free, else the S3 path in `work_dir` (see localcache.py).
     `on_slug_stored` is called once the slug is uploaded, before the cache is saved: the
@@ -281,8 +284,11 @@ def _build(
     except BaseException:
         # Heroku's rule: a failed build leaves the cache as it was. S3 is not written; the
         # slot keeps its tag only when the tree is untouched, else the next build ignores it.
-        if slot is not None and tag is not None and tag.etag and before is not None:
-            _record_if_untouched(slot, tag, cache_dir, before)
+        # Its spare may be half used: never trusted again.
+        if slot is not None:
+            slot.drop_spare()
+            if tag is not None and tag.etag and before is not None:
+                _record_if_untouched(slot, tag, cache_dir, before)
         raise
     emit(UPLOADING_LINE)
     with timer.phase("upload_slug"):
@@ -291,6 +297,8 @@ def _build(
     # which only the next build reads (and which is best effort anyway).
     if on_slug_stored is not None:
         on_slug_stored(result.metadata)
+    if slot is not None:
+        slot.drop_spare()  # what this build's buildpacks left of it
     saved: Tag | None = None  # the S3 object the cache tree now equals, when known
     if task.cache_put_url:
         after = _fingerprint(cache_dir)
@@ -308,6 +316,8 @@ def _build(
                 saved = Tag(object_id(task.cache_put_url), etag, _tree_bytes(after))
     if slot is not None and saved is not None and saved.etag:
         slot.record(saved)
+        with timer.phase("spare_cache"):
+            slot.make_spare()  # for the next build: never while the tree is untagged
     if task.metadata_url:
         transfer.store(result.metadata_path, task.metadata_url)
     return result.metadata

@@ -69,7 +69,7 @@ def test_flask_cold_then_warm_build_runs_from_anywhere(
     assert "Reused unchanged .venv from the build cache" in warm.output
     print(f"flask build: cold {cold_s:.1f} s, warm {warm_s:.1f} s")
     # The venv moves between cache and build dir as hard links (creating files is the cost).
-    cached = next((cache / "python" / "venv").rglob("flask/__init__.py"))
+    cached = next((cache / "python" / "slug" / ".venv").rglob("flask/__init__.py"))
     assert cached.stat().st_nlink >= 2
 
     # Unpack far from the build dir, and remove the build dirs so nothing can point back.

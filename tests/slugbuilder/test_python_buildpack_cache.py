@@ -464,7 +464,7 @@ def test_a_warm_build_leaves_the_restored_venv_as_cached(
     cache = tmp_path / "cache"
     files = _app(wheels, "npt-alpha")
     _build(compile_script, tmp_path / "w1", files, cache, node_root=root, python_dir=python_dir)
-    links = cache / "python" / "venv" / ".nomadpaas-absolute-links"
+    links = cache / "python" / "slug" / ".venv" / ".nomadpaas-absolute-links"
     assert links.read_text().startswith("bin/python\t/")
     warm = _build(
         compile_script, tmp_path / "w2", files, cache, node_root=root, python_dir=python_dir
