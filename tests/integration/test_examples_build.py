@@ -15,6 +15,7 @@ builds fine and fails only when it starts.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,6 +97,17 @@ def _push(
         timeout=BUILD_TIMEOUT_S,
     )
     return result, lines
+
+
+def _wait_for_build_tasks_to_exit(platform: Platform, timeout_s: float = 60.0) -> None:
+    """Until every dispatched build job is dead (its task has saved the cache and exited)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        jobs = platform.nomad.get("/v1/jobs", {"prefix": "nomadpaas-build/"}).data
+        if all(job["Status"] == "dead" for job in jobs):
+            return
+        assert time.monotonic() < deadline, f"build tasks still running after {timeout_s}s"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(
@@ -204,6 +216,9 @@ def test_unchanged_push_makes_no_release_and_a_forced_one_hits_the_cache(
 def test_code_only_change_rebuilds_from_the_cache(platform: Platform, tmp_path: Path) -> None:
     first, _ = _push(platform, "flask", tmp_path, app="code-change")
     assert first.release is not None
+    # The build task saves the cache after the result (off the push's path); without a
+    # node-local cache slot to wait on, a push made during that save builds without it.
+    _wait_for_build_tasks_to_exit(platform)
     app_py = tmp_path / "flask" / "app.py"
     app_py.write_text(app_py.read_text() + "\n# a code-only change\n")
     events: list[BuildEvent] = []
