@@ -129,8 +129,9 @@ TASK_PHASES = (
     "fetch_config", "fetch_source", "fetch_cache", "restore_cache", "stage_source", "detect",
     "compile", "release", "pack_slug", "upload_slug",
 )  # fmt: skip
-#: After the record is stored (the push's result) the task saves the cache: off the path.
-AFTER_RESULT_PHASES = ("pack_cache", "upload_cache")
+#: After the record is stored (the push's result) the task saves the cache and makes the
+#: next warm build's spare clone of it (localcache.py): off the path.
+AFTER_RESULT_PHASES = ("pack_cache", "upload_cache", "spare_cache")
 
 
 class PhaseClock:
