@@ -6,6 +6,9 @@ This is the server half of the `ServerRPC` protocol the client's runners consume
     get_client_allocs(node_id, min_index, timeout_s) -> (allocs, index)
     update_allocs(updates) -> index
 
+and `watch_client_allocs`, the client loop's cheaper `get_client_allocs` (it wakes only
+when something the client acts on changed).
+
 Both block (fsync, blocking query): call them from a thread, never an event loop.
 Returned allocations are the state store's frozen rows (FrozenDict; lists are tuples):
 read them freely, `thaw()` a copy to change one.
@@ -22,9 +25,9 @@ from nomadpaas.agent.scheduler import reconcile_util as ru
 from nomadpaas.agent.server.errors import RPCError
 from nomadpaas.agent.server.eval_endpoint import upsert_eval
 from nomadpaas.agent.server.job_summary import refresh_job
-from nomadpaas.agent.server.state import lookups
+from nomadpaas.agent.server.state import frozen, lookups
 from nomadpaas.agent.server.state.frozen import thaw
-from nomadpaas.agent.server.state.schema import ALLOCS, DEPLOYMENTS, JOBS
+from nomadpaas.agent.server.state.schema import ALLOCS, DEPLOYMENTS, JOBS, WATCH_NODE_ALLOCS
 from nomadpaas.agent.server.state.state_store import Row, Snapshot, StateStore, Txn
 from nomadpaas.agent.structs.alloc import (
     ALLOC_CLIENT_COMPLETE,
@@ -71,15 +74,26 @@ class NodeRPC:
         within RECENTLY_TERMINAL_NS. Loop with the returned index."""
 
         def query(snap: Snapshot) -> tuple[list[Row], int]:
-            horizon = time.time_ns() - RECENTLY_TERMINAL_NS
-            allocs = [
-                a
-                for a in lookups.allocs_by_node(snap, node_id)
-                if not alloc_terminal(a) or int(a.get("ModifyTime") or 0) >= horizon
-            ]
-            return allocs, max(snap.table_index(ALLOCS), 1)
+            return _client_allocs(snap, node_id), max(snap.table_index(ALLOCS), 1)
 
         return self._store.blocking_query(query, min_index, timeout_s)
+
+    def watch_client_allocs(
+        self, node_id: str, min_index: int, timeout_s: float
+    ) -> tuple[list[Row], int]:
+        """`get_client_allocs` for the node's own client loop: blocks until the node's
+        watch index (schema.WATCH_NODE_ALLOCS: an allocation placed, removed, or changed
+        in what the client acts on) passes `min_index`, not on every commit. The client's
+        own status updates, most commits while allocations start, wake nothing; Nomad's
+        client skips them the same way, by AllocModifyIndex. Returns the same list as
+        `get_client_allocs` (also on timeout, so allocations that aged out of it are
+        noticed) and the watch index to loop with."""
+
+        def watch_index(snap: Snapshot) -> tuple[Snapshot, int]:
+            return snap, max(snap.watch_index(ALLOCS, WATCH_NODE_ALLOCS, (node_id,)), 1)
+
+        snap, index = self._store.blocking_query(watch_index, min_index, timeout_s)
+        return _client_allocs(snap, node_id), index
 
     # -- Node.UpdateAlloc ---------------------------------------------------------------
 
@@ -117,7 +131,17 @@ class NodeRPC:
         return {"EvalID": evaluation["ID"], "Index": index}
 
 
-def _eval_for(txn: Txn, alloc: dict[str, Any], trigger: str) -> Row:
+def _client_allocs(snap: Snapshot, node_id: str) -> list[Row]:
+    """The node's allocations a client must know: the live ones and the recently ended."""
+    horizon = time.time_ns() - RECENTLY_TERMINAL_NS
+    return [
+        a
+        for a in lookups.allocs_by_node(snap, node_id)
+        if not alloc_terminal(a) or int(a.get("ModifyTime") or 0) >= horizon
+    ]
+
+
+def _eval_for(txn: Txn, alloc: Row, trigger: str) -> Row:
     job = txn.get(JOBS, (alloc["Namespace"], alloc["JobID"])) or alloc["Job"]
     evaluation = new_evaluation(
         eval_id=str(uuid.uuid4()),
@@ -136,10 +160,7 @@ def _apply(txn: Txn, updates: list[dict[str, Any]]) -> None:
         alloc = txn.get(ALLOCS, (update["ID"],))
         if alloc is None:
             continue
-        a = dict(alloc)  # shallow: the embedded Job stays frozen and shared
-        for key in CLIENT_FIELDS:
-            if key in update:
-                a[key] = update[key]
+        changes = {key: update[key] for key in CLIENT_FIELDS if key in update}
         if _health_changed(alloc, update.get("DeploymentStatus")):
             # The client resends its verdict with every update; only a change counts
             # (and moves DeploymentStatus.ModifyIndex, which the deployment watcher
@@ -151,9 +172,12 @@ def _apply(txn: Txn, updates: list[dict[str, Any]]) -> None:
             if not status.get("Timestamp"):
                 status["Timestamp"] = ns_to_rfc3339(now)
             update_deployment_with_alloc(txn, alloc, status, now)
-            a["DeploymentStatus"] = {**(a.get("DeploymentStatus") or {}), **status}
-        a["ModifyIndex"] = txn.index
-        a["ModifyTime"] = now
+            changes["DeploymentStatus"] = {**(alloc.get("DeploymentStatus") or {}), **status}
+        changes["ModifyIndex"] = txn.index
+        changes["ModifyTime"] = now
+        # Only the client's fields are frozen anew; the rest (the embedded Job, the
+        # resources) stays shared with the old row.
+        a = frozen.replace(alloc, changes)
         txn.put(ALLOCS, (a["ID"],), a)
         job_key = (a["Namespace"], a["JobID"])
         jobs.add(job_key)
@@ -169,7 +193,7 @@ def _apply(txn: Txn, updates: list[dict[str, Any]]) -> None:
         refresh_job(txn, namespace, job_id)
 
 
-def _needs_eval(txn: Txn, old: Row, new: dict[str, Any]) -> bool:
+def _needs_eval(txn: Txn, old: Row, new: Row) -> bool:
     """A failed alloc eligible for rescheduling, or a service alloc that ended on its own."""
     if client_terminal(old) or new.get("DesiredStatus") != ALLOC_DESIRED_RUN:
         return False

@@ -42,6 +42,7 @@ class FrozenDict(dict[str, Any]):
 # Values that are immutable as they are: returned by `freeze` without a look inside.
 _SCALARS = frozenset({str, int, float, bool, type(None), FrozenDict})
 _LEAVES = frozenset({str, int, float, bool, type(None)})  # what `thaw` copies as is
+_STR = frozenset({str})
 
 
 def freeze(value: Any) -> Any:
@@ -53,6 +54,10 @@ def freeze(value: Any) -> Any:
     if kind in _SCALARS:
         return value
     if kind is dict:
+        # A leaf (string keys, scalar values: a task event, say) is copied in one go;
+        # the type checks run in C and stop at the first miss.
+        if _SCALARS.issuperset(map(type, value.values())) and _STR.issuperset(map(type, value)):
+            return FrozenDict(value)
         return FrozenDict(
             {
                 k if type(k) is str else str(k): v if type(v) in _SCALARS else freeze(v)
@@ -60,6 +65,8 @@ def freeze(value: Any) -> Any:
             }
         )
     if kind is list or kind is tuple:
+        if _SCALARS.issuperset(map(type, value)):
+            return tuple(value)
         return tuple([v if type(v) in _SCALARS else freeze(v) for v in value])
     if isinstance(value, FrozenDict):
         return value
@@ -68,6 +75,17 @@ def freeze(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return tuple(freeze(v) for v in value)
     return value
+
+
+def replace(row: FrozenDict, changes: Mapping[str, Any]) -> FrozenDict:
+    """`row` (frozen) with `changes` applied, frozen: only the changed values are frozen,
+    every other value is shared with `row`. What a writer that changes a few fields of a
+    big row (a client update of an allocation) puts, instead of freezing the whole row
+    again."""
+    out = dict(row)
+    for k, v in changes.items():
+        out[k] = v if type(v) in _SCALARS else freeze(v)
+    return FrozenDict(out)
 
 
 def freeze_shared(row: Any, memo: dict[int, tuple[Any, Any]]) -> Any:

@@ -86,6 +86,27 @@ TALLIES: dict[str, dict[str, tuple[TallyFields, TallyFields]]] = {
 }
 
 
+# Watch indexes (watches.py): table → name → (group fields, watched fields). A commit moves
+# a group's watch index when it adds or removes one of the group's rows or changes a
+# watched field of one. `node_allocs`: per NodeID, the allocation fields the node's client
+# acts on (client.py `_change_key`); the client's own status updates move nothing.
+WATCH_NODE_ALLOCS = "node_allocs"
+WATCHES: dict[str, dict[str, tuple[TallyFields, TallyFields]]] = {
+    ALLOCS: {
+        WATCH_NODE_ALLOCS: (
+            ("NodeID",),
+            (
+                "AllocModifyIndex",
+                "DesiredStatus",
+                "DesiredTransition",
+                ("Job", "JobModifyIndex"),
+                ("Job", "Version"),
+            ),
+        )
+    },
+}
+
+
 def version_key(namespace: str, job_id: str, version: int) -> tuple[str, str, str]:
     """The `job_versions` key of one version; zero-padded so keys sort by version."""
     return (namespace, job_id, f"{version:020d}")

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from nomadpaas.agent.server.state import indexes as idx
 from nomadpaas.agent.server.state import tallies as tl
+from nomadpaas.agent.server.state import watches as wt
 from nomadpaas.agent.server.state.frozen import freeze
 
 Key = tuple[str, ...]
@@ -49,6 +50,8 @@ class Snapshot:
         "_tables",
         "_tallies",
         "_tally_specs",
+        "_watch_specs",
+        "_watches",
         "index",
     )
 
@@ -61,6 +64,9 @@ class Snapshot:
         specs: idx.Specs | None = None,
         tallies: tl.Tallies | None = None,
         tally_specs: tl.Specs | None = None,
+        *,
+        watches: wt.Watches | None = None,
+        watch_specs: wt.Specs | None = None,
     ) -> None:
         self.index = index
         self._tables = tables
@@ -69,6 +75,10 @@ class Snapshot:
         self._indexes = indexes if indexes is not None else idx.build(self._specs, tables)
         self._tally_specs: tl.Specs = tally_specs if tally_specs is not None else {}
         self._tallies = tallies if tallies is not None else tl.build(self._tally_specs, tables)
+        self._watch_specs: wt.Specs = watch_specs if watch_specs is not None else {}
+        self._watches = (
+            watches if watches is not None else wt.build(self._watch_specs, tables, index)
+        )
 
     def table_index(self, table: str) -> int:
         """The index of the last write to `table` (Nomad's `index` table); 0 if never."""
@@ -103,6 +113,11 @@ class Snapshot:
         """How many rows of `group` have each combination of the counted fields of tally
         `name` (schema.TALLIES); a fresh dict, the caller's to keep."""
         return dict(self._tallies[(table, name)].get(group, {}))
+
+    def watch_index(self, table: str, name: str, group: tuple[Any, ...]) -> int:
+        """The index of the last commit that added, removed or changed (in a watched
+        field) a row of `group` in watch `name` (schema.WATCHES); 0 if none ever did."""
+        return self._watches[(table, name)].get(group, 0)
 
     def _check(self, table: str) -> str:
         if table not in self._tables:

@@ -6,8 +6,9 @@ How it works, in Nomad's terms:
   immutable view of every table at one index; readers never lock and never see a
   half-applied write. Rows are `FrozenDict`s: mutating one raises TypeError.
   Secondary indexes (allocs by job, node, eval, deployment; schema.INDEXES) and tallies
-  (allocation counts per job; schema.TALLIES) are part of the snapshot, moved by each
-  commit's changes (indexes.py, tallies.py); snapshot.py reads them.
+  (allocation counts per job; schema.TALLIES) and watch indexes (the last commit that
+  changed what a node's client acts on; schema.WATCHES) are part of the snapshot, moved
+  by each commit's changes (indexes.py, tallies.py, watches.py); snapshot.py reads them.
 - **Writes** go through `write(msg_type, fn)`: `fn(txn)` reads and puts/deletes rows on
   a `Txn`; if it changed anything, all of it is committed at one new raft-like index
   (`txn.index`), persisted and fsync'd (persistence.py) before `write` returns, and
@@ -33,9 +34,10 @@ from typing import TypeVar
 
 from nomadpaas.agent.server.state import indexes as idx
 from nomadpaas.agent.server.state import tallies as tl
+from nomadpaas.agent.server.state import watches as wt
 from nomadpaas.agent.server.state.frozen import freeze
 from nomadpaas.agent.server.state.persistence import RowWrite, SQLitePersistence
-from nomadpaas.agent.server.state.schema import INDEXES, TABLES, TALLIES
+from nomadpaas.agent.server.state.schema import INDEXES, TABLES, TALLIES, WATCHES
 from nomadpaas.agent.server.state.snapshot import Change, Key, KeyedRows, Row, Rows, Snapshot, Txn
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class StateStore:
         self._tables = tuple(tables)
         self._specs = {t: INDEXES[t] for t in self._tables if t in INDEXES}
         self._tally_specs = {t: TALLIES[t] for t in self._tables if t in TALLIES}
+        self._watch_specs = {t: WATCHES[t] for t in self._tables if t in WATCHES}
         self._persist = SQLitePersistence(path) if path is not None else None
         if self._persist is not None:
             loaded = self._persist.load(self._tables)
@@ -82,6 +85,7 @@ class StateStore:
                 loaded.table_indexes,
                 specs=self._specs,
                 tally_specs=self._tally_specs,
+                watch_specs=self._watch_specs,
             )
         else:
             self._snap = Snapshot(
@@ -90,6 +94,7 @@ class StateStore:
                 {},
                 specs=self._specs,
                 tally_specs=self._tally_specs,
+                watch_specs=self._watch_specs,
             )
         self._write_lock = threading.Lock()
         # Guards `_snap` swaps and the waiter registries, so a waiter can never miss a commit.
@@ -141,6 +146,7 @@ class StateStore:
             table_indexes.update(dict.fromkeys(touched, txn.index))
             indexes = idx.apply(self._specs, base._indexes, base._tables, changes)
             tallies = tl.apply(self._tally_specs, base._tallies, base._tables, changes)
+            watches = wt.apply(self._watch_specs, base._watches, base._tables, changes, txn.index)
             if self._persist is not None:
                 writes = [RowWrite(c.table, c.key, None if c.deleted else c.obj) for c in changes]
                 self._persist.commit(txn.index, writes, touched)
@@ -153,6 +159,8 @@ class StateStore:
                     self._specs,
                     tallies,
                     self._tally_specs,
+                    watches=watches,
+                    watch_specs=self._watch_specs,
                 )
             )
             commit = Commit(txn.index, msg_type, changes)
