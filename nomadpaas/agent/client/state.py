@@ -10,8 +10,16 @@ row, paid an inode creation per write under one global lock.)
 Group commit, like `DB.Batch` without its fixed delay: a writer that finds no commit
 running becomes the leader and commits everything queued in one transaction (one fsync);
 writers arriving meanwhile queue up, block, and the first of them leads the next batch.
-Writes apply in call order, so within a batch the last put of a key wins. An error in a
-batch's transaction is raised to every writer in it (as `StateDBError`, an `OSError`).
+Writes apply in call order, so within a batch the last put of a key wins, and a write is
+never durable before the writes queued ahead of it. An error in a batch's transaction is
+raised to every writer in it (as `StateDBError`, an `OSError`).
+
+A write may be *deferred* (`durable=False`): it joins the queue and returns without
+waiting, riding along with the next commit. The task runner defers the writes nothing
+must outlive the agent for (`Received`, `Task Setup`); the next durable write, at the
+latest the one recording a started task's handle, carries them. A batch left with only
+deferred writes is committed by a flusher thread that lives while there is work.
+`flush()` (and `close()`) waits for every write so far; a failed deferred write is logged.
 
 Tables: `allocs` (alloc ID → the allocation as last received) and `tasks` ((alloc ID,
 task name) → `{"TaskState", "Handle", "HooksDone"}`), rows are JSON in Nomad's shapes.
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -35,6 +44,11 @@ from typing import Any
 DB_FILE = "state.db"  # under <data_dir>/client/, as in Nomad
 BUSY_TIMEOUT_S = 30.0  # another connection to the same file (an in-process restart) holds it
 FILE_MODE = 0o600
+FLUSHER_IDLE_S = 5.0  # the flusher thread leaves after this long without deferred work
+# Jobs whose JSON is remembered (by identity, read-only rows only): one per job version.
+JOB_JSON_CACHE_SIZE = 8
+
+log = logging.getLogger("nomadpaas.agent.client.state")
 
 # The pre-SQLite layout, imported once: client/state/allocs/<alloc_id>/...
 LEGACY_DIR = "state"
@@ -64,7 +78,8 @@ _PUT_TASK = (
 _DELETE_TASKS = "DELETE FROM tasks WHERE alloc_id = ?"
 _DELETE_ALLOC = "DELETE FROM allocs WHERE id = ?"
 
-Statement = tuple[str, tuple[str, ...]]
+# (sql, params); a task put's last param is its LocalTaskState, encoded at commit time.
+Statement = tuple[str, tuple[Any, ...]]
 
 
 class StateDBError(OSError):
@@ -100,10 +115,11 @@ class RestoredAlloc:
 class _Write:
     """One caller's statements waiting in the group-commit queue."""
 
-    __slots__ = ("done", "error", "statements", "wake")
+    __slots__ = ("done", "durable", "error", "statements", "wake")
 
-    def __init__(self, statements: list[Statement]) -> None:
+    def __init__(self, statements: list[Statement], durable: bool) -> None:
         self.statements = statements
+        self.durable = durable  # its caller waits for the commit
         self.wake = threading.Event()  # set when done, or to hand this writer the lead
         self.done = False
         self.error: BaseException | None = None
@@ -130,6 +146,10 @@ class ClientStateDB:
         self._queue: list[_Write] = []
         self._committing = False  # a leader owns the batch in flight (or is being handed it)
         self._commits = 0
+        self._flush_cond = threading.Condition(self._queue_lock)
+        self._flush_pending = False  # a batch of deferred writes waits for the flusher
+        self._flusher_alive = False
+        self._job_json: dict[int, tuple[Any, str]] = {}  # id(job) -> (job, its JSON)
         _fsync_dir(client_dir)  # the new db file's directory entry
         self._import_legacy(client_dir)
 
@@ -140,53 +160,123 @@ class ClientStateDB:
 
     # -- writes -----------------------------------------------------------------------
 
-    def put_alloc(self, alloc: dict[str, Any]) -> None:
+    def put_alloc(self, alloc: dict[str, Any], *, durable: bool = True) -> None:
         alloc_id = _check_alloc_id(str(alloc["ID"]))
-        self._write([(_PUT_ALLOC, (alloc_id, _dumps(alloc)))])
+        self._write([(_PUT_ALLOC, (alloc_id, self._alloc_json(alloc)))], durable)
 
-    def put_task(self, alloc_id: str, task: str, state: LocalTaskState) -> None:
+    def put_task(
+        self, alloc_id: str, task: str, state: LocalTaskState, *, durable: bool = True
+    ) -> None:
         if "/" in task:
             raise ValueError(f"invalid task name {task!r}")
         _check_alloc_id(alloc_id)
-        self._write([(_PUT_TASK, (alloc_id, task, _dumps(state.to_json())))])
+        # Encoded when committed: a later put of the same task in that batch replaces it
+        # unencoded (a start's `Received`, `Task Setup` and `Started` often share one).
+        self._write([(_PUT_TASK, (alloc_id, task, state))], durable)
 
     def delete_alloc(self, alloc_id: str) -> None:
         _check_alloc_id(alloc_id)
         self._write([(_DELETE_TASKS, (alloc_id,)), (_DELETE_ALLOC, (alloc_id,))])
 
-    def _write(self, statements: list[Statement]) -> None:
-        """Queue `statements`; return once the transaction holding them is durable."""
-        w = _Write(statements)
+    def flush(self) -> None:
+        """Return once every write made so far (deferred ones too) is durable."""
+        with self._queue_lock:
+            if not self._queue and not self._committing:
+                return
+        self._write([])
+
+    def _alloc_json(self, alloc: dict[str, Any]) -> str:
+        """The allocation's JSON. Its `Job` is the bulk of it and, for the server's
+        read-only rows, one shared object per job version: its JSON is made once."""
+        job = alloc.get("Job")
+        if job is None or type(job) is dict:  # a plain dict may change: no cache
+            return _dumps(alloc)
+        hit = self._job_json.get(id(job))
+        if hit is None or hit[0] is not job:
+            if len(self._job_json) >= JOB_JSON_CACHE_SIZE:
+                self._job_json.pop(next(iter(self._job_json)))
+            hit = self._job_json[id(job)] = (job, _dumps(job))
+        rest = _dumps({k: v for k, v in alloc.items() if k != "Job"})
+        return f'{rest[:-1]}{"," if len(rest) > 2 else ""}"Job":{hit[1]}}}'
+
+    def _write(self, statements: list[Statement], durable: bool = True) -> None:
+        """Queue `statements`; return once the transaction holding them is durable
+        (deferred: at once)."""
+        w = _Write(statements, durable)
+        start_flusher = False
         with self._queue_lock:
             self._queue.append(w)
             lead = not self._committing
             self._committing = True
+            if lead and not durable:
+                # Nobody to ride along with: the flusher commits it (with whatever else
+                # queues up meanwhile), the caller goes on.
+                lead = False
+                start_flusher = self._wake_flusher()
         if not lead:
+            if not durable:
+                if start_flusher:
+                    self._start_flusher()
+                return
             w.wake.wait()
             lead = not w.done  # woken to lead the next batch, which includes `w`
         if lead:
             self._lead()
-        if w.error is not None:
+        if w.error is not None and durable:
             raise StateDBError(f"client state {self.path}: {w.error}") from w.error
 
     def _lead(self) -> None:
         with self._queue_lock:
             batch, self._queue = self._queue, []
         error: BaseException | None = None
+        start_flusher = False
         try:
-            self._transact(s for w in batch for s in w.statements)
+            self._transact(_batch_statements(batch))
         except BaseException as exc:  # every writer in the batch hears of it
             error = exc
+            if any(not w.durable for w in batch):
+                log.warning("client state %s: deferred writes lost: %s", self.path, exc)
         finally:
             with self._queue_lock:
-                successor = self._queue[0] if self._queue else None
-                self._committing = successor is not None
+                # The next leader is a writer that waits; deferred writes wait for nobody.
+                successor = next((w for w in self._queue if w.durable), None)
+                orphans = successor is None and bool(self._queue)
+                self._committing = successor is not None or orphans
+                if orphans:
+                    start_flusher = self._wake_flusher()
             for w in batch:
                 w.error = error
                 w.done = True
                 w.wake.set()
             if successor is not None:
                 successor.wake.set()
+            elif start_flusher:
+                self._start_flusher()
+
+    def _wake_flusher(self) -> bool:
+        """Hand the queued (deferred) writes to the flusher (queue lock held); True when
+        its thread must be started."""
+        self._flush_pending = True
+        self._flush_cond.notify()
+        if self._flusher_alive:
+            return False
+        self._flusher_alive = True
+        return True
+
+    def _start_flusher(self) -> None:
+        threading.Thread(target=self._flusher, name="client-state-flush", daemon=True).start()
+
+    def _flusher(self) -> None:
+        """Lead the batches only deferred writes are waiting in."""
+        while True:
+            with self._queue_lock:
+                if not self._flush_pending:
+                    self._flush_cond.wait(FLUSHER_IDLE_S)
+                if not self._flush_pending:
+                    self._flusher_alive = False
+                    return
+                self._flush_pending = False
+            self._lead()
 
     def _transact(self, statements: Iterable[Statement]) -> None:
         with self._conn_lock:
@@ -207,6 +297,7 @@ class ClientStateDB:
 
     def all_allocs(self) -> list[RestoredAlloc]:
         """Every saved allocation with its tasks; unreadable rows are skipped."""
+        self.flush()
         with self._conn_lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN")  # one snapshot for both tables
@@ -230,6 +321,7 @@ class ClientStateDB:
         return out
 
     def close(self) -> None:
+        self.flush()
         with self._conn_lock:
             self._conn.close()
 
@@ -269,6 +361,23 @@ class ClientStateDB:
         os.rename(legacy, imported)
         _fsync_dir(client_dir)
         shutil.rmtree(imported)
+
+
+def _batch_statements(batch: list[_Write]) -> list[Statement]:
+    """The batch's statements in call order, each task put encoded, except those a later
+    put of the same task replaces (INSERT OR REPLACE; nothing in between reads tasks)."""
+    flat = [s for w in batch for s in w.statements]
+    last = {(p[0], p[1]): i for i, (sql, p) in enumerate(flat) if sql is _PUT_TASK}
+    out: list[Statement] = []
+    for i, (sql, params) in enumerate(flat):
+        if sql is _PUT_TASK:
+            if last[(params[0], params[1])] != i:
+                continue
+            state = params[2]
+            if isinstance(state, LocalTaskState):
+                params = (params[0], params[1], _dumps(state.to_json()))
+        out.append((sql, params))
+    return out
 
 
 def _check_alloc_id(alloc_id: str) -> str:

@@ -29,6 +29,7 @@ from agent.client.client_support import (
 from nomadpaas.agent.client.allocrunner.alloc_runner import AllocRunner, AllocRunnerConfig
 from nomadpaas.agent.client.allocrunner.taskrunner.interfaces import TaskHook
 from nomadpaas.agent.client.allocrunner.taskrunner.task_runner_hooks import build_task_hooks
+from nomadpaas.agent.client.allocrunner.workers import SHARED_POOL
 from nomadpaas.agent.client.logmon.logmon import LogMon
 from nomadpaas.agent.client.state import ClientStateDB
 from nomadpaas.agent.drivers.rawexec.driver import RawExecDriver
@@ -364,24 +365,39 @@ def test_extra_runner_hooks_see_every_phase_and_report_health(env: Any) -> None:
     assert calls[-1] == "postrun"
 
 
-def _threads_named(prefix: str) -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith(prefix)]
-
-
-def test_running_allocations_hold_one_thread_each_and_stop_promptly(env: Any) -> None:
-    # A thousand running allocations must not cost two threads each polling: the task's
-    # loop runs on the allocation's own thread, the coordinator is event driven and the
-    # driver's exit watch wakes the loop.
+def test_running_allocations_hold_no_thread_and_stop_promptly(env: Any) -> None:
+    # A thousand running allocations must not cost a thread each: setup and starts are
+    # steps on the shared runner workers, a running task's loop is parked until the
+    # driver's exit watch fires, and the coordinator is event driven.
+    before = threading.active_count()
     runners = [env(make_alloc([py_task("web", SLEEPER)]))[0] for _ in range(3)]
     for r in runners:
         wait_for(lambda r=r: r.client_status()[0] == "running", what="running")
     ids = {r.id[:8] for r in runners}
-    assert sorted(_threads_named("alloc-")) == sorted(f"alloc-{i}" for i in ids)
-    assert not [n for n in _threads_named("task-") if n[-8:] in ids]
+    named = [t.name for t in threading.enumerate() if any(i in t.name for i in ids)]
+    assert named == []
+    # Only shared threads: the runner workers, the exit watch (at most once each).
+    assert threading.active_count() <= before + SHARED_POOL.max_workers + 1
     # No coordinator poll to wait for: each allocation is done as soon as its task died.
     for r in runners:
         r.update({**r.alloc, "DesiredStatus": "stop"})
     for r in runners:
         assert r.wait_done(30), r.task_states()
         assert event_types(r.task_states()["web"])[-2:] == ["Terminated", "Killed"]
-    wait_for(lambda: not [n for n in _threads_named("alloc-") if n[6:] in ids], what="exit")
+
+
+def test_a_restart_delay_parks_the_task_and_a_kill_ends_it_at_once(env: Any) -> None:
+    # A task waiting out a (long) restart delay holds no thread: a timer resumes it, and a
+    # kill resumes it at once, ending it `Killing` → `Killed` without waiting the delay.
+    slow = {**FAST_RESTARTS, "Delay": 60 * 1_000_000_000}
+    runner, _ = env(make_alloc([py_task("web", "import sys; sys.exit(3)")], restart=slow))
+    wait_for(lambda: event_types(runner.task_states()["web"])[-1:] == ["Restarting"],
+             what="restarting")  # fmt: skip
+    assert not [t.name for t in threading.enumerate() if runner.id[:8] in t.name]
+    began = time.monotonic()
+    runner.update({**runner.alloc, "DesiredStatus": "stop"})
+    assert runner.wait_done(30), runner.task_states()
+    assert time.monotonic() - began < 20
+    state = runner.task_states()["web"]
+    assert event_types(state)[-4:] == ["Terminated", "Restarting", "Killing", "Killed"]
+    assert state["State"] == "dead" and state["Failed"] is False

@@ -340,3 +340,98 @@ def test_db_files_are_private(db: ClientStateDB) -> None:
     db.put_alloc({"ID": "a1"})
     for name in ("state.db", "state.db-wal"):
         assert os.stat(db.path.parent / name).st_mode & 0o077 == 0, name
+
+
+def test_a_deferred_write_rides_along_and_never_outlives_a_later_durable_one(
+    db: ClientStateDB, tmp_path: Path
+) -> None:
+    held = hold_commits(db)
+    leader = threading.Thread(target=db.put_alloc, args=({"ID": "lead"},), daemon=True)
+    leader.start()
+    wait_until(lambda: db._committing and queued(db) == 0, "a leader")
+    # While a commit runs, a deferred write returns at once instead of waiting for it.
+    db.put_alloc({"ID": "d"}, durable=False)
+    db.put_task("d", "web", LocalTaskState({"State": "pending"}), durable=False)
+    assert queued(db) == 2
+    late = threading.Thread(
+        target=db.put_task, args=("d", "web", LocalTaskState({"State": "running"})), daemon=True
+    )
+    late.start()
+    wait_until(queue_has(db, 3), "the durable write queued behind them")
+    held.release()
+    for t in (leader, late):
+        t.join(DEADLINE_S)
+        assert not t.is_alive()
+    # One batch carried the deferred writes and the durable one after them.
+    assert db.commits == 2
+    by_id = {r.alloc["ID"]: r for r in reopen(tmp_path).all_allocs()}
+    assert by_id["d"].tasks["web"].task_state == {"State": "running"}
+
+
+def test_deferred_writes_alone_are_committed_by_the_flusher(
+    db: ClientStateDB, tmp_path: Path
+) -> None:
+    db.put_alloc({"ID": "a"}, durable=False)  # nothing to ride along with
+    wait_until(lambda: db.commits == 1, "the flusher's commit")
+    assert [r.alloc["ID"] for r in reopen(tmp_path).all_allocs()] == ["a"]
+    held = hold_commits(db)
+    for i in range(5):
+        db.put_alloc({"ID": f"b{i}"}, durable=False)
+    held.release()
+    db.flush()  # waits for all of them
+    assert len(reopen(tmp_path).all_allocs()) == 6
+
+
+def test_a_failed_deferred_write_is_logged_not_raised(
+    db: ClientStateDB, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sqlite3.connect(db.path) as other:
+        other.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON allocs WHEN NEW.id = 'bad' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+        )
+    db.put_alloc({"ID": "bad"}, durable=False)
+    db.flush()
+    wait_until(lambda: "deferred writes lost" in caplog.text, "the warning")
+    assert db.all_allocs() == []
+    db.put_alloc({"ID": "ok"})
+    assert [r.alloc["ID"] for r in db.all_allocs()] == ["ok"]
+
+
+def test_a_shared_job_is_encoded_once_and_round_trips(db: ClientStateDB) -> None:
+    class ReadOnly(dict[str, object]):
+        """Stands in for the server's frozen rows (a dict subclass)."""
+
+    job = ReadOnly({"ID": "web", "TaskGroups": [{"Name": "g"}]})
+    for i in range(3):
+        db.put_alloc({"ID": f"a{i}", "Job": job, "Index": i})
+    db.put_alloc({"ID": "plain", "Job": {"ID": "other"}})
+    db.put_alloc({"ID": "nojob"})
+    assert len(db._job_json) == 1  # one entry for the read-only job, none for the plain one
+    by_id = {r.alloc["ID"]: r.alloc for r in db.all_allocs()}
+    assert by_id["a2"] == {"ID": "a2", "Job": {"ID": "web", "TaskGroups": [{"Name": "g"}]},
+                           "Index": 2}  # fmt: skip
+    assert by_id["plain"]["Job"] == {"ID": "other"} and by_id["nojob"] == {"ID": "nojob"}
+
+
+def test_a_task_put_replaced_later_in_its_batch_is_never_encoded(
+    db: ClientStateDB, tmp_path: Path
+) -> None:
+    db.put_alloc({"ID": "a"})
+    held = hold_commits(db)
+    leader = threading.Thread(target=db.put_alloc, args=({"ID": "lead"},), daemon=True)
+    leader.start()
+    wait_until(lambda: db._committing and queued(db) == 0, "a leader")
+    # A set cannot be encoded as JSON: the batch would fail if this put were encoded.
+    db.put_task("a", "web", LocalTaskState({"State": "pending", "X": {1}}), durable=False)
+    final = threading.Thread(
+        target=db.put_task, args=("a", "web", LocalTaskState({"State": "running"})), daemon=True
+    )
+    final.start()
+    wait_until(queue_has(db, 2), "both puts queued")
+    held.release()
+    for t in (leader, final):
+        t.join(DEADLINE_S)
+        assert not t.is_alive()
+    by_id = {r.alloc["ID"]: r for r in reopen(tmp_path).all_allocs()}
+    assert by_id["a"].tasks["web"].task_state == {"State": "running"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -172,3 +173,36 @@ def test_closed_logmon_refuses_work(tmp_path: Path) -> None:
     lm.close()
     with pytest.raises(LogMonError, match="closed"):
         lm.start("web", _config(tmp_path))
+
+
+def test_a_request_posted_while_the_loop_drains_its_wakeups_is_not_lost(
+    logmon: LogMon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # start() does not wait for the loop and wakeups are coalesced (one byte in the wake
+    # pipe while one is pending). Post a start exactly while the loop empties that pipe:
+    # every later request must still be served (a lost wakeup hangs them for 10 s).
+    real_read = os.read
+    armed = True
+    raced = threading.Event()
+
+    def read(fd: int, n: int) -> bytes:
+        nonlocal armed
+        if armed and fd == logmon._wake_r and threading.current_thread().name == "logmon":
+            armed = False
+            d = tmp_path / "racer"
+            d.mkdir()
+            racer = threading.Thread(target=logmon.start, args=("racer", _config(d, "racer")))
+            racer.start()
+            racer.join(WAIT_S)
+            raced.set()
+        return real_read(fd, n)
+
+    monkeypatch.setattr(logmon_module.os, "read", read)
+    d = tmp_path / "first"
+    d.mkdir()
+    logmon.start("first", _config(d, "first"))
+    assert raced.wait(WAIT_S), "the loop never drained its wake pipe"
+    monkeypatch.setattr(logmon_module.os, "read", real_read)
+    began = time.monotonic()
+    assert sorted(logmon.running()) == ["first", "racer"]
+    assert time.monotonic() - began < 2.0

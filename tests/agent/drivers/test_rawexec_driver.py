@@ -14,6 +14,7 @@ from agent.drivers.rawexec_support import PY, Harness, live_group_members, wait_
 
 from nomadpaas.agent.client.taskenv import build_task_env, interpolate_args, pick_dynamic_ports
 from nomadpaas.agent.drivers.base import DriverError, TaskNotFoundError
+from nomadpaas.agent.drivers.rawexec import driver as driver_module
 from nomadpaas.agent.drivers.rawexec.driver import (
     RawExecDriver,
     kill_orphaned_tasks,
@@ -225,6 +226,35 @@ def test_lookup_order_local_then_task_dir_then_host_then_path(tmp_path: Path) ->
     assert os.path.basename(lookup_bin(task_dir, "env")) == "env"
     with pytest.raises(DriverError, match='binary "nope" could not be found'):
         lookup_bin(task_dir, "nope")
+
+
+def test_path_lookups_are_remembered_briefly_and_rechecked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for d in (first, second):
+        d.mkdir()
+        tool = d / "npx-tool"
+        tool.write_text("#!/bin/sh\n")
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{first}:{second}")
+    task_dir = str(tmp_path / "task")
+    assert lookup_bin(task_dir, "npx-tool") == str(first / "npx-tool")
+    # Remembered: a burst of starts does not walk $PATH again...
+    monkeypatch.setattr(driver_module.shutil, "which", lambda cmd: None)
+    assert lookup_bin(task_dir, "npx-tool") == str(first / "npx-tool")
+    monkeypatch.undo()
+    monkeypatch.setenv("PATH", f"{first}:{second}")
+    # ...but a remembered binary that is gone is looked up again,
+    (first / "npx-tool").unlink()
+    assert lookup_bin(task_dir, "npx-tool") == str(second / "npx-tool")
+    # another $PATH is another lookup, and a miss is not remembered.
+    monkeypatch.setenv("PATH", str(first))
+    with pytest.raises(DriverError, match="could not be found"):
+        lookup_bin(task_dir, "npx-tool")
+    (first / "npx-tool").write_text("#!/bin/sh\n")
+    (first / "npx-tool").chmod(0o755)
+    assert lookup_bin(task_dir, "npx-tool") == str(first / "npx-tool")
 
 
 def test_parse_signal_accepts_nomad_spellings() -> None:

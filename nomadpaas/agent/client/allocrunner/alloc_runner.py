@@ -1,6 +1,8 @@
 """Runs one allocation: its directory, its task runners in lifecycle order, its status
 updates to the server, stop/restart/destroy; mirrors client/allocrunner/alloc_runner.go.
 
+Nothing here holds a thread of its own: setting the allocation up is a step on the
+shared runner workers (workers.py), and the task runners park while they wait.
 The coordinator is event driven, not a thread: every task state change, server update or
 finished kill runs one coordination step (on the thread that caused it; a step arriving
 while another runs is folded into it). A step opens the lifecycle gates
@@ -56,6 +58,7 @@ from nomadpaas.agent.client.allocrunner.taskrunner.task_runner import (
     TaskRunner,
     TaskRunnerConfig,
 )
+from nomadpaas.agent.client.allocrunner.workers import SHARED_POOL, RunnerPool
 from nomadpaas.agent.client.lib.protocols import hooks_of
 from nomadpaas.agent.client.state import ClientStateDB, RestoredAlloc
 from nomadpaas.agent.drivers.base import Driver
@@ -97,6 +100,7 @@ class AllocRunnerConfig:
     tracker_factory: Callable[[dict[str, Any], dict[str, Any]], RestartTracker] | None = None
     # Hooks of later issues (group services, health), built per runner.
     extra_hooks: Callable[[AllocRunner], list[RunnerHook]] | None = None
+    pool: RunnerPool = field(default_factory=lambda: SHARED_POOL)
 
 
 def group_of(alloc: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,7 +156,7 @@ class AllocRunner:
                     state_db=cfg.state_db, node=cfg.node, hooks=cfg.task_hooks(),
                     on_state_change=self._task_state_updated,
                     max_kill_timeout_ns=cfg.max_kill_timeout_ns, host_env=cfg.host_env,
-                    restored=restored_tasks.get(name), tracker=tracker,
+                    restored=restored_tasks.get(name), tracker=tracker, pool=cfg.pool,
                 )
             )  # fmt: skip
 
@@ -173,20 +177,19 @@ class AllocRunner:
     # -- control ----------------------------------------------------------------------
 
     def run(self) -> None:
-        """Start the allocation's thread: it persists the allocation (`Received`), builds
-        the alloc dir (prerun hooks), starts the other task runners and coordinates, then
-        runs the first task's loop itself. Returns at once, so the client's watch loop
-        hands out a thousand allocations without waiting on a disk for each."""
+        """Queue the allocation's setup on the runner workers: it persists the allocation
+        (`Received`), builds the alloc dir (prerun hooks), starts the other task runners
+        and coordinates, then runs the first task's first step itself. Returns at once, so
+        the client's watch loop hands out a thousand allocations without waiting on a disk
+        (or a thread start) for each."""
         with self._cond:
             if self._started:
                 return
             self._started = True
         claimed = [tr for tr in self.tasks.values() if tr.claim()]
-        threading.Thread(
-            target=self._alloc_thread, args=(claimed,), name=f"alloc-{self.id[:8]}", daemon=True
-        ).start()
+        self.cfg.pool.submit(lambda: self._set_up_step(claimed))
 
-    def _alloc_thread(self, claimed: list[TaskRunner]) -> None:
+    def _set_up_step(self, claimed: list[TaskRunner]) -> None:
         try:
             self._set_up_alloc(claimed[1:])
         except Exception:
@@ -201,7 +204,8 @@ class AllocRunner:
     def _set_up_alloc(self, others: list[TaskRunner]) -> None:
         try:
             if self.cfg.restored is None:
-                self._persist_alloc()
+                # Deferred: the task's first durable write (its state, its handle) carries it.
+                self._persist_alloc(durable=False)
                 for tr in self.tasks.values():
                     tr.emit(new_task_event(TASK_RECEIVED, now_ns=time.time_ns()))
             for hook in self._prerun_hooks:
@@ -217,11 +221,11 @@ class AllocRunner:
         if server_terminal(self.alloc):
             self.update(self.alloc)
 
-    def _persist_alloc(self) -> None:
+    def _persist_alloc(self, *, durable: bool = True) -> None:
         """Save the current version, unless the allocation was destroyed meanwhile."""
         with self._persist_lock:
             if not self._destroyed:
-                self.cfg.state_db.put_alloc(self.alloc)
+                self.cfg.state_db.put_alloc(self.alloc, durable=durable)
 
     def update(self, alloc: dict[str, Any]) -> None:
         """A newer version from the server: persist it; DesiredStatus stop/evict kills."""

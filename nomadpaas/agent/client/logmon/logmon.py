@@ -13,6 +13,7 @@ the highest rotated file.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -104,6 +105,7 @@ class LogMon:
         self._pipe_size = min(WANTED_PIPE_SIZE_BYTES, _read_pipe_max_size())
         self._pipe_budget = _pipe_budget_bytes()
         self._closing = False
+        self._wake_pending = False  # a wakeup byte is in the pipe, unread
         self._thread = threading.Thread(target=self._run, name="logmon", daemon=True)
         self._thread.start()
 
@@ -123,15 +125,29 @@ class LogMon:
 
         def add() -> None:
             if key in self._streams:
+                self._discard(streams)
+                return
+            try:
                 for s in streams:
-                    s.rotator.close()
-                    os.close(s.fd)
+                    self._selector.register(s.fd, selectors.EVENT_READ, s)
+            except (OSError, ValueError) as exc:  # ENOSPC: out of epoll watches
+                log.error("logmon: cannot watch %s: %s", key, exc)
+                for s in streams:
+                    with contextlib.suppress(KeyError, ValueError, OSError):
+                        self._selector.unregister(s.fd)
+                self._discard(streams)
                 return
             self._streams[key] = streams
-            for s in streams:
-                self._selector.register(s.fd, selectors.EVENT_READ, s)
 
-        self._call(add)
+        # Not waited for: the FIFOs hold what the task writes until the loop picks them
+        # up, and requests run in order, so a later stop() or running() sees this one.
+        self._post(add)
+
+    @staticmethod
+    def _discard(streams: list[_Stream]) -> None:
+        for s in streams:
+            s.rotator.close()
+            os.close(s.fd)
 
     def stop(self, key: str) -> None:
         """Copy what is left in the task's pipes, flush and close its files; no-op if unknown."""
@@ -190,6 +206,13 @@ class LogMon:
 
     # -- loop thread ---------------------------------------------------------------------------
 
+    def _post(self, fn: Callable[[], None]) -> None:
+        """Queue ``fn`` for the loop thread; wake it unless a wakeup is pending already."""
+        self._requests.put(fn)
+        if not self._wake_pending:
+            self._wake_pending = True
+            os.write(self._wake_w, b"x")
+
     def _call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the loop thread and wait for it (the selector is not thread-safe)."""
         if not self._thread.is_alive():
@@ -205,8 +228,7 @@ class LogMon:
             finally:
                 done.set()
 
-        self._requests.put(wrapped)
-        os.write(self._wake_w, b"x")
+        self._post(wrapped)
         if not done.wait(STOP_TIMEOUT_S):
             raise LogMonError("logmon did not answer")
         if error:
@@ -228,6 +250,9 @@ class LogMon:
                 pass
         except BlockingIOError:
             pass
+        # Cleared after the pipe is emptied and before the queue is: a request that saw
+        # the flag still set was queued before this point, so the drain below serves it.
+        self._wake_pending = False
         while True:
             try:
                 fn = self._requests.get_nowait()

@@ -44,6 +44,9 @@ class _GoRand:
         return self._rng.randrange(n)
 
 
+_SHARED_RAND = _GoRand(random.Random())
+
+
 @dataclass(frozen=True)
 class Decision:
     state: str
@@ -59,7 +62,9 @@ class RestartTracker:
     job_type: str
     start_ns: int
     lifecycle: dict[str, Any] | None = None
-    rng: Rand = field(default_factory=lambda: _GoRand(random.Random()))
+    # Shared: seeding a generator per task (2.5 KB from os.urandom) costs more than the
+    # rest of the tracker, and jitter needs no stream of its own.
+    rng: Rand = field(default_factory=lambda: _SHARED_RAND)
     count: int = 0
     _exit_code: int | None = None
     _start_error: str | None = None

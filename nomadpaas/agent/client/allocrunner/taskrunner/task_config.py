@@ -55,10 +55,10 @@ def driver_task_config(
     node: Mapping[str, Any],
     alloc_dir: AllocDir,
     task_dir: TaskDir,
-    host_env: Mapping[str, str],
+    env: dict[str, str],
 ) -> TaskConfig:
-    """The raw_exec TaskConfig: `command`/`args` interpolated, output into logmon's FIFOs."""
-    env = task_env(alloc, task, node, alloc_dir, host_env)
+    """The raw_exec TaskConfig: `command`/`args` interpolated, output into logmon's FIFOs;
+    `env` is the task's complete environment (`task_env`, built once per start)."""
     config = task.get("Config") or {}
     command, *args = interpolate_args(
         [str(config.get("command") or ""), *[str(a) for a in config.get("args") or []]],

@@ -6,23 +6,26 @@ kill; mirrors client/allocrunner/taskrunner/task_runner.go.
        └──── Restarting (pending, delay) ◀── RestartTracker ───────────┤
                                              Not Restarting / done ─▶ stop hooks ─▶ dead
 
-One thread per task runs that loop (`_run`): the allocation's own thread for its first
-task (`claim` + `run_claimed`), a thread of its own for any other. While the task runs the
-loop sleeps, polling nothing, until the driver's exit watch (one thread for all tasks)
-wakes it. Another thread may `kill` (the task must die:
-`Killing` → driver stop → `Terminated` → `Killed`), `restart` (`Restart Signaled`, not
-counted against the policy) or `shutdown` (the agent exits: the loop ends, the task keeps
-running and its saved handle lets the next agent `recover_task` it). Every state change
-is persisted (client/state.py) before the alloc runner hears of it.
+The loop (`_lifecycle`) is a generator run in steps on the shared runner workers
+(workers.py; Nomad: the task runner's goroutine). It *parks* wherever it would wait long:
+for its lifecycle gate, while the task runs, during a restart delay. Parked, it holds no
+thread; the event that ends the wait (the coordinator opening the gate, the driver's exit
+watch, a timer, a kill or shutdown) submits its next step. Another thread may `kill`
+(the task must die: `Killing` → driver stop → `Terminated` → `Killed`), `restart`
+(`Restart Signaled`, not counted against the policy) or `shutdown` (the agent exits: the
+loop ends, the task keeps running and its saved handle lets the next agent `recover_task`
+it). Every state change is persisted (client/state.py) before the alloc runner hears of
+it; the write that records a started task's handle is durable before it returns.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +53,7 @@ from nomadpaas.agent.client.allocrunner.taskrunner.task_config import (
     task_env,
 )
 from nomadpaas.agent.client.allocrunner.taskrunner.task_state import apply_task_update, copy_state
+from nomadpaas.agent.client.allocrunner.workers import SHARED_POOL, RunnerPool
 from nomadpaas.agent.client.lib.protocols import hooks_of
 from nomadpaas.agent.client.state import ClientStateDB, LocalTaskState
 from nomadpaas.agent.drivers.base import (
@@ -78,10 +82,8 @@ from nomadpaas.agent.structs.duration import NS_PER_S
 
 log = logging.getLogger("nomadpaas.agent.client.taskrunner")
 
-WAIT_POLL_S = 0.5  # how often the gate wait looks at its flags (a safety net: it is notified)
-# While a task runs, the runner sleeps until the driver's exit watch (one thread for all
-# tasks) or a shutdown wakes it; this is only a safety net against a lost wakeup.
-EXIT_CHECK_S = 30.0
+SHUTDOWN_WAIT_S = 2.0  # how long shutdown(wait=True) waits for a running step to end
+DELAY_SLACK_S = 0.001  # a restart delay's timer fires this much late rather than early
 # After the exit watch fired, how long wait_task may take to read the recorded status.
 EXIT_RECORD_WAIT_S = 1.0
 # A kill waits this long beyond KillTimeout for the run loop to reach `dead`.
@@ -104,6 +106,18 @@ class TaskRunnerConfig:
     host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     restored: LocalTaskState | None = None
     tracker: RestartTracker | None = None  # tests pin the jitter with their own
+    pool: RunnerPool = field(default_factory=lambda: SHARED_POOL)
+
+
+class _Park(enum.Enum):
+    """What a parked loop waits for."""
+
+    GATE = "gate"  # the coordinator to open the lifecycle gate
+    EXIT = "exit"  # the driver's exit watch
+    DELAY = "delay"  # a restart delay to pass
+
+
+Life = Generator[_Park, None, None]
 
 
 class TaskRunner:
@@ -132,6 +146,7 @@ class TaskRunner:
             TaskHandle.from_dict(restored.handle) if restored and restored.handle else None
         )
         self._hooks_done: set[str] = set(restored.hooks_done) if restored else set()
+        self._persisted_handle = self._handle is not None  # the saved state has a handle
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._gate_open = False
@@ -141,6 +156,12 @@ class TaskRunner:
         self._exit_seen = False  # set by the driver's exit watch
         self._done = threading.Event()
         self._claimed = False  # someone will run the loop (start() or claim())
+        self._life: Life | None = None  # the loop, once started
+        self._life_over = False  # the loop returned (or crashed)
+        self._parked: _Park | None = None  # what the parked loop waits for
+        self._stepping: threading.Thread | None = None  # the thread running a step
+        self._delay_deadline = 0.0  # monotonic end of a restart delay
+        self._pool = cfg.pool
         # Each phase's hooks, picked once (runtime Protocol checks are slow).
         hooks = cfg.hooks
         self._prestart_hooks: list[TaskPrestartHook] = hooks_of(hooks, TaskPrestartHook)
@@ -148,7 +169,6 @@ class TaskRunner:
         self._prekill_hooks: list[TaskPreKillHook] = hooks_of(hooks, TaskPreKillHook)
         self._exited_hooks: list[TaskExitedHook] = hooks_of(hooks, TaskExitedHook)
         self._stop_hooks: list[TaskStopHook] = hooks_of(hooks, TaskStopHook)
-        self._thread: threading.Thread | None = None
         if self._state["State"] == TASK_STATE_DEAD:
             self._done.set()
 
@@ -187,7 +207,7 @@ class TaskRunner:
     # -- control (any thread) ---------------------------------------------------------
 
     def start(self) -> None:
-        """Launch the loop thread (a dead restored task needs none)."""
+        """Start the loop (a dead restored task needs none)."""
         if self.claim():
             self.start_claimed()
 
@@ -204,26 +224,28 @@ class TaskRunner:
     def release_claim(self) -> None:
         """Take back a claim whose loop never started (the allocation's setup failed)."""
         with self._lock:
-            if self._thread is None:
+            if self._life is None:
                 self._claimed = False
 
     def start_claimed(self) -> None:
-        """Run the claimed loop on a thread of its own."""
-        self._thread = threading.Thread(
-            target=self._run, name=f"task-{self.name}-{self.alloc_id[:8]}", daemon=True
-        )
-        self._thread.start()
+        """Start the claimed loop: its first step goes to the runner workers."""
+        with self._lock:
+            self._life = self._lifecycle()
+        self._submit()
 
     def run_claimed(self) -> None:
-        """Run the claimed loop on the calling thread (the allocation's own)."""
-        self._thread = threading.current_thread()
-        self._run()
+        """Run the claimed loop's first step on the calling thread (a runner worker
+        setting the allocation up), saving a hand-off."""
+        with self._lock:
+            self._life = self._lifecycle()
+        self._step()
 
     def open_gate(self) -> None:
         """Let the task start: the alloc runner's lifecycle coordinator calls this."""
         with self._wake:
             self._gate_open = True
             self._wake.notify_all()
+        self._wake_up()
 
     def emit(self, event: dict[str, Any]) -> None:
         self._update(None, event)
@@ -242,7 +264,7 @@ class TaskRunner:
                 self._kill_requested = True
                 self._tracker.set_killed()
                 handle = self._handle
-                self._wake.notify_all()  # out of the start gate or a restart delay
+                self._wake.notify_all()
         if already:
             if wait:
                 self._done.wait(self._kill_wait_s())
@@ -251,6 +273,8 @@ class TaskRunner:
             self.emit(event)
         for hook in self._prekill_hooks:
             hook.prekill(self.cfg.alloc, self.cfg.task)
+        # Out of the start gate or a restart delay, after `Killing` (its `Killed` follows).
+        self._wake_up()
         if handle is not None:
             self._shutdown_delay()
             self._stop_driver(handle)
@@ -284,34 +308,113 @@ class TaskRunner:
         with self._wake:
             self._shutdown = True
             self._wake.notify_all()
-        thread = self._thread
-        if wait and thread is not None and thread is not threading.current_thread():
-            thread.join(WAIT_POLL_S * 4)
+        self._wake_up()
+        if not wait:
+            return
+        with self._wake:
+            if self._stepping is threading.current_thread():
+                return
+            self._wake.wait_for(
+                lambda: self._life is None or self._life_over or self._parked is not None,
+                SHUTDOWN_WAIT_S,
+            )
 
     def update_alloc(self, alloc: dict[str, Any]) -> None:
         self.cfg.alloc = alloc
 
-    # -- the loop ---------------------------------------------------------------------
+    # -- the loop, in steps -----------------------------------------------------------
 
-    def _run(self) -> None:
+    def _submit(self) -> None:
+        """Queue the loop's next step; a start that downloads artifacts may take minutes,
+        so it gets a thread of its own instead of a shared worker."""
+        if self.cfg.task.get("Artifacts") and "artifacts" not in self._hooks_done:
+            self._pool.run_blocking(self._step, f"task-{self.name}-{self.alloc_id[:8]}")
+        else:
+            self._pool.submit(self._step)
+
+    def _step(self) -> None:
+        """Run the loop until it parks or ends."""
+        life = self._life
+        assert life is not None
+        with self._lock:
+            self._stepping = threading.current_thread()
+        park: _Park | None = None
         try:
-            self._loop()
+            park = next(life)
+        except StopIteration:
+            pass
         except Exception as exc:  # a bug must not leave the task "running" forever
-            log.exception("task runner %s crashed", self.task_id)
-            if not self._shutdown:
-                message = f"task runner: {exc}"
-                event = new_task_event(
-                    TASK_HOOK_FAILED, now_ns=time.time_ns(), Message=message, FailsTask=True
-                )
-                self.emit(event)
-                self._finish()
+            self._crashed(exc)
+        resume = False
+        with self._wake:
+            self._stepping = None
+            if park is None:
+                self._life_over = True
+            else:
+                self._parked = park
+                resume = self._wait_over(park)  # the event came while we were busy
+                if resume:
+                    self._parked = None
+            self._wake.notify_all()
+        if resume:
+            self._submit()
+        elif park is _Park.DELAY:
+            self._arm_delay_timer()
 
-    def _loop(self) -> None:
+    def _arm_delay_timer(self) -> None:
+        """Wake the parked loop when its restart delay ends (a kill or shutdown may wake
+        it sooner); a timer that fires a hair early arms another."""
+
+        def fired() -> None:
+            with self._wake:
+                early = self._parked is _Park.DELAY and not self._wait_over(_Park.DELAY)
+            if early:
+                self._arm_delay_timer()
+            else:
+                self._wake_up()
+
+        left = max(0.0, self._delay_deadline - time.monotonic())
+        timer = threading.Timer(left + DELAY_SLACK_S, fired)
+        timer.daemon = True
+        timer.start()
+
+    def _wait_over(self, park: _Park) -> bool:
+        """Whether what `park` waits for happened (lock held)."""
+        if park is _Park.GATE:
+            return self._gate_open or self._kill_requested or self._shutdown
+        if park is _Park.EXIT:
+            return self._exit_seen or self._shutdown
+        return self._kill_requested or self._shutdown or time.monotonic() >= self._delay_deadline
+
+    def _wake_up(self) -> None:
+        """Resume a parked loop whose wait is over (from any thread; spurious calls are
+        harmless: the loop re-checks and parks again)."""
+        with self._wake:
+            park = self._parked
+            if park is None or not self._wait_over(park):
+                return
+            self._parked = None
+        self._submit()
+
+    def _crashed(self, exc: Exception) -> None:
+        log.exception("task runner %s crashed", self.task_id, exc_info=exc)
+        if not self._shutdown:
+            message = f"task runner: {exc}"
+            event = new_task_event(
+                TASK_HOOK_FAILED, now_ns=time.time_ns(), Message=message, FailsTask=True
+            )
+            self.emit(event)
+            self._finish()
+
+    def _lifecycle(self) -> Life:
         restored_live = self._handle is not None and self._restore_handle()
-        if not restored_live and not self._wait_gate():
-            if self._kill_requested:
-                self._finish()
-            return
+        if not restored_live:
+            while not self._wait_over(_Park.GATE):
+                yield _Park.GATE
+            if not self._gate_open or self._kill_requested or self._shutdown:
+                if self._kill_requested:
+                    self._finish()
+                return
         while True:
             if not restored_live:
                 if self._kill_requested:
@@ -319,28 +422,21 @@ class TaskRunner:
                 if not self._prestart_and_start():
                     if self._shutdown:
                         return
-                    if self._after_failed_start():
+                    if not self._kill_requested and (yield from self._restart_or_stop()):
                         continue
                     break
             restored_live = False
             for hook in self._poststart_hooks:
                 hook.poststart(self.cfg.alloc, self.cfg.task)
-            result = self._wait()
+            result = yield from self._wait()
             if result is None:
                 return  # agent shutdown: leave the task running
             self._handle_exit(result)
             if self._kill_requested:
                 break
-            if not self._restart_or_stop():
+            if not (yield from self._restart_or_stop()):
                 break
         self._finish()
-
-    def _wait_gate(self) -> bool:
-        """Block until the coordinator opens the gate; False on kill or shutdown."""
-        with self._wake:
-            while not (self._gate_open or self._kill_requested or self._shutdown):
-                self._wake.wait(WAIT_POLL_S * 4)
-            return self._gate_open and not (self._kill_requested or self._shutdown)
 
     def _restore_handle(self) -> bool:
         """Re-attach to a task that outlived the previous agent; False means start anew."""
@@ -367,7 +463,8 @@ class TaskRunner:
             self._stop_driver(handle)  # the kill's own stop found no task to stop
         return True
 
-    def _run_prestart(self, *, restoring: bool = False) -> None:
+    def _run_prestart(self, *, restoring: bool = False) -> dict[str, str]:
+        """Run the prestart hooks not done yet; returns the task environment."""
         env = self._task_env()
         for hook in self._prestart_hooks:
             if hook.name in self._hooks_done:
@@ -385,11 +482,12 @@ class TaskRunner:
             if resp.done:
                 with self._lock:
                     self._hooks_done.add(hook.name)
+        return env
 
     def _prestart_and_start(self) -> bool:
         """Prestart hooks then driver start; False (tracker told why) on failure."""
         try:
-            self._run_prestart()
+            env = self._run_prestart()
         except HookError as err:
             event = err.event or new_task_event(
                 TASK_HOOK_FAILED, now_ns=time.time_ns(), Message=str(err)
@@ -402,7 +500,7 @@ class TaskRunner:
             if self._kill_requested or self._shutdown:
                 return False
             try:
-                handle = self.cfg.driver.start_task(self._task_config())
+                handle = self.cfg.driver.start_task(self._task_config(env))
             except (DriverError, OSError) as exc:
                 self._tracker.set_start_error(str(exc), recoverable=False)
                 start_error: str | None = str(exc)
@@ -416,15 +514,10 @@ class TaskRunner:
         self._update(TASK_STATE_RUNNING, new_task_event(TASK_STARTED, now_ns=time.time_ns()))
         return True
 
-    def _after_failed_start(self) -> bool:
-        """After a failed prestart/start: True to try again (after the delay)."""
-        if self._kill_requested:
-            return False
-        return self._restart_or_stop()
-
-    def _wait(self) -> ExitResult | None:
-        """The exit result, or None when the agent shuts down first. Sleeps until the
-        driver's exit watch fires: no thread of ours polls while a task runs."""
+    def _wait(self) -> Generator[_Park, None, ExitResult | None]:
+        """The exit result, or None when the agent shuts down first. Parks until the
+        driver's exit watch fires: nothing of ours polls or holds a thread while a task
+        runs."""
         assert self._handle is not None
         task_id = self._handle.task_id
         driver = self.cfg.driver
@@ -435,9 +528,9 @@ class TaskRunner:
                     self._exit_seen = False
                 driver.watch_task(task_id, self._on_exit)
                 armed = True
+            if not self._wait_over(_Park.EXIT):
+                yield _Park.EXIT
             with self._wake:
-                if not (self._exit_seen or self._shutdown):
-                    self._wake.wait(EXIT_CHECK_S)
                 if self._shutdown:
                     return None
                 seen = self._exit_seen
@@ -450,6 +543,7 @@ class TaskRunner:
         with self._wake:
             self._exit_seen = True
             self._wake.notify_all()
+        self._wake_up()
 
     def _handle_exit(self, result: ExitResult) -> None:
         with self._lock:
@@ -468,8 +562,9 @@ class TaskRunner:
         for hook in self._exited_hooks:
             hook.exited(self.cfg.alloc, self.cfg.task)
 
-    def _restart_or_stop(self) -> bool:
-        """Ask the restart tracker; True means run again (after waiting out the delay)."""
+    def _restart_or_stop(self) -> Generator[_Park, None, bool]:
+        """Ask the restart tracker; True means run again (after waiting out the delay,
+        parked)."""
         with self._lock:
             decision = self._tracker.get_state(time.time_ns())
         if decision.state == STATE_RESTARTING:
@@ -478,13 +573,10 @@ class TaskRunner:
                 new_task_event(TASK_RESTARTING, now_ns=time.time_ns(),
                                StartDelay=decision.delay_ns, RestartReason=decision.reason),
             )  # fmt: skip
-            deadline = time.monotonic() + decision.delay_ns / NS_PER_S
             with self._wake:
-                while not (self._kill_requested or self._shutdown):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._wake.wait(left)
+                self._delay_deadline = time.monotonic() + decision.delay_ns / NS_PER_S
+            while not self._wait_over(_Park.DELAY):
+                yield _Park.DELAY
             return not (self._kill_requested or self._shutdown)
         if decision.state == STATE_NOT_RESTARTING:
             self.emit(new_task_event(TASK_NOT_RESTARTING, now_ns=time.time_ns(),
@@ -542,10 +634,10 @@ class TaskRunner:
             self.cfg.alloc, self.cfg.task, self.cfg.node, self.cfg.alloc_dir, self.cfg.host_env
         )
 
-    def _task_config(self) -> TaskConfig:
+    def _task_config(self, env: dict[str, str]) -> TaskConfig:
         return driver_task_config(
             self.task_id, self.cfg.alloc, self.cfg.task, self.cfg.node, self.cfg.alloc_dir,
-            self.task_dir, self.cfg.host_env,
+            self.task_dir, env,
         )  # fmt: skip
 
     def _update(
@@ -560,8 +652,13 @@ class TaskRunner:
                 handle=self._handle.to_dict() if self._handle is not None else None,
                 hooks_done=sorted(self._hooks_done),
             )
+            # What a restarted agent acts on (a state, a handle come or gone) is durable
+            # before anyone hears of it; a mere event (`Received`, `Task Setup`) rides
+            # along with the next commit, at the latest the one recording the handle.
+            durable = state is not None or (local.handle is not None) != self._persisted_handle
+            self._persisted_handle = local.handle is not None
         try:
-            self.cfg.state_db.put_task(self.alloc_id, self.name, local)
+            self.cfg.state_db.put_task(self.alloc_id, self.name, local, durable=durable)
         except OSError as exc:
             log.warning("task %s: persisting state failed: %s", self.task_id, exc)
         if done:
