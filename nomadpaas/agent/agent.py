@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.metadata
 import logging
 import os
@@ -365,5 +366,21 @@ def main(config: AgentConfig) -> int:
         level=getattr(logging, config.log_level.upper(), logging.INFO),
         format="    %(asctime)s [%(levelname)s] %(name)s: %(message)s",
     )
-    Agent(config).run()
+    agent = Agent(config)
+    _tune_gc()
+    agent.run()
     return 0
+
+
+#: The cyclic collector's generation-0 threshold in the agent (CPython's default: 700). An
+#: agent allocates many short-lived container objects per allocation (rows, task states,
+#: events), and a full collection stops every thread while it walks all of them.
+GC_GEN0_THRESHOLD = 20_000
+
+
+def _tune_gc() -> None:
+    """Fewer collections, and none that walk the start-up objects (modules, routes, the
+    restored state): they are frozen into the permanent generation."""
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
