@@ -95,6 +95,12 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | N
     raise TimeoutError(f"{url} did not answer within {timeout}s (last error: {last})")
 
 
+#: Command-line flags of our servers that name a port to bind (agent, S3 server).
+PORT_FLAGS = ("--http-port", "--consul-port", "--port")
+#: Starts of a server whose port was taken between `free_port` and its bind.
+PORT_ATTEMPTS = 3
+
+
 @dataclass
 class ServerProcess:
     """A real server run as a child process; restartable on the same port and data dir."""
@@ -106,6 +112,7 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    _output_start: int = 0
 
     @property
     def url(self) -> str:
@@ -118,13 +125,56 @@ class ServerProcess:
         return f"http://127.0.0.1:{argv[argv.index('--consul-port') + 1]}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        """Start the server and wait until it answers. On its first start only, a server
+        that exits because one of its ports was taken meanwhile (`free_port` can only say
+        a port *was* free: an outgoing connection's source port or another test's server
+        may take it first) is started again on fresh ports, up to `PORT_ATTEMPTS` times."""
+        first_start = self.proc is None
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self._spawn()
+            try:
+                wait_http(self.url + self.ready_path, timeout=timeout, proc=self.proc)
+                return self
+            except RuntimeError:
+                retry = first_start and attempt < PORT_ATTEMPTS and self._lost_a_port()
+                if not retry:
+                    raise
+                self._take_fresh_ports()
+        raise AssertionError("unreachable")
+
+    def _spawn(self) -> None:
         env = {**os.environ, **self.env}
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            list(self.argv), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        wait_http(self.url + self.ready_path, timeout=timeout, proc=self.proc)
-        return self
+        # Output goes to the log (or a scratch file): it tells a lost port from a crash.
+        log = open(self._output_path(), "ab")  # noqa: SIM115
+        self._output_start = log.tell()
+        with log:
+            self.proc = subprocess.Popen(
+                list(self.argv),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _output_path(self) -> Path:
+        if self.log_path is not None:
+            return self.log_path
+        return self.data_dir.parent / f".{self.data_dir.name}.server-output"
+
+    def _lost_a_port(self) -> bool:
+        with open(self._output_path(), "rb") as f:
+            f.seek(self._output_start)
+            return b"address already in use" in f.read().lower()
+
+    def _take_fresh_ports(self) -> None:
+        argv = list(self.argv)
+        for flag in PORT_FLAGS:
+            if flag in argv:
+                i = argv.index(flag) + 1
+                old, argv[i] = int(argv[i]), str(free_port())
+                if old == self.port:
+                    self.port = int(argv[i])
+        self.argv = argv
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the server (SIGKILL by default: the crash case) and reap it."""
