@@ -160,6 +160,7 @@ class Client:
         self.driver: Driver = driver if driver is not None else RawExecDriver()
         self.logmon = logmon if logmon is not None else LogMon()
         self._owns_logmon = logmon is None
+        self._base_task_hooks = build_task_hooks(self.logmon, config.getter_config)
         self.state_db = ClientStateDB(config.data_dir)
         self._lock = threading.Lock()
         self._runners: dict[str, AllocRunner] = {}
@@ -319,11 +320,14 @@ class Client:
         for r in gone:
             threading.Thread(target=r.destroy, name=f"destroy-{r.id[:8]}", daemon=True).start()
 
-    def _new_runner(self, alloc: dict[str, Any], restored: Any = None) -> AllocRunner:
-        def hooks() -> list[TaskHook]:
-            extra = self.config.task_hooks() if self.config.task_hooks is not None else []
-            return build_task_hooks(self.logmon, self.config.getter_config) + extra
+    def _task_hooks(self) -> list[TaskHook]:
+        """A task runner's ordered hook list. The built-in hooks keep no per-task state
+        (each phase gets the task in its request), so every task shares one instance of
+        each; the list itself and the extra hooks (task services) are fresh per task."""
+        extra = self.config.task_hooks() if self.config.task_hooks is not None else []
+        return [*self._base_task_hooks, *extra]
 
+    def _new_runner(self, alloc: dict[str, Any], restored: Any = None) -> AllocRunner:
         return AllocRunner(
             AllocRunnerConfig(
                 alloc=alloc,
@@ -332,7 +336,7 @@ class Client:
                 state_db=self.state_db,
                 node=self.config.node,
                 updater=self._queue_update,
-                task_hooks=hooks,
+                task_hooks=self._task_hooks,
                 max_kill_timeout_ns=self.config.max_kill_timeout_ns,
                 host_env=self.config.host_env,
                 restored=restored,

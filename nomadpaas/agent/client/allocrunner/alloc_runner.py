@@ -59,7 +59,7 @@ from nomadpaas.agent.client.allocrunner.taskrunner.task_runner import (
     TaskRunnerConfig,
 )
 from nomadpaas.agent.client.allocrunner.workers import SHARED_POOL, RunnerPool
-from nomadpaas.agent.client.lib.protocols import hooks_of
+from nomadpaas.agent.client.lib.protocols import split_hooks
 from nomadpaas.agent.client.state import ClientStateDB, RestoredAlloc
 from nomadpaas.agent.drivers.base import Driver
 from nomadpaas.agent.structs.alloc import (
@@ -103,6 +103,31 @@ class AllocRunnerConfig:
     pool: RunnerPool = field(default_factory=lambda: SHARED_POOL)
 
 
+def _phases(
+    hooks: list[RunnerHook],
+) -> tuple[
+    list[RunnerPrerunHook],
+    list[RunnerPreKillHook],
+    list[RunnerDestroyHook],
+    list[RunnerUpdateHook],
+    list[RunnerTaskStateHook],
+    list[RunnerPostrunHook],
+    list[RunnerShutdownHook],
+]:
+    """The hooks of each phase, in the order `AllocRunner.__init__` unpacks them."""
+    prerun, prekill, destroy, update, task_state, postrun, shutdown = split_hooks(
+        hooks,
+        RunnerPrerunHook,
+        RunnerPreKillHook,
+        RunnerDestroyHook,
+        RunnerUpdateHook,
+        RunnerTaskStateHook,
+        RunnerPostrunHook,
+        RunnerShutdownHook,
+    )
+    return prerun, prekill, destroy, update, task_state, postrun, shutdown
+
+
 def group_of(alloc: Mapping[str, Any]) -> dict[str, Any]:
     for group in (alloc.get("Job") or {}).get("TaskGroups") or []:
         if group.get("Name") == alloc.get("TaskGroup"):
@@ -120,7 +145,10 @@ class AllocRunner:
             cfg.extra_hooks(self) if cfg.extra_hooks else None
         )
         self._deployment_status: dict[str, Any] | None = None
-        self._cond = threading.Condition()
+        # One condition guards the flags below and serves every wait (setup done, all
+        # done, a step in progress): Events would cost a Condition and a lock each, per
+        # allocation, on the client's watch thread.
+        self._cond = threading.Condition(threading.Lock())
         self._update_lock = threading.Lock()  # one status computation + push at a time
         self._stop_requested = False
         self._killing = False
@@ -129,22 +157,23 @@ class AllocRunner:
         self._last_status: tuple[str, str] | None = None
         self._started = False  # run() was called
         self._set_up = False  # the alloc thread persisted it and ran the prerun hooks
-        self._setup_done = threading.Event()  # set up, or gave up trying
+        self._setup_done = False  # set up, or gave up trying
         self._persist_lock = threading.Lock()  # put_alloc/delete_alloc in call order
         self._stepping_thread: threading.Thread | None = None
         self._stepping = False  # a thread is running coordination steps
         self._dirty = False  # another step was asked for meanwhile
         self._own_kill = False  # a kill started by a step is running
         self._finished = False  # postrun done: no more steps
-        self._done = threading.Event()
-        hooks = self._hooks
-        self._prerun_hooks: list[RunnerPrerunHook] = hooks_of(hooks, RunnerPrerunHook)
-        self._prekill_hooks: list[RunnerPreKillHook] = hooks_of(hooks, RunnerPreKillHook)
-        self._destroy_hooks: list[RunnerDestroyHook] = hooks_of(hooks, RunnerDestroyHook)
-        self._update_hooks: list[RunnerUpdateHook] = hooks_of(hooks, RunnerUpdateHook)
-        self._task_state_hooks: list[RunnerTaskStateHook] = hooks_of(hooks, RunnerTaskStateHook)
-        self._postrun_hooks: list[RunnerPostrunHook] = hooks_of(hooks, RunnerPostrunHook)
-        self._shutdown_hooks: list[RunnerShutdownHook] = hooks_of(hooks, RunnerShutdownHook)
+        # Each phase's hooks, picked once per sequence of hook classes (protocols.py).
+        (
+            self._prerun_hooks,
+            self._prekill_hooks,
+            self._destroy_hooks,
+            self._update_hooks,
+            self._task_state_hooks,
+            self._postrun_hooks,
+            self._shutdown_hooks,
+        ) = _phases(self._hooks)
         restored_tasks = cfg.restored.tasks if cfg.restored else {}
         self.tasks: dict[str, TaskRunner] = {}
         for task in group_of(cfg.alloc).get("Tasks") or []:
@@ -172,7 +201,8 @@ class AllocRunner:
         return all(tr.is_dead() for tr in self.tasks.values())
 
     def wait_done(self, timeout_s: float) -> bool:
-        return self._done.wait(timeout_s)
+        with self._cond:
+            return self._cond.wait_for(lambda: self._finished, timeout_s)
 
     # -- control ----------------------------------------------------------------------
 
@@ -196,7 +226,7 @@ class AllocRunner:
             log.exception("alloc runner %s: setting up the allocation failed", self.id)
             for tr in claimed:
                 tr.release_claim()  # never ran: a kill finishes it instead of waiting
-            self._setup_done.set()
+            self._mark_setup_done()
             return
         if claimed:
             claimed[0].run_claimed()
@@ -216,10 +246,15 @@ class AllocRunner:
             with self._cond:
                 self._set_up = True
         finally:
-            self._setup_done.set()
+            self._mark_setup_done()
         self._kick()
         if server_terminal(self.alloc):
             self.update(self.alloc)
+
+    def _mark_setup_done(self) -> None:
+        with self._cond:
+            self._setup_done = True
+            self._cond.notify_all()
 
     def _persist_alloc(self, *, durable: bool = True) -> None:
         """Save the current version, unless the allocation was destroyed meanwhile."""
@@ -285,7 +320,8 @@ class AllocRunner:
         self._shutdown_threads()
         # The alloc thread may still be building the alloc dir (tasks that were dead
         # already do not wait for it): let it finish before removing the tree.
-        self._setup_done.wait(SHUTDOWN_JOIN_S)
+        with self._cond:
+            self._cond.wait_for(lambda: self._setup_done, SHUTDOWN_JOIN_S)
         with self._persist_lock:
             self._destroyed = True
         for hook in self._destroy_hooks:
@@ -298,7 +334,7 @@ class AllocRunner:
         only signal them (the client signals every runner first, then waits)."""
         for hook in self._hooks:
             if isinstance(hook, GroupShutdownDelayHook):
-                hook.cancel.set()
+                hook.cancel_wait()
         if wait:
             for hook in self._shutdown_hooks:
                 hook.shutdown()
@@ -402,7 +438,7 @@ class AllocRunner:
                 hook.postrun(self.alloc)
             with self._cond:
                 self._finished = True
-            self._done.set()
+                self._cond.notify_all()
 
     def _kill_async(self, *, prekill: bool) -> None:
         """`kill` on a thread of its own (it blocks for up to KillTimeout), then a step."""

@@ -19,6 +19,10 @@ log = logging.getLogger("nomadpaas.agent.client.allocrunner")
 
 RunnerHook = Any  # any object implementing some of the Runner*Hook protocols
 
+# Guards the lazy creation of each GroupShutdownDelayHook's Event: taken only on a stop
+# with a delay and on agent shutdown, so one lock for all hooks costs nothing.
+_WAKE_LOCK = threading.Lock()
+
 
 class AllocDirHook:
     """Builds `<data_dir>/alloc/<id>` before any task runs; removes it on destroy."""
@@ -38,20 +42,37 @@ class AllocDirHook:
 class GroupShutdownDelayHook:
     """Waits the group's ShutdownDelay before a stopping allocation's tasks are killed,
     unless the stop asked for `no_shutdown_delay` (DesiredTransition.NoShutdownDelay).
-    The wait ends early when `cancel` is set (agent shutdown)."""
+    The wait ends early, or is skipped, once `cancel_wait()` was called (agent shutdown).
+
+    The Event to wait on is made only when a delay is actually waited: most groups have
+    none, and every allocation builds this hook on the client's watch thread."""
 
     name = "group_shutdown_delay"
 
     def __init__(self) -> None:
-        self.cancel = threading.Event()
+        self._cancelled = False
+        self._wake: threading.Event | None = None
+
+    def cancel_wait(self) -> None:
+        with _WAKE_LOCK:
+            self._cancelled = True
+            wake = self._wake
+        if wake is not None:
+            wake.set()
 
     def prekill(self, alloc: Mapping[str, Any]) -> None:
         group = _group(alloc)
         delay_ns = int(group.get("ShutdownDelay") or 0)
         if delay_ns <= 0 or (alloc.get("DesiredTransition") or {}).get("NoShutdownDelay"):
             return
-        # Issue 4: deregister the group's services here, before waiting.
-        self.cancel.wait(delay_ns / NS_PER_S)
+        with _WAKE_LOCK:
+            if self._cancelled:
+                return
+            if self._wake is None:
+                self._wake = threading.Event()
+            wake = self._wake
+        # Group services were deregistered by the hook before this one (group_service_hook).
+        wake.wait(delay_ns / NS_PER_S)
 
 
 def _group(alloc: Mapping[str, Any]) -> Mapping[str, Any]:

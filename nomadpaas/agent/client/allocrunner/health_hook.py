@@ -43,6 +43,7 @@ log = logging.getLogger("nomadpaas.agent.client.allocrunner")
 
 TRACKED_JOB_TYPES = ("service", "system")
 MAX_SLEEP_S = 5.0  # a safety net: the thread wakes on every input change anyway
+_COND_LOCK = threading.Lock()  # guards the lazy creation of each hook's condition
 
 
 class TaskEventSink(Protocol):
@@ -104,13 +105,25 @@ class HealthHook:
     def __init__(self, runner: HealthSetter, checks: ChecksSource | None = None) -> None:
         self.runner = runner
         self.checks = checks
-        self._cond = threading.Condition()
+        # Made on first use (`_cond`): most allocations are never tracked, and every one
+        # builds this hook on the client's watch thread.
+        self._cond_obj: threading.Condition | None = None
         self._tracker: Tracker | None = None
         self._alloc_id = ""
         self._deployment_id = ""
         self._generation = 0  # bumps on every (re)start; a stale thread sees it and exits
         self._checks_dirty = False
         self._unsubscribe: Callable[[], None] | None = None
+
+    @property
+    def _cond(self) -> threading.Condition:
+        cond = self._cond_obj
+        if cond is None:
+            with _COND_LOCK:
+                cond = self._cond_obj
+                if cond is None:
+                    cond = self._cond_obj = threading.Condition()
+        return cond
 
     # -- runner hook phases -----------------------------------------------------------
 
@@ -130,6 +143,8 @@ class HealthHook:
             self._start(alloc)
 
     def task_states_updated(self, alloc: Mapping[str, Any], states: dict[str, Any]) -> None:
+        if self._tracker is None:
+            return  # as below, without the lock: untracked allocations are the common case
         with self._cond:
             if self._tracker is None:
                 return
@@ -143,6 +158,8 @@ class HealthHook:
     def postrun(self, alloc: Mapping[str, Any]) -> None:
         # Dead tasks already produced a verdict through task_states_updated; give the
         # thread one last look before it is told to stop.
+        if self._cond_obj is None:
+            return  # never tracked: no thread to wake
         with self._cond:
             self._cond.notify_all()
 
@@ -189,6 +206,8 @@ class HealthHook:
 
     def _stop(self, generation: int | None = None) -> None:
         """Stop watching; with `generation`, only if no restart happened since."""
+        if self._cond_obj is None:
+            return  # never started: no tracker, thread or subscription to end
         with self._cond:
             if generation is not None and generation != self._generation:
                 return
