@@ -278,3 +278,26 @@ def test_unknown_task_operations_raise_not_found() -> None:
         d.wait_task("nope", 0)
     with pytest.raises(TaskNotFoundError):
         d.stop_task("nope", 1.0)
+
+
+def test_state_dir_gets_its_ack_fifo_and_loses_a_last_runs_files(tmp_path: Path) -> None:
+    import stat
+
+    prepare = driver_module._prepare_state_dir
+    fresh = tmp_path / "web" / "private"
+    fresh.mkdir(parents=True)
+    prepare(str(fresh))  # the task dir hook's dir, first run
+    assert stat.S_ISFIFO((fresh / "task.ack").stat().st_mode)
+    assert sorted(os.listdir(fresh)) == ["task.ack"]
+
+    (fresh / "task.pid").write_text("123\n")  # a restart: the last run's files go
+    (fresh / "task.exit").write_text("0\n")
+    (fresh / "keep").write_text("x")
+    prepare(str(fresh))
+    assert sorted(os.listdir(fresh)) == ["keep", "task.ack"]
+    assert stat.S_ISFIFO((fresh / "task.ack").stat().st_mode)
+
+    missing = tmp_path / "other" / "private"  # no task dir hook ran: made, private
+    prepare(str(missing))
+    assert stat.S_IMODE(missing.stat().st_mode) == 0o700
+    assert stat.S_ISFIFO((missing / "task.ack").stat().st_mode)

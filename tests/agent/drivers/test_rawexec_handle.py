@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
+import shutil
 import subprocess
 
 import pytest
@@ -38,6 +40,26 @@ def test_proc_start_time_is_stable_and_none_for_zombies_and_the_gone() -> None:
         child.kill()
         os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # a zombie, not yet reaped
         assert proc_start_time(child.pid) is None
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_proc_start_time_reads_field_22_past_a_command_name_with_spaces_and_parens(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A command named like the fields that follow it must not shift them."""
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    tricky = tmp_path / "x) Z 1 2 3"  # comm is the file name: ')', spaces, a fake state
+    tricky.symlink_to(sleep)
+    child = subprocess.Popen([str(tricky), "30"])
+    try:
+        with open(f"/proc/{child.pid}/stat", "rb") as f:
+            raw = f.read()
+        assert b"(x) Z 1 2 3)" in raw
+        expected = int(raw[raw.rindex(b")") + 2 :].split()[19])
+        assert proc_start_time(child.pid) == expected
     finally:
         child.kill()
         child.wait()

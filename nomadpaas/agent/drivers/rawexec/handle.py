@@ -67,20 +67,35 @@ FIRST_POLL_INTERVAL_S = 0.0005
 # Signals above this are not real signals; a larger status is a plain exit code.
 _MAX_SIGNAL = 64
 _SIGNAL_EXIT_BASE = 128
+_PROC_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+# /proc/<pid>/stat is one line of 52 fields; the command name is at most 64 bytes.
+_PROC_STAT_MAX_BYTES = 4096
+# Index of the start time (field 22) among the fields after the command name (field 3 is 0).
+_START_TIME_FIELD = 19
 
 
 def proc_start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat (start time in clock ticks), None if gone or a zombie."""
+    # os.open/os.read, not open(): no file objects, and no fstat and isatty ioctl per read
+    # (two reads per task start, one per liveness check).
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
+        fd = os.open(f"/proc/{pid}/stat", _PROC_OPEN_FLAGS)
     except OSError:
         return None
+    try:
+        raw = os.read(fd, _PROC_STAT_MAX_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not raw:
+        return None  # reaped between open and read
     # The command name (field 2) may contain spaces and ')'; fields resume after the last ')'.
-    fields = raw[raw.rindex(b")") + 2 :].split()
+    # Split off only the fields up to the start time (state is field 3, start time field 22).
+    fields = raw[raw.rindex(b")") + 2 :].split(None, _START_TIME_FIELD + 1)
     if fields[0] in (b"Z", b"X"):
         return None
-    return int(fields[19])
+    return int(fields[_START_TIME_FIELD])
 
 
 def pidfd_or_none(pid: int) -> int | None:
