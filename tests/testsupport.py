@@ -25,6 +25,8 @@ import httpx
 if TYPE_CHECKING:
     import pytest
 
+    from nomadpaas.storage.s3 import S3Storage
+
 
 def run_main(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: Sequence[str]
@@ -213,6 +215,26 @@ def agent_process(
     return ServerProcess(argv, "/v1/status/leader", port, data_dir, log_path=log_path)
 
 
+@contextmanager
+def node_cache_agent(tmp_path: Path, node_cache: Path) -> Iterator[ServerProcess]:
+    """An agent started as `nomadpaas up` starts it, with the node-local build cache at
+    `node_cache` (`-meta nomadpaas.build_cache_dir=...`), data under `tmp_path / "agent"`;
+    killed after the block, and any task it left running with it."""
+    from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
+
+    agent = agent_process(
+        tmp_path / "agent",
+        log_path=tmp_path / "agent.log",
+        extra_args=["-meta", f"nomadpaas.build_cache_dir={node_cache}"],
+    )
+    agent.start()
+    try:
+        yield agent
+    finally:
+        agent.kill()
+        kill_orphaned_tasks(str(agent.data_dir))
+
+
 def s3_process(data_dir: Path, log_path: Path | None = None) -> ServerProcess:
     """The embedded, durable S3 server on a random loopback port (not started yet)."""
     port = free_port()
@@ -221,3 +243,13 @@ def s3_process(data_dir: Path, log_path: Path | None = None) -> ServerProcess:
         "--bind", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
     ]  # fmt: skip
     return ServerProcess(argv, "/", port, data_dir, log_path=log_path)
+
+
+def bucket_storage(endpoint: str) -> S3Storage:
+    """The S3Storage the tests use against an embedded S3 server at `endpoint`: bucket
+    `nomadpaas`, the server's fixed test credentials."""
+    from nomadpaas.storage.s3 import S3Storage
+
+    return S3Storage(
+        endpoint, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
+    )

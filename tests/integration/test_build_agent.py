@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import nomad
 import pytest
-from testsupport import ServerProcess
+from testsupport import ServerProcess, bucket_storage
 
 from nomadpaas import Platform, Settings, jobspec
 from nomadpaas.build import BuildJobFailed
@@ -41,9 +41,7 @@ def platform(agent: ServerProcess, s3: ServerProcess, tmp_path: Path) -> Iterato
     response = httpx.get(f"{agent.url}/v1/jobs", timeout=30)
     if response.status_code == 404:
         pytest.skip("the embedded agent has no jobs API yet (/v1/jobs answered 404)")
-    storage = S3Storage(
-        s3.url, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
-    )
+    storage = bucket_storage(s3.url)
     settings = Settings(nomad_addr=agent.url, s3_endpoint=s3.url, home=tmp_path / "home")
     with Platform(settings, storage=storage) as platform:
         yield platform

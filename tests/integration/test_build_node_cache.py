@@ -10,12 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testsupport import ServerProcess, agent_process
+from testsupport import ServerProcess, bucket_storage, node_cache_agent
 
 from nomadpaas import Platform, Settings
-from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
 from nomadpaas.models import BuildEvent
-from nomadpaas.storage.s3 import S3Storage
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BUILD_TIMEOUT_S = 240.0
@@ -28,22 +26,10 @@ def node_cache(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def platform(s3: ServerProcess, tmp_path: Path, node_cache: Path) -> Iterator[Platform]:
-    agent = agent_process(
-        tmp_path / "agent",
-        log_path=tmp_path / "agent.log",
-        extra_args=["-meta", f"nomadpaas.build_cache_dir={node_cache}"],
-    )
-    agent.start()
-    try:
-        storage = S3Storage(
-            s3.url, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
-        )
+    with node_cache_agent(tmp_path, node_cache) as agent:
         settings = Settings(nomad_addr=agent.url, s3_endpoint=s3.url, home=tmp_path / "home")
-        with Platform(settings, storage=storage) as platform:
+        with Platform(settings, storage=bucket_storage(s3.url)) as platform:
             yield platform
-    finally:
-        agent.kill()
-        kill_orphaned_tasks(str(agent.data_dir))
 
 
 def _build(platform: Platform, source: Path) -> list[str]:

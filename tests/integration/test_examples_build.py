@@ -21,13 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from testsupport import ServerProcess, agent_process, s3_process
+from testsupport import ServerProcess, agent_process, bucket_storage, s3_process
 
 from nomadpaas import Platform, Settings
 from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
 from nomadpaas.build import BuildJobFailed
 from nomadpaas.models import BuildEvent, PushResult
-from nomadpaas.storage.s3 import S3Storage
 
 pytestmark = pytest.mark.slow
 
@@ -63,9 +62,7 @@ def platform(
     agent, s3_url = servers
     if httpx.get(f"{agent.url}/v1/jobs", timeout=30).status_code == 404:
         pytest.skip("the embedded agent has no jobs API yet (/v1/jobs answered 404)")
-    storage = S3Storage(
-        s3_url, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
-    )
+    storage = bucket_storage(s3_url)
     home = tmp_path_factory.mktemp("home")
     settings = Settings(nomad_addr=agent.url, s3_endpoint=s3_url, home=home)
     with Platform(settings, storage=storage) as platform:
@@ -192,6 +189,7 @@ def test_unchanged_push_makes_no_release_and_a_forced_one_hits_the_cache(
     first, cold = _push(platform, "flask", tmp_path / "a", app="unchanged")
     app = first.app
     assert first.release is not None and not any(CACHE_HIT in line for line in cold)
+    _wait_for_build_tasks_to_exit(platform)  # the cache is saved after the result
 
     events: list[BuildEvent] = []
     again = platform.push(app, tmp_path / "a" / "flask", on_event=events.append)

@@ -9,13 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testsupport import ServerProcess, agent_process
+from testsupport import ServerProcess, bucket_storage, node_cache_agent
 
 from nomadpaas import Platform, Settings
-from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
 from nomadpaas.models import BuildEvent
 from nomadpaas.slugbuilder.localcache import LocalCache
-from nomadpaas.storage.s3 import S3Storage
 
 BUILD_TIMEOUT_S = 240.0
 #: The task makes the spare after the build's result: how long a test waits for it.
@@ -31,24 +29,12 @@ def node_cache(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(s3: ServerProcess, tmp_path: Path, node_cache: Path) -> Iterator[Settings]:
-    agent = agent_process(
-        tmp_path / "agent",
-        log_path=tmp_path / "agent.log",
-        extra_args=["-meta", f"nomadpaas.build_cache_dir={node_cache}"],
-    )
-    agent.start()
-    try:
+    with node_cache_agent(tmp_path, node_cache) as agent:
         yield Settings(nomad_addr=agent.url, s3_endpoint=s3.url, home=tmp_path / "home")
-    finally:
-        agent.kill()
-        kill_orphaned_tasks(str(agent.data_dir))
 
 
 def _platform(settings: Settings) -> Platform:
-    storage = S3Storage(
-        settings.s3_endpoint or "", "nomadpaas", region="us-east-1",
-        access_key_id="k", secret_access_key="s",
-    )  # fmt: skip
+    storage = bucket_storage(settings.s3_endpoint or "")
     return Platform(settings, storage=storage)
 
 

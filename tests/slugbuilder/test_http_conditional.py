@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from testsupport import ServerProcess
+from testsupport import ServerProcess, bucket_storage
 
 from nomadpaas.slugbuilder.http_transfer import Fetched, HttpTransfer
-from nomadpaas.storage.s3 import S3Storage
 
 KEY = "cache/web/nomadpaas-1.tar.gz"
 
 
 def test_conditional_get_on_a_presigned_url(s3: ServerProcess, tmp_path: Path) -> None:
-    store = S3Storage(
-        s3.url, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
-    )
+    store = bucket_storage(s3.url)
     store.ensure_bucket()
     get, put = store.presign_get(KEY), store.presign_put(KEY)
     dest = tmp_path / "got"

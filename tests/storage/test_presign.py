@@ -12,10 +12,9 @@ import botocore.auth
 import httpx
 import pytest
 from botocore.config import Config
-from testsupport import ServerProcess
+from testsupport import ServerProcess, bucket_storage
 
 from nomadpaas.storage.presign import PathStylePresigner
-from nomadpaas.storage.s3 import S3Storage
 
 AT = datetime(2026, 11, 28, 21, 5, 9, tzinfo=UTC)
 KEYS = [
@@ -92,9 +91,7 @@ def test_a_default_port_is_signed_without_it() -> None:
 def test_s3storage_presigns_without_botocore_and_the_server_takes_the_urls(
     s3: ServerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = S3Storage(
-        s3.url, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
-    )
+    store = bucket_storage(s3.url)
     store.ensure_bucket()
 
     def refuse(*args: object, **kwargs: object) -> str:

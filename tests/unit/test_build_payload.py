@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testsupport import ServerProcess
+from testsupport import ServerProcess, bucket_storage
 from unit.fakebuild import FakeBuildNomad, real_task
 from unit.fakenomad import FakeNomad
 
@@ -28,9 +28,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def storage(s3: ServerProcess) -> S3Storage:
-    return S3Storage(
-        s3.url, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
-    )
+    return bucket_storage(s3.url)
 
 
 def source(tmp_path: Path, blob: int = 0) -> Path:

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from testsupport import ServerProcess, free_port
+from testsupport import ServerProcess, bucket_storage, free_port
 from unit.fakebuild import FakeBuildNomad
 
 from nomadpaas import jobspec
@@ -40,9 +40,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def storage(s3: ServerProcess) -> S3Storage:
-    return S3Storage(
-        s3.url, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
-    )
+    return bucket_storage(s3.url)
 
 
 def copy_example(name: str, tmp_path: Path) -> Path:

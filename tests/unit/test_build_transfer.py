@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from testsupport import ServerProcess
+from testsupport import ServerProcess, bucket_storage
 
 from nomadpaas.slugbuilder import http_transfer
 from nomadpaas.slugbuilder.dispatched import main as task_main
@@ -24,9 +24,7 @@ from nomadpaas.storage.s3 import S3Storage
 
 
 def storage(s3: ServerProcess) -> S3Storage:
-    store = S3Storage(
-        s3.url, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
-    )
+    store = bucket_storage(s3.url)
     store.ensure_bucket()
     return store
 
