@@ -49,37 +49,52 @@ checking its ETag against the MD5 in the build record (`storage.promote`).
 Errors: build failed → BuildFailed (3) with the failing step and the log tail; the wait
 exceeded `timeout` → TimedOut (5; the build goes on); Nomad or S3 not answering →
 NomadUnreachable / StorageUnreachable (6).
+
+This module runs the build; its parts live beside it: `buildjob` (the build's IDs,
+registering the job), `buildstage` (the source upload, the presigned URLs, the events),
+`buildwatch` (following the allocation) and `buildresult` (the record, the promoted
+slug, `BuildJobFailed`). Their public names are importable from here as before.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import secrets
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from nomadpaas import jobspec
-from nomadpaas.buildwatch import BuildWatcher, LineSplitter, ResultLine, task_failure
-from nomadpaas.errors import BuildFailed, Conflict, NomadPaasError, NotFound
-from nomadpaas.models import Build, BuildEvent
-from nomadpaas.nomad.allocations import Allocation, Allocations
+from nomadpaas.buildjob import ensure_build_job, idempotency_token, new_build_id
+from nomadpaas.buildresult import BuildJobFailed, read_build
+from nomadpaas.buildresult import after_last as _after_last
+from nomadpaas.buildresult import finish as _finish
+from nomadpaas.buildresult import read_record as _read_record
+from nomadpaas.buildstage import CONDITIONAL_PUT_MAX_BYTES as CONDITIONAL_PUT_MAX_BYTES
+from nomadpaas.buildstage import PRESIGN_EXPIRY_S as PRESIGN_EXPIRY_S
+from nomadpaas.buildstage import PROGRESS_STEP_BYTES as PROGRESS_STEP_BYTES
+from nomadpaas.buildstage import EventCallback
+from nomadpaas.buildstage import Events as _Events
+from nomadpaas.buildstage import presigned_urls as _presigned_urls
+from nomadpaas.buildstage import size_text as _size
+from nomadpaas.buildstage import upload as _upload  # noqa: F401  (tests reach it here)
+from nomadpaas.buildstage import upload_source as _upload_source
+from nomadpaas.buildwatch import BuildWatcher, ResultLine
+from nomadpaas.errors import NomadPaasError
+from nomadpaas.models import Build
+from nomadpaas.nomad.allocations import Allocations
 from nomadpaas.nomad.client import NomadClient
 from nomadpaas.nomad.jobs import Dispatched, Jobs
 from nomadpaas.sourcepack import MAX_SOURCE_BYTES, pack_source
-from nomadpaas.storage import Storage, build_record_key, cache_key, slug_key, source_key
+from nomadpaas.storage import Storage, build_record_key, cache_key, source_key
 from nomadpaas.storage.base import ObjectInfo
 from nomadpaas.storage.keys import validate_app, validate_key
-from nomadpaas.storage.promote import deferred_cleanup, promote
+from nomadpaas.storage.promote import deferred_cleanup
 
 __all__ = [
     "DEFAULT_STACK",
@@ -94,113 +109,16 @@ __all__ = [
     "run_build",
 ]
 
-EventCallback = Callable[[BuildEvent], None]
-
 #: The slug builder's stack name (slugbuilder.compile.DEFAULT_STACK), part of the cache key.
 DEFAULT_STACK = "nomadpaas-1"
 #: Default wait for a build after dispatch: the job's 20-minute run limit plus queueing.
 DEFAULT_TIMEOUT_S = 30 * 60.0
-#: Presigned URLs outlive the longest build the job allows (20 min) plus queueing.
-PRESIGN_EXPIRY_S = 2 * 3600
-#: Upload progress events: at most one per this many bytes (plus the last).
-PROGRESS_STEP_BYTES = 1024 * 1024
-#: Sources up to this size go up in one conditional PUT, without a look first: sending
-#: them costs about what asking whether they exist does.
-CONDITIONAL_PUT_MAX_BYTES = 1024 * 1024
 #: What the build task prints right after storing a succeeded build's record (the task's
 #: slugbuilder/dispatched.py DONE_LINES["succeeded"]).
 SUCCEEDED_LINE = "-----> Build succeeded"
 #: What the build task prints right after storing its record (the task's
 #: slugbuilder/dispatched.py DONE_LINES): the record can be read then.
 RECORD_STORED_LINES = frozenset({SUCCEEDED_LINE, "-----> Build failed"})
-
-
-class BuildJobFailed(BuildFailed):
-    """The build ran and failed (exit 3); carries the `Build` with its step and log tail."""
-
-    def __init__(self, message: str, build: Build, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.build = build
-        self.log_tail = list(build.log_tail)
-
-    def to_dict(self) -> dict[str, object]:
-        return {**super().to_dict(), "build": self.build.to_dict()}
-
-
-def new_build_id(now: datetime | None = None) -> str:
-    """`20261128T141501Z-1a2b3c4d`: sortable by time, unique by the random suffix."""
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-
-
-def idempotency_token(app: str, source_sha256: str, build_id: str) -> str:
-    """The dispatch token: a retried dispatch of the same build creates no second child."""
-    digest = hashlib.sha256(f"{app}\0{source_sha256}\0{build_id}".encode()).hexdigest()
-    return f"nomadpaas-build-{digest[:32]}"
-
-
-def _covers(actual: Any, wanted: Any) -> bool:
-    """True when every value we render is what Nomad holds (Nomad adds its defaults, so
-    equality would always fail; a subset check tells a real difference)."""
-    if isinstance(wanted, Mapping):
-        return isinstance(actual, Mapping) and all(
-            _covers(actual.get(k), v) for k, v in wanted.items()
-        )
-    if isinstance(wanted, list):
-        return (
-            isinstance(actual, list)
-            and len(actual) == len(wanted)
-            and all(_covers(a, w) for a, w in zip(actual, wanted, strict=True))
-        )
-    return bool(actual == wanted)
-
-
-#: `ensure_build_job(existing=...)` not given: read the job.
-_UNREAD: Any = object()
-
-
-def ensure_build_job(
-    jobs: Jobs, rendered: Mapping[str, Any], *, existing: Mapping[str, Any] | None = _UNREAD
-) -> bool:
-    """Register `nomadpaas-build` when missing, stopped or different; True if registered.
-
-    `existing`: the job as just read (`jobs.get`, None when missing), when the caller
-    read it ahead; by default it is read here. Raises Conflict when a job of that name
-    exists without `nomadpaas.role = build` (someone else's job: never overwritten), and
-    InvalidInput when `rendered` fails the build job's schema (checked only before it is
-    sent: `run_build` renders without validating, as most pushes send no job).
-    """
-    job_id = str(rendered["ID"])
-    if existing is _UNREAD:
-        existing = jobs.get(job_id)
-    if existing is not None:
-        meta = existing.get("Meta") or {}
-        if meta.get(jobspec.ROLE_META_KEY) != jobspec.BUILD_ROLE:
-            raise Conflict(
-                f"Nomad already has a job {job_id} that nomadpaas did not create "
-                f"(its Meta lacks {jobspec.ROLE_META_KEY} = {jobspec.BUILD_ROLE}).",
-                hint=f"Rename or stop that job (`nomad job stop -purge {job_id}`), then retry.",
-            )
-        if not existing.get("Stop") and _covers(existing, rendered):
-            return False
-    jobspec.validate_job(rendered, "build")
-    jobs.register(rendered)
-    return True
-
-
-@dataclass
-class _Events:
-    """Serialises callbacks (S3 progress arrives on boto3's worker threads)."""
-
-    callback: EventCallback | None
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __call__(self, kind: str, message: str = "", **data: Any) -> None:
-        if self.callback is not None:
-            with self._lock:
-                self.callback(BuildEvent(kind, message, data))
 
 
 def run_build(
@@ -434,12 +352,6 @@ def run_build(
         return _finish(storage, watcher, base, alloc, lines, record, staging_key, events, look)
 
 
-def _upload_source(storage: Storage, key: str, path: Path, size: int, events: _Events) -> None:
-    """Upload the source unless it is there (`_upload`); say which."""
-    if not _upload(storage, key, path, size, events):
-        events("source-exists", "Source unchanged since an earlier push; not uploaded")
-
-
 def _settle(work: Future[Any] | None) -> None:
     """Wait for `work` to end, whatever its outcome (an upload's: `_joined` reports it)."""
     if work is not None:
@@ -463,201 +375,3 @@ def _joined(
         with contextlib.suppress(NomadPaasError):
             storage.delete(staging_key)
         raise error
-
-
-def _after_last(lines: list[str], line: str) -> int:
-    """The index just past the last `line` in `lines` (their length without one)."""
-    for index in range(len(lines) - 1, -1, -1):
-        if lines[index] == line:
-            return index + 1
-    return len(lines)
-
-
-def _presigned_urls(
-    storage: Storage, src: str, staging: str, record: str, cache: str, config: str | None
-) -> dict[str, str]:
-    """The dispatch meta's URLs: what the build task may read and write, nothing else."""
-    urls = {
-        "source_url": storage.presign_get(src, PRESIGN_EXPIRY_S),
-        "slug_url": storage.presign_put(staging, PRESIGN_EXPIRY_S),
-        "metadata_url": storage.presign_put(record, PRESIGN_EXPIRY_S),
-        "cache_url": storage.presign_get(cache, PRESIGN_EXPIRY_S),
-        "cache_put_url": storage.presign_put(cache, PRESIGN_EXPIRY_S),
-    }
-    if config is not None:
-        urls["config_url"] = storage.presign_get(config, PRESIGN_EXPIRY_S)
-    return urls
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024**2:.1f} MB" if n >= 1024**2 else f"{n / 1024:.1f} KB"
-
-
-def _upload(storage: Storage, key: str, path: Path, size: int, events: _Events) -> bool:
-    """Upload the source unless `key` exists; False when it did (no byte sent).
-
-    A small source goes up in one conditional PUT (`if_absent`) that also answers whether
-    it existed, its events sent once it is stored; a large one is looked for first, then
-    uploaded with live progress. A missing bucket (a first push) is created on the way.
-    """
-    reported = [-PROGRESS_STEP_BYTES]
-    pending: list[tuple[int, int]] = []
-    small = size <= CONDITIONAL_PUT_MAX_BYTES
-
-    def progress(sent: int, total: int) -> None:
-        if sent - reported[0] >= PROGRESS_STEP_BYTES or sent >= total:
-            reported[0] = sent
-            if small:
-                pending.append((sent, total))
-            else:
-                events("upload", "", sent=sent, total=total)
-
-    def put() -> bool:
-        return storage.put_file(
-            key, path, content_type="application/gzip", on_progress=progress, if_absent=True
-        )
-
-    start = ("upload", f"Uploading source ({_size(size)})")
-    if not small:
-        if _present(storage, key):
-            return False
-        events(*start, sent=0, total=size)
-    try:
-        written = put()
-    except NotFound:  # the bucket itself is missing (a first push): create it, then retry
-        storage.ensure_bucket()
-        written = put()
-    if not written:
-        return False
-    if small:
-        events(*start, sent=0, total=size)
-        for sent, total in pending:
-            events("upload", "", sent=sent, total=total)
-    events("uploaded", "Source uploaded", key=key, bytes=size)
-    return True
-
-
-def _present(storage: Storage, key: str) -> bool:
-    """Whether `key` exists, in one request: a missing bucket reads as a missing object
-    (HEAD cannot tell them apart) and is created when the upload finds it missing."""
-    try:
-        storage.head(key)
-    except NotFound:
-        return False
-    return True
-
-
-def _read_record(storage: Storage, key: str) -> dict[str, Any] | None:
-    try:
-        record = json.loads(storage.get_bytes(key))
-    except NotFound:
-        return None
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def read_build(storage: Storage, app: str, build_id: str) -> Build:
-    """A finished build from its record (e.g. one dispatched with `detach`).
-
-    NotFound while the build has not written its record (still running, or never ran).
-    The slug key is where the build task stored it (promotion to the content-addressed
-    key happens only in a non-detached `run_build`).
-    """
-    record = _read_record(storage, build_record_key(app, build_id))
-    if record is None:
-        raise NotFound(
-            f"Build {build_id} of {app} has no record yet (still running, or unknown).",
-            hint="Wait for it, or check the nomadpaas-build job's allocations in Nomad.",
-        )
-    slug = record.get("slug") or {}
-    error = record.get("error") or {}
-    sha = slug.get("sha256")
-    staging = f"slugs/{app}/staging/{build_id}.tar.gz"
-    final = slug_key(app, sha) if sha else None
-    return Build(
-        app=app,
-        build_id=build_id,
-        status=str(record.get("status") or "failed"),
-        source_sha256="",
-        source_key="",
-        slug_key=(final if final and storage.exists(final) else staging) if sha else None,
-        slug_sha256=sha,
-        slug_bytes=slug.get("compressed_bytes"),
-        process_types=dict(slug.get("process_types") or {}),
-        buildpack=slug.get("buildpack_description"),
-        stack=record.get("stack"),
-        commit=record.get("commit"),
-        started_at=record.get("started_at"),
-        finished_at=record.get("finished_at"),
-        duration_s=record.get("duration_s"),
-        step=record.get("step"),
-        error=error.get("message"),
-        log_tail=tuple(record.get("log_tail") or ()),
-        warnings=tuple(slug.get("warnings") or ()),
-    )
-
-
-def _finish(
-    storage: Storage,
-    watcher: BuildWatcher,
-    base: Build,
-    alloc: Allocation,
-    lines: LineSplitter,
-    record: dict[str, Any] | None,
-    staging_key: str,
-    events: _Events,
-    staged: ObjectInfo | None = None,
-    *,
-    look: bool = True,
-) -> Build:
-    state = alloc.task_states.get(jobspec.BUILD_TASK)
-    # The record decides: the task stores it once the slug is up, before it saves the
-    # cache, so the allocation may still be running (or fail later, in the cache save).
-    succeeded = record is not None and record.get("status") == "succeeded"
-    common: dict[str, Any] = {
-        "alloc_id": alloc.id,
-        "started_at": (record or {}).get("started_at"),
-        "finished_at": (record or {}).get("finished_at"),
-        "duration_s": (record or {}).get("duration_s"),
-        "step": (record or {}).get("step"),
-        "log_tail": tuple((record or {}).get("log_tail") or lines.tail),
-    }
-    if succeeded and record is not None:
-        slug = record.get("slug") or {}
-        sha = str(slug.get("sha256") or "")
-        md5 = str(slug.get("md5") or "")
-        final_key = promote(storage, staging_key, base.app, sha, md5, staged, look=look)
-        build = replace(
-            base,
-            status="succeeded",
-            slug_key=final_key,
-            slug_sha256=sha,
-            slug_bytes=int(slug.get("compressed_bytes") or 0),
-            process_types=dict(slug.get("process_types") or {}),
-            buildpack=slug.get("buildpack_description"),
-            warnings=tuple(slug.get("warnings") or ()),
-            **common,
-        )
-        events("finished", "Build succeeded", status="succeeded", slug_key=final_key)
-        return build
-
-    with contextlib.suppress(NomadPaasError):
-        storage.delete(staging_key)
-    if record is not None and record.get("error"):
-        error = str(record["error"].get("message") or "the build failed")
-        hint = record["error"].get("hint")
-    else:
-        error = task_failure(alloc, state)
-        hint = None
-        stderr = watcher.stderr_tail(alloc.id)
-        if stderr:
-            common["log_tail"] = (*common["log_tail"], *stderr)[-30:]
-    build = replace(base, status="failed", error=error, **common)
-    events("finished", "Build failed", status="failed")
-    step = f" at step '{build.step}'" if build.step else ""
-    raise BuildJobFailed(
-        f"The build of {base.app} failed{step}: {error}",
-        build,
-        hint=hint or "Read the build output above, fix the app and push again.",
-    )
