@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -46,17 +47,15 @@ def logs(tmp_path: Path) -> Path:
     return path
 
 
-async def _timed_items(follower: LogFollower | FileFollower, path: Path, n: int) -> list[float]:
-    """Seconds from each of `n` late writes to its chunk arriving through `follow_async`
-    (drained by its own task, so the follower really is asleep when a line is written)."""
-    arrived: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+Arrivals = asyncio.Queue[tuple[float, bytes]]
 
-    async def consume() -> None:
-        async for item in follow_async(follower, poll_s=NEVER_S):
-            if isinstance(item, LogChunk):
-                await arrived.put((time.monotonic(), item.data))
 
-    reader = asyncio.create_task(consume())
+async def _timed(consume: Callable[[Arrivals], Awaitable[None]], path: Path, n: int) -> list[float]:
+    """Seconds from each of `n` late writes to `path` until `consume` (run as its own task,
+    so the follower really is asleep when a line is written) puts its bytes in the queue,
+    after the file's first line."""
+    arrived: Arrivals = asyncio.Queue()
+    reader = asyncio.create_task(consume(arrived))
     latencies: list[float] = []
     try:
         _, first = await asyncio.wait_for(arrived.get(), LATE_S)
@@ -73,6 +72,17 @@ async def _timed_items(follower: LogFollower | FileFollower, path: Path, n: int)
         with contextlib.suppress(asyncio.CancelledError):
             await reader
     return latencies
+
+
+async def _timed_items(follower: LogFollower | FileFollower, path: Path, n: int) -> list[float]:
+    """`_timed` for the chunks of `follow_async`."""
+
+    async def consume(arrived: Arrivals) -> None:
+        async for item in follow_async(follower, poll_s=NEVER_S):
+            if isinstance(item, LogChunk):
+                await arrived.put((time.monotonic(), item.data))
+
+    return await _timed(consume, path, n)
 
 
 def test_a_line_written_after_the_follow_started_arrives_without_a_poll(tmp_path: Path) -> None:
@@ -116,37 +126,17 @@ def test_a_followed_framed_stream_sends_each_read_at_once(tmp_path: Path) -> Non
     path = logs(tmp_path)
     follower = LogFollower(tmp_path, "build", "stdout", follow=True)
 
-    async def run() -> list[float]:
-        arrived: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+    async def consume(arrived: Arrivals) -> None:
+        decoder, buffer = json.JSONDecoder(), ""
+        async for part in stream_body(follower, plain=False, poll_s=NEVER_S):
+            buffer += part.decode()
+            while buffer:
+                frame, end = decoder.raw_decode(buffer)
+                buffer = buffer[end:]
+                if frame.get("Data"):
+                    await arrived.put((time.monotonic(), base64.b64decode(frame["Data"])))
 
-        async def consume() -> None:
-            decoder, buffer = json.JSONDecoder(), ""
-            async for part in stream_body(follower, plain=False, poll_s=NEVER_S):
-                buffer += part.decode()
-                while buffer:
-                    frame, end = decoder.raw_decode(buffer)
-                    buffer = buffer[end:]
-                    if frame.get("Data"):
-                        await arrived.put((time.monotonic(), base64.b64decode(frame["Data"])))
-
-        reader = asyncio.create_task(consume())
-        latencies: list[float] = []
-        try:
-            assert (await asyncio.wait_for(arrived.get(), LATE_S))[1] == b"first\n"
-            for i in range(5):
-                await asyncio.sleep(0.05)
-                written = time.monotonic()
-                splice_line(path, f"line {i}\n".encode())
-                at, data = await asyncio.wait_for(arrived.get(), LATE_S)
-                assert data == f"line {i}\n".encode()
-                latencies.append(at - written)
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-        return latencies
-
-    latencies = asyncio.run(run())
+    latencies = asyncio.run(_timed(consume, path, 5))
     # Batched, no frame could leave before BATCH_S (200 ms) had passed.
     assert min(latencies) < BATCH_S / 2
 
