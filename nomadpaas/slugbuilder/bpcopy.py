@@ -31,6 +31,10 @@ import shutil
 import stat
 import zlib
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["SNAPSHOTS_DIR", "copy_buildpacks", "snapshot_root"]
 
 #: Under the node's build cache root: the pristine snapshots, one per installed dir.
@@ -151,41 +155,49 @@ def _scan_into(out: _Manifest, directory: str, rel: str) -> None:
 def _link_tree(source: str, dest: str) -> None:
     """`dest` as `source`: new directories (same modes), hard links to its files, same
     symlinks."""
-    os.mkdir(dest)
-    with os.scandir(source) as it:
-        entries = list(it)
-    for entry in entries:
-        target = os.path.join(dest, entry.name)
-        if entry.is_dir(follow_symlinks=False):
-            _link_tree(entry.path, target)
-        elif entry.is_symlink():
-            os.symlink(os.readlink(entry.path), target)
-        elif entry.name == _EXPORT:
-            # One left in the installed dir (a compile run there by hand): compile
-            # rewrites it in place, which must not reach the other builds.
-            shutil.copyfile(entry.path, target, follow_symlinks=False)
-            os.chmod(target, stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode))
-        else:
-            os.link(entry.path, target, follow_symlinks=False)
-    os.chmod(dest, stat.S_IMODE(os.stat(source).st_mode))
+    _clone_tree(source, dest, _link_file)
 
 
 def _copy_tree(source: str, dest: str, *, keep_mtimes: bool) -> None:
     """Copy `source` to `dest`: files' bytes and modes (and mtimes when asked; not
     extended attributes), directories' modes, symlinks as symlinks."""
+    _clone_tree(source, dest, _copy_file_and_mtime if keep_mtimes else _copy_file)
+
+
+def _clone_tree(
+    source: str, dest: str, place_file: Callable[[os.DirEntry[str], str], None]
+) -> None:
+    """`dest` as `source`: new directories with the same modes, the same symlinks, and
+    each file put at its place by `place_file(entry, target)`."""
     os.mkdir(dest)
     with os.scandir(source) as it:
         entries = list(it)
     for entry in entries:
         target = os.path.join(dest, entry.name)
         if entry.is_dir(follow_symlinks=False):
-            _copy_tree(entry.path, target, keep_mtimes=keep_mtimes)
+            _clone_tree(entry.path, target, place_file)
         elif entry.is_symlink():
             os.symlink(os.readlink(entry.path), target)
         else:
-            st = entry.stat(follow_symlinks=False)
-            shutil.copyfile(entry.path, target, follow_symlinks=False)
-            os.chmod(target, stat.S_IMODE(st.st_mode))
-            if keep_mtimes:
-                os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            place_file(entry, target)
     os.chmod(dest, stat.S_IMODE(os.stat(source).st_mode))
+
+
+def _link_file(entry: os.DirEntry[str], target: str) -> None:
+    if entry.name == _EXPORT:
+        # One left in the installed dir (a compile run there by hand): compile
+        # rewrites it in place, which must not reach the other builds.
+        _copy_file(entry, target)
+    else:
+        os.link(entry.path, target, follow_symlinks=False)
+
+
+def _copy_file(entry: os.DirEntry[str], target: str) -> None:
+    shutil.copyfile(entry.path, target, follow_symlinks=False)
+    os.chmod(target, stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode))
+
+
+def _copy_file_and_mtime(entry: os.DirEntry[str], target: str) -> None:
+    _copy_file(entry, target)
+    st = entry.stat(follow_symlinks=False)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
