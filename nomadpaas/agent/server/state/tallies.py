@@ -11,8 +11,8 @@ snapshot holds them: a commit copies the outer map and the groups it touched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 Key = tuple[str, ...]
 # A top-level field name, or a path into nested objects (("Job", "CreateIndex")).
@@ -82,6 +82,24 @@ def add(counts: Counts, value: Values, delta: int) -> None:
         counts.pop(value, None)
 
 
+S = TypeVar("S")
+
+
+def row_transitions(
+    specs: Mapping[str, S],
+    old_rows: Mapping[str, Mapping[Key, Any]],
+    changes: Iterable[tuple[str, Key, Any, bool]],
+) -> Iterator[tuple[str, S, Any, Any]]:
+    """(table, its specs, row before, row after) for each change ((table, key, row,
+    deleted), `row` being the old row when deleted) to a table `specs` covers; before or
+    after is None for a row added or deleted. `old_rows`: the tables before the changes."""
+    for table, key, row, deleted in changes:
+        by_name = specs.get(table)
+        if not by_name:
+            continue
+        yield table, by_name, old_rows[table].get(key), None if deleted else row
+
+
 def apply(
     specs: Specs,
     tallies: Tallies,
@@ -92,12 +110,7 @@ def apply(
     when deleted); `old_rows` are the tables before them. Unchanged maps are shared."""
     out: Tallies | None = None
     copied: set[tuple[tuple[str, str], Values]] = set()
-    for table, key, row, deleted in changes:
-        by_name = specs.get(table)
-        if not by_name:
-            continue
-        before = old_rows[table].get(key)
-        after = None if deleted else row
+    for table, by_name, before, after in row_transitions(specs, old_rows, changes):
         for name, (group, counted) in by_name.items():
             for group_value, value, delta in moves(group, counted, before, after):
                 if out is None:

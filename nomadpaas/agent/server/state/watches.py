@@ -16,7 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from nomadpaas.agent.server.state.tallies import Field, Values, field_value, values
+from nomadpaas.agent.server.state.tallies import (
+    Field,
+    Values,
+    field_value,
+    row_transitions,
+    values,
+)
 
 Key = tuple[str, ...]
 # (table, name) → group values → index of the last commit that moved them
@@ -46,12 +52,7 @@ def apply(
     when deleted) committed at `index`; `old_rows` are the tables before them.
     Unchanged maps are shared."""
     out: Watches | None = None
-    for table, key, row, deleted in changes:
-        by_name = specs.get(table)
-        if not by_name:
-            continue
-        before = old_rows[table].get(key)
-        after = None if deleted else row
+    for table, by_name, before, after in row_transitions(specs, old_rows, changes):
         for name, (group, watched) in by_name.items():
             moved = _moved(group, watched, before, after)
             if not moved:
