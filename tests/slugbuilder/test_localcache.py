@@ -4,20 +4,17 @@ them (objects by file:// URL; FileTransfer's ETags change with every store)."""
 from __future__ import annotations
 
 import os
-import tarfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from slugbuilder.localcache_support import APP, STACK, Node
 
 from nomadpaas.errors import BuildFailed
 from nomadpaas.slugbuilder import task as task_module
 from nomadpaas.slugbuilder.localcache import LocalCache, Tag
-from nomadpaas.slugbuilder.task import BuildTask, FileTransfer, run_build_task
-from nomadpaas.slugbuilder.timings import Timings
-
-APP, STACK = "web", "nomadpaas-1"
+from nomadpaas.slugbuilder.task import FileTransfer
 
 
 def test_from_env_ignores_unset_unresolved_and_relative_values(tmp_path: Path) -> None:
@@ -148,54 +145,6 @@ def buildpacks(tmp_path: Path) -> Path:
             (bin_dir / script).write_text("#!/usr/bin/env bash\nset -eu\n" + body + "\n")
             (bin_dir / script).chmod(0o755)
     return tmp_path / "bps"
-
-
-class Node:
-    """Builds of one app on one node with a local cache, objects in a file:// bucket."""
-
-    def __init__(self, tmp_path: Path, buildpacks: Path, name: str = "node") -> None:
-        self.tmp = tmp_path
-        self.buildpacks = buildpacks
-        self.cache = LocalCache(tmp_path / name / "build-cache")
-        self.bucket = tmp_path / "bucket"
-        self.builds = 0
-        self.name = name
-
-    @property
-    def cache_object(self) -> Path:
-        return self.bucket / "cache" / APP / f"{STACK}.tar.gz"
-
-    def build(self, buildpack: str, *, fail: bool = False) -> tuple[list[str], Timings]:
-        self.builds += 1
-        src = self.tmp / f"src-{self.name}-{self.builds}"
-        src.mkdir()
-        (src / "hello.txt").write_text("hi")
-        if fail:
-            (src / "FAIL").write_text("")
-        tarball = self.bucket / "sources" / f"{self.name}-{self.builds}.tar.gz"
-        tarball.parent.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(tarball, "w:gz") as tar:
-            tar.add(src, arcname=".")
-        url = self.cache_object.as_uri()
-        task = BuildTask(
-            source_url=tarball.as_uri(),
-            slug_url=(self.bucket / "slugs" / f"{self.builds}.tar.gz").as_uri(),
-            cache_url=url,
-            cache_put_url=url,
-            config={"BUILDPACK_URL": buildpack},
-        )
-        lines: list[str] = []
-        timings = Timings()
-        work = self.tmp / f"work-{self.name}-{self.builds}"
-        run_build_task(
-            task, FileTransfer(), work, lines.append, self.buildpacks, timings,
-            local=self.cache, app=APP,
-        )  # fmt: skip
-        return lines, timings
-
-    @property
-    def tree(self) -> Path:
-        return Path(self.cache.root) / APP / STACK / "tree"
 
 
 def _said(lines: list[str], text: str) -> bool:

@@ -5,16 +5,14 @@ trusted after a build that failed, was killed, or refilled the tree (localcache.
 from __future__ import annotations
 
 import os
-import tarfile
 from pathlib import Path
 
 import pytest
+from slugbuilder.localcache_support import APP, STACK, Node
 
 from nomadpaas.errors import BuildFailed
 from nomadpaas.slugbuilder.localcache import CacheSlot, LocalCache, Tag
-from nomadpaas.slugbuilder.task import BuildTask, FileTransfer, run_build_task
 
-APP, STACK = "web", "nomadpaas-1"
 TAG = Tag("http://s3/b/cache/web/x.tar.gz", '"e1"', 10)
 
 
@@ -125,47 +123,9 @@ def buildpacks(tmp_path: Path) -> Path:
     return tmp_path / "bps"
 
 
-class Node:
-    """Builds of one app on a node with a local cache; objects in a file:// bucket."""
-
-    def __init__(self, tmp_path: Path, buildpacks: Path, name: str = "node") -> None:
-        self.tmp, self.buildpacks, self.name = tmp_path, buildpacks, name
-        self.cache = LocalCache(tmp_path / name / "build-cache")
-        self.bucket = tmp_path / "bucket"
-        self.builds = 0
-
-    @property
-    def slot_dir(self) -> Path:
-        return Path(self.cache.root) / APP / STACK
-
-    def build(self, *, fail: bool = False, bump: bool = False) -> list[str]:
-        self.builds += 1
-        key = f"{self.name}-{self.builds}"
-        src = self.tmp / f"src-{key}"
-        src.mkdir()
-        (src / "hello.txt").write_text("hi")
-        if fail:
-            (src / "FAIL").write_text("")
-        if bump:
-            (src / "BUMP").write_text("")
-        tarball = self.bucket / "sources" / f"{key}.tar.gz"
-        tarball.parent.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(tarball, "w:gz") as tar:
-            tar.add(src, arcname=".")
-        url = (self.bucket / "cache" / APP / f"{STACK}.tar.gz").as_uri()
-        task = BuildTask(
-            source_url=tarball.as_uri(),
-            slug_url=(self.bucket / "slugs" / f"{key}.tar.gz").as_uri(),
-            cache_url=url,
-            cache_put_url=url,
-            config={"BUILDPACK_URL": "taker"},
-        )
-        lines: list[str] = []
-        run_build_task(
-            task, FileTransfer(), self.tmp / f"work-{key}", lines.append, self.buildpacks,
-            local=self.cache, app=APP,
-        )  # fmt: skip
-        return lines
+def _build(node: Node, *, fail: bool = False, bump: bool = False) -> list[str]:
+    """A build with the `taker` buildpack: its log lines."""
+    return node.build("taker", fail=fail, bump=bump)[0]
 
 
 def _spare_line(lines: list[str]) -> str:
@@ -174,50 +134,49 @@ def _spare_line(lines: list[str]) -> str:
 
 def test_each_build_leaves_a_whole_spare_for_the_next(tmp_path: Path, buildpacks: Path) -> None:
     node = Node(tmp_path, buildpacks)
-    assert _spare_line(node.build()) == "no spare"
+    assert _spare_line(_build(node)) == "no spare"
     part = node.slot_dir / "tree.spare" / "taker" / "slug" / "part"
     assert part.is_dir()
     made = part.stat().st_ino
-    assert _spare_line(node.build()) == "spare of key=1"
+    assert _spare_line(_build(node)) == "spare of key=1"
     assert (tmp_path / "work-node-2" / "build" / "app" / "part").stat().st_ino == made
     # What the build took was made again, for the build after it.
     assert part.is_dir() and part.stat().st_ino != made
     assert not [n for n in os.listdir(node.slot_dir) if n.startswith(("trash.", "spare.new"))]
-    assert _spare_line(node.build()) == "spare of key=1"
+    assert _spare_line(_build(node)) == "spare of key=1"
 
 
 def test_a_failed_build_leaves_no_spare(tmp_path: Path, buildpacks: Path) -> None:
     node = Node(tmp_path, buildpacks)
-    node.build()
+    _build(node)
     with pytest.raises(BuildFailed, match="bin/release"):
-        node.build(fail=True)  # took the spare's part, then failed
+        _build(node, fail=True)  # took the spare's part, then failed
     assert not (node.slot_dir / "tree.spare").exists()
     # The tree itself was untouched, so it is still trusted; the spare comes back after.
     assert (node.slot_dir / "tag").is_file()
-    assert _spare_line(node.build()) == "no spare"
-    assert _spare_line(node.build()) == "spare of key=1"
+    assert _spare_line(_build(node)) == "no spare"
+    assert _spare_line(_build(node)) == "spare of key=1"
 
 
 def test_a_killed_build_s_spare_is_never_used(tmp_path: Path, buildpacks: Path) -> None:
     node = Node(tmp_path, buildpacks)
-    node.build()
+    _build(node)
     # A build that took the tag (the tree in use) and was killed: the lock dies with it.
     killed = node.cache.acquire(APP, STACK)
     assert killed is not None and killed.take() is not None
     killed.release()
     assert (node.slot_dir / "tree.spare" / "taker" / "slug" / "part").is_dir()  # left...
-    lines = node.build()
+    lines = _build(node)
     assert _spare_line(lines) == "no spare"  # ...and not trusted: the tree was refilled
     assert not any("this node's copy" in line for line in lines)
-    assert _spare_line(node.build()) == "spare of key=1"
+    assert _spare_line(_build(node)) == "spare of key=1"
 
 
 def test_a_tree_refilled_from_s3_drops_its_spare(tmp_path: Path, buildpacks: Path) -> None:
     here, there = Node(tmp_path, buildpacks, "here"), Node(tmp_path, buildpacks, "there")
-    here.build()
-    there.build(
-        bump=True
-    )  # saves a new cache object: here's tree (and spare) are not S3's any more
-    lines = here.build()
+    _build(here)
+    # Saves a new cache object: here's tree (and spare) are not S3's any more.
+    _build(there, bump=True)
+    lines = _build(here)
     assert _spare_line(lines) == "no spare"
     assert not any("this node's copy" in line for line in lines)
