@@ -59,6 +59,9 @@ URGENT_COALESCE_S = 0.05
 URGENT_COALESCE_COST_FACTOR = 4.0
 WATCH_WAIT_S = 30.0  # blocking-query wait; shutdown interrupts the store anyway
 RETRY_BACKOFF_S = 1.0  # after a failed RPC, before trying again
+# After an unchanged answer that came long before its wait was up (a server shutting down
+# answers every blocking query at once), before asking again.
+EARLY_ANSWER_BACKOFF_S = 0.1
 SHUTDOWN_JOIN_S = 5.0
 # Nomad's ClientDescription for a complete allocation (client_status_from_task_states).
 ALL_COMPLETED = "All tasks have completed"
@@ -257,6 +260,7 @@ class Client:
         )
         index = 0
         while not self._stop.is_set():
+            asked = time.monotonic()
             try:
                 allocs, new_index = fetch(self.node_id, index, self.config.watch_wait_s)
             except Exception as exc:
@@ -267,6 +271,12 @@ class Client:
                 continue
             if self._stop.is_set():
                 return
+            if index and new_index == index:
+                # Nothing changed. An answer long before the wait ran out means the server
+                # is answering at once (shutting down): wait here instead of spinning.
+                if time.monotonic() - asked < self.config.watch_wait_s / 2:
+                    self._stop.wait(EARLY_ANSWER_BACKOFF_S)
+                continue
             try:
                 self.reconcile(allocs)
             except Exception:

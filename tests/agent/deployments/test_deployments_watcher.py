@@ -64,3 +64,31 @@ def test_batcher_writes_one_eval_per_job_per_window() -> None:
     batcher.add({"ID": "late", "Namespace": "default", "JobID": "web"})
     time.sleep(0.2)
     assert writes == [["e0", "e2"]]  # nothing after stop
+
+
+def test_manager_does_not_spin_once_blocking_queries_are_interrupted(monkeypatch: Any) -> None:
+    """Shutdown answers every blocking query at once; the manager must wait for stop()
+    instead of re-asking in a loop (it once burned a core until the agent exited)."""
+    import nomadpaas.agent.server.deploymentwatcher.deployments_watcher as module
+
+    calls = [0]
+    real = module._active_ids
+
+    def counting(snap: Any) -> Any:
+        calls[0] += 1
+        return real(snap)
+
+    monkeypatch.setattr(module, "_active_ids", counting)
+    store = StateStore(None)
+    manager = DeploymentsWatcher(store, FakeTriggers())
+    manager.start()
+    try:
+        assert eventually(lambda: calls[0] >= 1)
+        store.interrupt_blocking()
+        time.sleep(0.1)
+        before = calls[0]
+        time.sleep(0.5)
+        assert calls[0] - before <= 2
+    finally:
+        manager.stop()
+        store.close()

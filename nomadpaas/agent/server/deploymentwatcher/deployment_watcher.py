@@ -200,6 +200,7 @@ class DeploymentWatcher:
     def _run(self) -> None:
         index, timeout = 0, WATCH_S
         while not self._stop.is_set():
+            asked, last = time.monotonic(), index
             try:
                 view, index = self._store.blocking_query(
                     lambda snap: read_view(snap, self.deployment_id), index, timeout
@@ -208,6 +209,11 @@ class DeploymentWatcher:
                 return
             if self._stop.is_set() or view is None or not deployment_active(view.deployment):
                 return
+            if index == last and time.monotonic() - asked < timeout / 2:
+                # Answered at once with nothing new: the store is shutting down and answers
+                # every blocking query at once. Wait for stop() instead of spinning.
+                self._stop.wait(timeout)
+                continue
             now = time.time_ns()
             decision = decide(view, now)
             try:

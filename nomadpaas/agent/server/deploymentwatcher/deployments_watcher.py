@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,12 +80,19 @@ class DeploymentsWatcher:
     def _run(self) -> None:
         index = 0
         while not self._stop.is_set():
+            asked = time.monotonic()
             try:
-                active, index = self._store.blocking_query(_active_ids, index, MANAGER_WAIT_S)
+                active, new_index = self._store.blocking_query(_active_ids, index, MANAGER_WAIT_S)
             except RuntimeError:
                 return
             if self._stop.is_set():
                 return
+            if new_index == index and time.monotonic() - asked < MANAGER_WAIT_S / 2:
+                # Answered at once with nothing new: the store is shutting down and answers
+                # every blocking query at once. Wait for stop() instead of spinning.
+                self._stop.wait(MANAGER_WAIT_S)
+                continue
+            index = new_index
             self._sync(active)
 
     def _sync(self, active: list[str]) -> None:
