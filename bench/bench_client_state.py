@@ -1,6 +1,7 @@
 """Benchmark: the client state DB under the alloc start path's write pattern, SQLite with
-group commit (nomadpaas/agent/client/state.py) against the previous layout (one fsync'd
-temp file + rename per row under one global lock, re-implemented here as the baseline).
+group commit (nomadpaas/agent/client/state.py; WAL, synchronous=NORMAL: commits survive an
+agent crash, see its docstring) against the previous layout (one fsync'd temp file + rename
+per row under one global lock, re-implemented here as the baseline).
 
 N threads start together; each plays one allocation's ~6 durable writes (put_alloc, task
 pending, task running + handle, alloc update, hooks done, task update). Both sides run in
