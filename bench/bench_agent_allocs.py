@@ -144,6 +144,28 @@ def wait_summary(http: httpx.Client, key: str, n: int, deadline: float) -> None:
         index = int(reply.headers.get("X-Nomad-Index", index))
 
 
+def stages(allocs: list[dict[str, Any]], wall0: int) -> str:
+    """When the allocations passed each stage, from the agent's own timestamps (seconds
+    after register: median / last): placed by the scheduler (CreateTime), taken by the
+    client (`Received`), task started (`Started`), known running to the server (ModifyTime).
+    Where a slow start goes shows as the stage whose last arrival jumps."""
+    marks: dict[str, list[int]] = {"placed": [], "received": [], "started": [], "reported": []}
+    for alloc in allocs:
+        marks["placed"].append(alloc["CreateTime"])
+        marks["reported"].append(alloc["ModifyTime"])
+        for state in (alloc.get("TaskStates") or {}).values():
+            for event in state.get("Events") or []:
+                if event["Type"] in ("Received", "Started"):
+                    marks[event["Type"].lower()].append(event["Time"])
+    parts = []
+    for name, times in marks.items():
+        if times:
+            times.sort()
+            median, last = times[len(times) // 2], times[-1]
+            parts.append(f"{name} {(median - wall0) / 1e9:.2f}/{(last - wall0) / 1e9:.2f}")
+    return ", ".join(parts) + " s (median/last)"
+
+
 def alloc_dirs_alone(n: int, where: Path) -> float:
     """Seconds to create `n` allocation directory trees under `where` with plain system
     calls, no process and no agent: the 16 inodes the agent creates per allocation (Nomad's
@@ -183,6 +205,7 @@ def run(n: int, data_dir: Path, log: Path, deadline: float) -> None:
         wait(lambda: _answers(http, agent), "agent up", deadline)
         rss_idle = status_kib(agent.pid, "VmRSS") / KIB_PER_MIB
         cpu0 = cpu_s(agent.pid)
+        wall0 = time.time_ns()
         t0 = time.monotonic()
         reply = http.post("/v1/jobs", json={"Job": job(n)})
         if reply.status_code != 200:
@@ -197,6 +220,7 @@ def run(n: int, data_dir: Path, log: Path, deadline: float) -> None:
         print(f"agent CPU meanwhile: user {user:.2f}s, system {system:.2f}s "
               f"(load average {os.getloadavg()[0]:.2f})")  # fmt: skip
         print(f"ratio:    {ratio:.1f}x (goal ≤ {RATIO_GOAL:.0f}x) {_verdict(ratio <= RATIO_GOAL)}")
+        print(f"stages:   {stages(http.get(f'/v1/job/{JOB_ID}/allocations').json(), wall0)}")
 
         time.sleep(1.0)  # let wrappers and logmon settle at their steady state
         rss = status_kib(agent.pid, "VmRSS") / KIB_PER_MIB
