@@ -146,7 +146,7 @@ def wait_summary(http: httpx.Client, key: str, n: int, deadline: float) -> None:
 
 def stages(allocs: list[dict[str, Any]], wall0: int) -> str:
     """When the allocations passed each stage, from the agent's own timestamps (seconds
-    after register: median / last): placed by the scheduler (CreateTime), taken by the
+    after register: first / median / last): placed by the scheduler (CreateTime), taken by the
     client (`Received`), task started (`Started`), known running to the server (ModifyTime).
     Where a slow start goes shows as the stage whose last arrival jumps."""
     marks: dict[str, list[int]] = {"placed": [], "received": [], "started": [], "reported": []}
@@ -161,9 +161,10 @@ def stages(allocs: list[dict[str, Any]], wall0: int) -> str:
     for name, times in marks.items():
         if times:
             times.sort()
-            median, last = times[len(times) // 2], times[-1]
-            parts.append(f"{name} {(median - wall0) / 1e9:.2f}/{(last - wall0) / 1e9:.2f}")
-    return ", ".join(parts) + " s (median/last)"
+            first, median, last = times[0], times[len(times) // 2], times[-1]
+            parts.append("/".join(f"{(t - wall0) / 1e9:.2f}" for t in (first, median, last)))
+            parts[-1] = f"{name} {parts[-1]}"
+    return ", ".join(parts) + " s (first/median/last)"
 
 
 def alloc_dirs_alone(n: int, where: Path) -> float:

@@ -38,7 +38,8 @@ class FileRotator:
         self._index = existing[-1] if existing else 0
         self._fd = self._open(self._index)
         self._size = os.fstat(self._fd).st_size
-        self._purge()
+        if existing and existing[0] < self._index - max_files + 1:
+            self._purge()  # a restart found more files than it keeps (listing them again)
 
     @property
     def index(self) -> int:
