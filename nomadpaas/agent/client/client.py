@@ -382,6 +382,10 @@ class Client:
             batch, self._pending = list(self._pending.values()), {}
         if not batch:
             return True
+        # What the server hears is committed first: a task start's record is a deferred
+        # write (TaskRunnerBase._update), so one flush here covers every start since the
+        # last sync instead of one commit per start.
+        self.state_db.flush()
         try:
             self.rpc.update_allocs(batch)
         except Exception as exc:

@@ -23,9 +23,10 @@ raised to every writer in it (as `StateDBError`, an `OSError`).
 
 A write may be *deferred* (`durable=False`): it joins the queue and returns without
 waiting, riding along with the next commit. The task runner defers the writes nothing
-must outlive the agent for (`Received`, `Task Setup`); the next durable write, at the
-latest the one recording a started task's handle, carries them. A batch left with only
-deferred writes is committed by a flusher thread that lives while there is work.
+local acts on (`Received`, `Task Setup`, a task's start; the client flushes before it
+tells the server anything). Deferred writes left without a durable one to ride with are
+committed by a flusher thread that lives while there is work, after gathering for a few
+ms, so a burst of task starts costs one commit per gathering.
 `flush()` (and `close()`) waits for every write so far; a failed deferred write is logged.
 
 Tables: `allocs` (alloc ID → the allocation as last received) and `tasks` ((alloc ID,
@@ -43,6 +44,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,8 @@ DB_FILE = "state.db"  # under <data_dir>/client/, as in Nomad
 BUSY_TIMEOUT_S = 30.0  # another connection to the same file (an in-process restart) holds it
 FILE_MODE = 0o600
 FLUSHER_IDLE_S = 5.0  # the flusher thread leaves after this long without deferred work
+# How long the flusher gathers deferred writes before committing them (bolt: 10 ms).
+FLUSH_GATHER_S = 0.005
 # Jobs whose JSON is remembered (by identity, read-only rows only): one per job version.
 JOB_JSON_CACHE_SIZE = 8
 
@@ -188,11 +192,14 @@ class ClientStateDB:
         self._write([(_DELETE_TASKS, (alloc_id,)), (_DELETE_ALLOC, (alloc_id,))])
 
     def flush(self) -> None:
-        """Return once every write made so far (deferred ones too) is durable."""
+        """Return once every write made so far (deferred ones too) is committed, or its
+        batch failed: that failure is the batch writers' to hear (a deferred one's is
+        logged by the batch), not the flusher's."""
         with self._queue_lock:
             if not self._queue and not self._committing:
                 return
-        self._write([])
+        with contextlib.suppress(StateDBError):
+            self._write([])
 
     def _alloc_json(self, alloc: dict[str, Any]) -> str:
         """The allocation's JSON. Its `Job` is the bulk of it and, for the server's
@@ -215,13 +222,16 @@ class ClientStateDB:
         start_flusher = False
         with self._queue_lock:
             self._queue.append(w)
-            lead = not self._committing
-            self._committing = True
-            if lead and not durable:
-                # Nobody to ride along with: the flusher commits it (with whatever else
-                # queues up meanwhile), the caller goes on.
+            if not durable:
+                # Nobody waits for it: it rides with the commit running now (whose leader
+                # hands what is left to the flusher), or the flusher commits it soon
+                # with whatever else queues up meanwhile.
+                if not self._committing:
+                    start_flusher = self._wake_flusher()
                 lead = False
-                start_flusher = self._wake_flusher()
+            else:
+                lead = not self._committing
+                self._committing = True
         if not lead:
             if not durable:
                 if start_flusher:
@@ -249,9 +259,8 @@ class ClientStateDB:
             with self._queue_lock:
                 # The next leader is a writer that waits; deferred writes wait for nobody.
                 successor = next((w for w in self._queue if w.durable), None)
-                orphans = successor is None and bool(self._queue)
-                self._committing = successor is not None or orphans
-                if orphans:
+                self._committing = successor is not None
+                if successor is None and self._queue:
                     start_flusher = self._wake_flusher()
             for w in batch:
                 w.error = error
@@ -276,7 +285,10 @@ class ClientStateDB:
         threading.Thread(target=self._flusher, name="client-state-flush", daemon=True).start()
 
     def _flusher(self) -> None:
-        """Lead the batches only deferred writes are waiting in."""
+        """Lead the batches only deferred writes are waiting in, each after gathering
+        for `FLUSH_GATHER_S` (bolt's MaxBatchDelay): a burst of task starts then costs a
+        commit per gathering, not one per start. A durable writer arriving meanwhile
+        does not wait for it: it leads at once and takes the deferred writes along."""
         while True:
             with self._queue_lock:
                 if not self._flush_pending:
@@ -285,6 +297,11 @@ class ClientStateDB:
                     self._flusher_alive = False
                     return
                 self._flush_pending = False
+            time.sleep(FLUSH_GATHER_S)
+            with self._queue_lock:
+                if self._committing or not self._queue:
+                    continue  # a leader took them, or will hand them back
+                self._committing = True
             self._lead()
 
     def _transact(self, statements: Iterable[Statement]) -> None:

@@ -155,9 +155,15 @@ class TaskRunnerBase:
                 hooks_done=sorted(self._hooks_done),
             )
             # What a restarted agent acts on (a state, a handle come or gone) is durable
-            # before anyone hears of it; a mere event (`Received`, `Task Setup`) rides
-            # along with the next commit, at the latest the one recording the handle.
-            durable = state is not None or (local.handle is not None) != self._persisted_handle
+            # before this runner acts on it; a mere event (`Received`, `Task Setup`) rides
+            # along with the next commit. So does a start (state running, handle new):
+            # nothing here acts on it, and the client flushes this DB before it tells the
+            # server (Client._flush), so it is durable before anyone hears of it. The task
+            # runs either way: a crash before the commit lands leaves it unrecorded
+            # whether this thread waited for the commit or not (Nomad's window too).
+            handle_changed = (local.handle is not None) != self._persisted_handle
+            started = state == TASK_STATE_RUNNING and local.handle is not None
+            durable = (state is not None or handle_changed) and not started
             self._persisted_handle = local.handle is not None
         try:
             self.cfg.state_db.put_task(self.alloc_id, self.name, local, durable=durable)
