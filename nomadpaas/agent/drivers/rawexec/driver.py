@@ -1,8 +1,9 @@
 """The raw_exec driver: tasks as host processes in own process groups; drivers/rawexec/driver.go.
 
 Each task runs under a small executor process in its own session and process group: the
-native executor (executor.c, built once per machine by executor.py) or, without a C
-compiler, the POSIX sh wrapper (handle.py); both speak the same protocol.
+native executor (executor.c, built once per machine by executor.py), forked by the one
+spawner process of the agent (spawner.py), or, without a C compiler, the POSIX sh wrapper
+(handle.py) started with Popen; both speak the same protocol.
 ``stop_task`` sends ``KillSignal`` (default SIGINT) to the main PID, waits up to ``KillTimeout``,
 SIGKILLs the PID, then SIGKILLs the whole process group, as Nomad's executor does. Tasks outlive
 the agent: ``recover_task`` re-attaches from a persisted ``TaskHandle`` without restarting them.
@@ -30,7 +31,6 @@ from nomadpaas.agent.drivers.base import (
     TaskStatus,
 )
 from nomadpaas.agent.drivers.rawexec.executor import MARK as EXECUTOR_MARK
-from nomadpaas.agent.drivers.rawexec.executor import NAME_PREFIX as EXECUTOR_PREFIX
 from nomadpaas.agent.drivers.rawexec.executor import executor_path
 from nomadpaas.agent.drivers.rawexec.handle import (
     ACK_FIFO,
@@ -45,6 +45,9 @@ from nomadpaas.agent.drivers.rawexec.handle import (
     proc_start_time,
     readable,
 )
+from nomadpaas.agent.drivers.rawexec.orphans import kill_orphaned_tasks as kill_orphaned_tasks
+from nomadpaas.agent.drivers.rawexec.orphans import wrapper_state_dir as wrapper_state_dir
+from nomadpaas.agent.drivers.rawexec.spawner import TooLarge, spawner_for
 from nomadpaas.agent.drivers.rawexec.state import TaskStore
 from nomadpaas.agent.drivers.rawexec.watcher import ExitWatcher
 
@@ -129,6 +132,7 @@ class RawExecDriver:
         self._tasks = TaskStore()
         self._watcher = _EXIT_WATCHER
         self._executor = executor_path() if native_executor else None
+        self._spawner = spawner_for(self._executor) if self._executor is not None else None
         if self._executor is None:
             self._setsid = _host_tool("setsid")
             self._env = _host_tool("env")
@@ -146,48 +150,32 @@ class RawExecDriver:
         binary = lookup_bin(cfg.task_dir, cfg.command)
         state_dir = os.path.join(cfg.task_dir, _STATE_SUBDIR)
         _prepare_state_dir(state_dir)
+        # raw_exec's work_dir: absolute, or relative to the task dir.
+        cwd = os.path.join(cfg.task_dir, cfg.work_dir) if cfg.work_dir else cfg.task_dir
         announce_r, announce_w = os.pipe2(os.O_CLOEXEC)
-        if self._executor is not None:
-            argv = [self._executor, EXECUTOR_MARK, state_dir, binary, *cfg.args]
-        else:
-            argv = [
-                "/bin/sh", "-c", WRAPPER_SCRIPT, WRAPPER_NAME,
-                state_dir, self._setsid, *self._signal_reset(), binary, *cfg.args,
-            ]  # fmt: skip
-        out = _open_stream(cfg.stdout_path)
-        err = _open_stream(cfg.stderr_path)
         try:
-            wrapper = subprocess.Popen(
-                argv,
-                stdin=announce_w,
-                stdout=out,
-                stderr=err,
-                # raw_exec's work_dir: absolute, or relative to the task dir.
-                cwd=os.path.join(cfg.task_dir, cfg.work_dir) if cfg.work_dir else cfg.task_dir,
-                env=dict(cfg.env),
-                start_new_session=True,
-            )
-        except OSError as exc:
+            wrapper, wrapper_pid = self._launch(state_dir, cwd, binary, cfg, announce_w)
+        except BaseException:
             os.close(announce_r)
-            raise DriverError(f"failed to launch command with executor: {exc}") from exc
+            raise
         finally:
-            os.close(out)
-            os.close(err)
             os.close(announce_w)
         started_at = time.time_ns()
         try:
-            pid = self._wait_pid(wrapper, announce_r)
+            pid = _wait_pid(announce_r)
         except BaseException:
-            _abort_start(wrapper, state_dir)
+            _abort_start(wrapper, wrapper_pid, state_dir)
             raise
         finally:
             os.close(announce_r)
-        # The pidfd first: it pins the task, so the start time read next is surely its own.
+        # The pidfds first: they pin the processes, so the start times read next are theirs.
+        # A forked executor waits for its release, so it is alive now unless killed.
         pidfd = pidfd_or_none(pid)  # None: reaped already, the exit file tells the rest
+        wrapper_fd = None if wrapper is not None else pidfd_or_none(wrapper_pid)
         state = ProcessState(
             state_dir=state_dir,
-            wrapper_pid=wrapper.pid,
-            wrapper_start_time=proc_start_time(wrapper.pid) or 0,
+            wrapper_pid=wrapper_pid,
+            wrapper_start_time=_start_time_or_zero(wrapper_pid),
             pid=pid,
             pid_start_time=_start_time_or_zero(pid),
             pgid=pid,
@@ -196,10 +184,61 @@ class RawExecDriver:
         if pidfd is not None and not state.pid_start_time:
             os.close(pidfd)  # already a zombie: nothing left to signal
             pidfd = None
-        proc = TaskProcess(cfg.id, cfg.name, state, wrapper, pidfd=pidfd)
+        if wrapper_fd is not None and not state.wrapper_start_time:
+            os.close(wrapper_fd)
+            wrapper_fd = None
+        proc = TaskProcess(cfg.id, cfg.name, state, wrapper, pidfd=pidfd, wrapper_pidfd=wrapper_fd)
         self._tasks.put(cfg.id, proc)
         return TaskHandle(
             task_id=cfg.id, driver=DRIVER_NAME, driver_state=state.to_dict(), task_name=cfg.name
+        )
+
+    def _launch(
+        self, state_dir: str, cwd: str, binary: str, cfg: TaskConfig, announce_w: int
+    ) -> tuple[subprocess.Popen[bytes] | None, int]:
+        """Start the task's executor: forked by the spawner, else (no C compiler, or a request
+        too large for one message) with Popen. Returns its Popen (None if forked) and PID."""
+        out = _open_stream(cfg.stdout_path)
+        try:
+            err = _open_stream(cfg.stderr_path)
+        except BaseException:
+            os.close(out)
+            raise
+        fds = (announce_w, out, err)
+        try:
+            if self._spawner is not None:
+                try:
+                    pid = self._spawner.spawn(state_dir, cwd, binary, cfg.args, cfg.env, fds)
+                    return None, pid
+                except TooLarge:
+                    pass
+            wrapper = self._popen(state_dir, cwd, binary, cfg, fds)
+            return wrapper, wrapper.pid
+        except OSError as exc:
+            raise DriverError(f"failed to launch command with executor: {exc}") from exc
+        finally:
+            os.close(out)
+            os.close(err)
+
+    def _popen(
+        self, state_dir: str, cwd: str, binary: str, cfg: TaskConfig, fds: tuple[int, int, int]
+    ) -> subprocess.Popen[bytes]:
+        """Start the executor (or sh wrapper) as our child, with ``fds`` as its 0, 1 and 2."""
+        if self._executor is not None:
+            argv = [self._executor, EXECUTOR_MARK, state_dir, binary, *cfg.args]
+        else:
+            argv = [
+                "/bin/sh", "-c", WRAPPER_SCRIPT, WRAPPER_NAME,
+                state_dir, self._setsid, *self._signal_reset(), binary, *cfg.args,
+            ]  # fmt: skip
+        return subprocess.Popen(
+            argv,
+            stdin=fds[0],
+            stdout=fds[1],
+            stderr=fds[2],
+            cwd=cwd,
+            env=dict(cfg.env),
+            start_new_session=True,
         )
 
     def _signal_reset(self) -> list[str]:
@@ -212,23 +251,6 @@ class RawExecDriver:
             if signal.getsignal(sig) == signal.SIG_IGN
         ]
         return [self._env, "--default-signal=" + ",".join(ignored)] if ignored else []
-
-    @staticmethod
-    def _wait_pid(wrapper: subprocess.Popen[bytes], announce: int) -> int:
-        """Read the task PID the wrapper announces; EOF first means the task never started."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        data = b""
-        while not data.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not readable(announce, remaining):
-                break
-            chunk = os.read(announce, 64)
-            if not chunk:
-                break
-            data += chunk
-        if data.endswith(b"\n"):
-            return int(data)
-        raise DriverError("failed to launch command with executor: task process did not start")
 
     # -- wait, inspect, signal, stop ---------------------------------------------------------
 
@@ -329,57 +351,26 @@ _SIGKILL = int(signal.SIGKILL)
 _EXIT_WATCHER = ExitWatcher()
 
 
-def wrapper_state_dir(argv: list[bytes]) -> str | None:
-    """The state dir of a task's executor or sh wrapper, from its argv; None for any other
-    process."""
-    if argv[:4] == [b"/bin/sh", b"-c", WRAPPER_SCRIPT.encode(), WRAPPER_NAME.encode()]:
-        return os.fsdecode(argv[4]) if len(argv) > 4 else None
-    if (
-        len(argv) > 2
-        and argv[1] == EXECUTOR_MARK.encode()
-        and os.path.basename(argv[0]).startswith(EXECUTOR_PREFIX.encode())
-    ):
-        return os.fsdecode(argv[2])
-    return None
-
-
-def kill_orphaned_tasks(data_dir: str) -> int:
-    """SIGKILL every raw_exec task (and its executor) whose state lives under ``data_dir``.
-
-    For `-dev` agents and test fixtures: tasks outlive a killed agent by design, so whoever
-    throws a data dir away must end its tasks. Matches executors by their exact argv (marker,
-    or the sh wrapper's script and name) and state dir, and a task only if it is the
-    executor's child. Returns the tasks killed.
-    """
-    root = os.path.realpath(data_dir) + os.sep
-    killed = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        state_dir = wrapper_state_dir(argv)
-        if state_dir is None or not os.path.realpath(state_dir).startswith(root):
-            continue
-        wrapper = int(entry)
-        try:
-            with open(os.path.join(state_dir, PID_FILE)) as f:
-                pid = int(f.read())
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                raw = f.read()
-            if int(raw[raw.rindex(b")") + 2 :].split()[1]) == wrapper:  # ppid: ours, not reused
-                os.killpg(pid, signal.SIGKILL)
-                killed += 1
-        except (OSError, ValueError):
-            pass
-        try:
-            os.kill(wrapper, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return killed
+def _wait_pid(announce: int) -> int:
+    """Read the task PID the wrapper announces: EOF first means the task never started, and
+    "!<errno> <what>" what failed before it could (executor.c; the words of Popen's OSError)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not readable(announce, remaining):
+            break
+        chunk = os.read(announce, 4096)
+        if not chunk:
+            break
+        data += chunk
+    if data.endswith(b"\n"):
+        if not data.startswith(b"!"):
+            return int(data)
+        code, _, what = data[1:-1].partition(b" ")
+        exc = OSError(int(code), os.strerror(int(code)), os.fsdecode(what))
+        raise DriverError(f"failed to launch command with executor: {exc}")
+    raise DriverError("failed to launch command with executor: task process did not start")
 
 
 def _start_time_or_zero(pid: int) -> int:
@@ -387,7 +378,7 @@ def _start_time_or_zero(pid: int) -> int:
     return proc_start_time(pid) or 0
 
 
-def _abort_start(wrapper: subprocess.Popen[bytes], state_dir: str) -> None:
+def _abort_start(wrapper: subprocess.Popen[bytes] | None, wrapper_pid: int, state_dir: str) -> None:
     """A start that failed half-way must not leave a task or wrapper behind."""
     try:
         with open(os.path.join(state_dir, PID_FILE)) as f:
@@ -395,8 +386,23 @@ def _abort_start(wrapper: subprocess.Popen[bytes], state_dir: str) -> None:
         os.killpg(pid, signal.SIGKILL)  # the task is its own group leader
     except (OSError, ValueError):
         pass
-    wrapper.kill()
-    wrapper.wait()
+    if wrapper is not None:
+        wrapper.kill()
+        wrapper.wait()
+        return
+    # Forked by the spawner, not ours to wait for: killed only while its argv still names
+    # this task's state dir (it may have exited by itself, and its PID been reused).
+    fd = pidfd_or_none(wrapper_pid)
+    if fd is None:
+        return
+    try:
+        with open(f"/proc/{wrapper_pid}/cmdline", "rb") as f:
+            if wrapper_state_dir(f.read().split(b"\0")) == state_dir:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _prepare_state_dir(state_dir: str) -> None:

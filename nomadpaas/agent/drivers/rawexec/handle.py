@@ -4,6 +4,8 @@ Process tree of a task (no Python process beside it, so the task outlives the ag
 
     agent ──Popen(start_new_session)──▶ sh wrapper (own session, ~1 MB)
                                           └─ setsid ▶ sh ▶ exec <command>   (own session/pgroup)
+    agent ──request──▶ spawner ──fork──▶ executor (own session; executor.c, spawner.py)
+                                          └─ fork ▶ exec <command>          (own session/pgroup)
 
 The wrapper runs the command in the foreground (so SIGINT/SIGQUIT are not ignored by the task, as
 they would be for an `&` job of a non-interactive shell), records the task PID and, on exit, the
@@ -163,7 +165,8 @@ class ProcessState:
 class TaskProcess:
     """A running (or exited, not yet destroyed) task: wait, signal, kill group, release.
 
-    ``wrapper`` is the Popen when the wrapper is this process's child, None after re-attach.
+    ``wrapper`` is the Popen when the wrapper is this process's child; None after re-attach
+    and for an executor the spawner forked (then a pidfd tells when it exits).
     """
 
     def __init__(
@@ -174,9 +177,12 @@ class TaskProcess:
         wrapper: subprocess.Popen[bytes] | None,
         *,
         pidfd: int | None = None,
+        wrapper_pidfd: int | None = None,
     ) -> None:
         """``pidfd``: the task's, opened by a caller that just started it and read its start
-        time after opening (so it is this task's); otherwise it is opened and checked here."""
+        time after opening (so it is this task's); otherwise it is opened and checked here.
+        ``wrapper_pidfd``: the wrapper's, likewise, when the wrapper is not our child (forked
+        by the spawner); otherwise opened by the first watch()."""
         self.task_id = task_id
         self.name = name
         self.state = state
@@ -187,7 +193,7 @@ class TaskProcess:
         self._pidfd: int | None = (
             pidfd if pidfd is not None else self._open_pidfd(state.pid, state.pid_start_time)
         )
-        self._wrapper_fd: int | None = None  # opened by the first watch()
+        self._wrapper_fd: int | None = wrapper_pidfd
         self._watch: Watch | None = None
         self._watcher: ExitWatcher | None = None
 
@@ -212,6 +218,9 @@ class TaskProcess:
     def wrapper_alive(self) -> bool:
         if self._wrapper is not None:
             return self._wrapper.poll() is None
+        fd = self._wrapper_fd
+        if fd is not None:
+            return not readable(fd, 0)  # a pidfd turns readable when its process exits
         return proc_start_time(self.state.wrapper_pid) == self.state.wrapper_start_time
 
     def poll(self) -> ExitResult | None:
@@ -343,6 +352,10 @@ class TaskProcess:
             except subprocess.TimeoutExpired:
                 pass
             return
+        fd = self._wrapper_fd
+        if fd is not None:
+            readable(fd, max(0.0, deadline - time.monotonic()))
+            return
         while self.wrapper_alive() and time.monotonic() < deadline:
             time.sleep(POLL_INTERVAL_S)
 
@@ -350,6 +363,12 @@ class TaskProcess:
         if self._wrapper is not None:
             self._wrapper.kill()
             self._wrapper.wait()
+            return
+        if self._wrapper_fd is not None:
+            try:
+                signal.pidfd_send_signal(self._wrapper_fd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             return
         try:
             fd = os.pidfd_open(self.state.wrapper_pid)

@@ -1,0 +1,71 @@
+"""Recognise raw_exec executors by their argv and kill a data dir's leftover tasks; no
+Nomad file mirrors this (its executors are plugin processes it tracks by reattach config).
+
+An executor's /proc/<pid>/cmdline is ``<exe> --nomadpaas-rawexec <state dir> <command>
+<args...>``: its own argv, or, for an executor forked by the spawner, the spawner's argv
+area rewritten to say the same (cut to fit, then NUL-filled: trailing empty strings). The sh
+wrapper's is ``/bin/sh -c <script> nomadpaas-rawexec <state dir> ...``. The spawner's own
+argv[1] is another word, so it is never taken for an executor.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from nomadpaas.agent.drivers.rawexec.executor import MARK as EXECUTOR_MARK
+from nomadpaas.agent.drivers.rawexec.executor import NAME_PREFIX as EXECUTOR_PREFIX
+from nomadpaas.agent.drivers.rawexec.handle import PID_FILE, WRAPPER_NAME, WRAPPER_SCRIPT
+
+
+def wrapper_state_dir(argv: list[bytes]) -> str | None:
+    """The state dir of a task's executor or sh wrapper, from its argv (trailing empty
+    strings allowed); None for any other process, the spawner included."""
+    if argv[:4] == [b"/bin/sh", b"-c", WRAPPER_SCRIPT.encode(), WRAPPER_NAME.encode()]:
+        return os.fsdecode(argv[4]) if len(argv) > 4 else None
+    if (
+        len(argv) > 2
+        and argv[1] == EXECUTOR_MARK.encode()
+        and os.path.basename(argv[0]).startswith(EXECUTOR_PREFIX.encode())
+    ):
+        return os.fsdecode(argv[2])
+    return None
+
+
+def kill_orphaned_tasks(data_dir: str) -> int:
+    """SIGKILL every raw_exec task (and its executor) whose state lives under ``data_dir``.
+
+    For `-dev` agents and test fixtures: tasks outlive a killed agent by design, so whoever
+    throws a data dir away must end its tasks. Matches executors by their exact argv (marker,
+    or the sh wrapper's script and name) and state dir, and a task only if it is the
+    executor's child. Returns the tasks killed.
+    """
+    root = os.path.realpath(data_dir) + os.sep
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        state_dir = wrapper_state_dir(argv)
+        if state_dir is None or not os.path.realpath(state_dir).startswith(root):
+            continue
+        wrapper = int(entry)
+        try:
+            with open(os.path.join(state_dir, PID_FILE)) as f:
+                pid = int(f.read())
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                raw = f.read()
+            if int(raw[raw.rindex(b")") + 2 :].split()[1]) == wrapper:  # ppid: ours, not reused
+                os.killpg(pid, signal.SIGKILL)
+                killed += 1
+        except (OSError, ValueError):
+            pass
+        try:
+            os.kill(wrapper, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return killed
