@@ -360,7 +360,8 @@ def test_extra_runner_hooks_see_every_phase_and_report_health(env: Any) -> None:
     assert runner.wait_done(30)
     wait_for(lambda: "postrun" in hooks[0].calls, what="postrun")
     calls = hooks[0].calls
-    assert calls[0] == "states:pending" and "prerun" in calls and "states:running" in calls
+    # Prerun first: the alloc runner pushes the tasks' `Received` with its set-up.
+    assert calls[0] == "prerun" and "states:pending" in calls and "states:running" in calls
     assert calls.index("update:stop") < calls.index("prekill") < calls.index("postrun")
     assert calls[-1] == "postrun"
 

@@ -86,7 +86,8 @@ class AllocRunner(SteppedAllocRunner):
                 # Deferred: the task's first durable write (its state, its handle) carries it.
                 self._persist_alloc(durable=False)
                 for tr in self.tasks.values():
-                    tr.emit(new_task_event(TASK_RECEIVED, now_ns=time.time_ns()))
+                    # Pushed below with the set-up; persisted with the task's next write.
+                    tr.record(new_task_event(TASK_RECEIVED, now_ns=time.time_ns()))
             for hook in self._prerun_hooks:
                 hook.prerun(self.alloc, self.alloc_dir)
             self._push_update()

@@ -142,6 +142,13 @@ class TaskRunnerBase:
     def emit(self, event: dict[str, Any]) -> None:
         self._update(None, event)
 
+    def record(self, event: dict[str, Any]) -> None:
+        """Append `event` without persisting it or telling the alloc runner: for the
+        alloc runner's own `Received`, which it pushes itself right after (the next
+        write of this task's state carries it to the client state DB)."""
+        with self._lock:
+            apply_task_update(self._state, None, event, time.time_ns())
+
     def _update(
         self, state: str | None, event: dict[str, Any] | None, *, done: bool = False
     ) -> None:
