@@ -21,6 +21,7 @@ from nomadpaas.agent.drivers.rawexec.driver import (
     lookup_bin,
     parse_signal,
 )
+from nomadpaas.agent.drivers.rawexec.handle import proc_start_time
 
 SERVE = "import http.server,sys;http.server.test(http.server.SimpleHTTPRequestHandler,port=int(sys.argv[1]),bind='127.0.0.1')"  # noqa: E501
 
@@ -150,6 +151,15 @@ def test_wait_task_times_out_while_running_and_signal_task_delivers(harness: Har
     result = harness.driver.wait_task("sleeper", 20)
     assert result is not None and result.exit_code == 5
     harness.wait_log("sleeper", "got-usr1")
+
+
+def test_the_handle_records_the_start_times_proc_shows(harness: Harness) -> None:
+    # The native executor announces both start times (read by the processes themselves);
+    # they must be the ones /proc shows, or every later PID-reuse check would fail.
+    handle = harness.start("times", "sleep", "30")
+    state = handle.driver_state
+    assert state["PIDStartTime"] == proc_start_time(state["PID"]) != 0
+    assert state["WrapperStartTime"] == proc_start_time(state["WrapperPID"]) != 0
 
 
 def test_cwd_is_task_dir_and_env_is_passed(harness: Harness) -> None:

@@ -162,22 +162,24 @@ class RawExecDriver:
             os.close(announce_w)
         started_at = time.time_ns()
         try:
-            pid = _wait_pid(announce_r)
+            pid, pid_start, wrapper_start = _wait_pid(announce_r)
         except BaseException:
             _abort_start(wrapper, wrapper_pid, state_dir)
             raise
         finally:
             os.close(announce_r)
-        # The pidfds first: they pin the processes, so the start times read next are theirs.
-        # A forked executor waits for its release, so it is alive now unless killed.
+        # The pidfds first: they pin the processes, so start times read next are theirs.
+        # A forked executor waits for its release, so it is alive now unless killed. The
+        # native executor announces both start times, read by the processes themselves
+        # (no /proc reads here); the sh wrapper announces the PID alone.
         pidfd = pidfd_or_none(pid)  # None: reaped already, the exit file tells the rest
         wrapper_fd = None if wrapper is not None else pidfd_or_none(wrapper_pid)
         state = ProcessState(
             state_dir=state_dir,
             wrapper_pid=wrapper_pid,
-            wrapper_start_time=_start_time_or_zero(wrapper_pid),
+            wrapper_start_time=wrapper_start or _start_time_or_zero(wrapper_pid),
             pid=pid,
-            pid_start_time=_start_time_or_zero(pid),
+            pid_start_time=pid_start or _start_time_or_zero(pid),
             pgid=pid,
             started_at_ns=started_at,
         )
@@ -351,9 +353,11 @@ _SIGKILL = int(signal.SIGKILL)
 _EXIT_WATCHER = ExitWatcher()
 
 
-def _wait_pid(announce: int) -> int:
-    """Read the task PID the wrapper announces: EOF first means the task never started, and
-    "!<errno> <what>" what failed before it could (executor.c; the words of Popen's OSError)."""
+def _wait_pid(announce: int) -> tuple[int, int, int]:
+    """Read what the wrapper announces: the task PID, then (native executor) the task's and
+    the executor's start times, 0 when not announced. EOF first means the task never
+    started, and "!<errno> <what>" what failed before it could (executor.c; the words of
+    Popen's OSError)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     data = b""
     while not data.endswith(b"\n"):
@@ -366,7 +370,9 @@ def _wait_pid(announce: int) -> int:
         data += chunk
     if data.endswith(b"\n"):
         if not data.startswith(b"!"):
-            return int(data)
+            fields = [int(field) for field in data.split()]
+            pid, pid_start, wrapper_start = [*fields, 0, 0][:3]
+            return pid, pid_start, wrapper_start
         code, _, what = data[1:-1].partition(b" ")
         exc = OSError(int(code), os.strerror(int(code)), os.fsdecode(what))
         raise DriverError(f"failed to launch command with executor: {exc}")

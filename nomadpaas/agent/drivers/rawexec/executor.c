@@ -4,7 +4,8 @@
  * the driver waits, signals, re-attaches and releases the same way for both:
  *
  *   argv: <self> --nomadpaas-rawexec <state dir> <command> [args...]
- *   fd 0: the write end of the pipe on which the task's PID is announced ("<pid>\n")
+ *   fd 0: the write end of the pipe on which the task is announced
+ *         ("<pid> <its start time> <our start time>\n", start times as in /proc/<pid>/stat)
  *   fd 1, 2: the task's stdout and stderr (logmon's FIFOs), held open until released
  *
  * The child makes its own session (so its PID is its PGID and SID), restores default
@@ -98,16 +99,39 @@ static void default_signals(void) {
   sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-/* The task: own session, write task.pid, announce, exec. envp NULL: our own environment. */
-static void run_task(const char *state, char **command, char **envp) {
+/* Field 22 of /proc/self/stat (start time in clock ticks); 0 when unreadable. */
+static long long self_start_time(void) {
+  char buf[1024];
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
+  if (p == NULL || p[1] == '\0') return 0;
+  p += 2; /* field 3 */
+  for (int field = 3; field < 22; field++) {
+    p = strchr(p, ' ');
+    if (p == NULL) return 0;
+    p++;
+  }
+  return strtoll(p, NULL, 10);
+}
+
+/* The task: own session, write task.pid, announce, exec. envp NULL: our own environment.
+ * The announcement is "<pid> <start time> <executor's start time>\n": the driver records
+ * both start times (PID reuse checks) without reading /proc itself. */
+static void run_task(const char *state, char **command, char **envp, long long executor_start) {
   char path[4096];
   setsid();
   default_signals();
   pid_t self = getpid();
   if (!path_in(path, sizeof path, state, "task.pid")) fail(ENAMETOOLONG, state);
   if (write_line(path, self, 0) < 0) fail(errno, path);
-  char buf[32];
-  int n = snprintf(buf, sizeof buf, "%ld\n", (long)self);
+  char buf[80];
+  int n = snprintf(buf, sizeof buf, "%ld %lld %lld\n", (long)self, self_start_time(),
+                   executor_start);
   if (write(0, buf, (size_t)n) != n) _exit(127);
   stdin_to_devnull();
   if (envp != NULL) environ = envp; /* execvp searches the task's $PATH, as execvpe does */
@@ -123,9 +147,10 @@ static void run_task(const char *state, char **command, char **envp) {
 
 /* Start the task, wait for it, record its status, wait to be released. */
 static int supervise(const char *state, char **command, char **envp) {
+  long long executor_start = self_start_time();
   pid_t pid = fork();
   if (pid < 0) fail(errno, "fork");
-  if (pid == 0) run_task(state, command, envp);
+  if (pid == 0) run_task(state, command, envp, executor_start);
   stdin_to_devnull(); /* the announcement is the child's: never hold the pipe open */
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
