@@ -177,23 +177,28 @@ class LogMon:
     # -- setup ---------------------------------------------------------------------------------
 
     def _open_stream(self, key: str, fifo: str, cfg: LogmonConfig, base: str) -> _Stream:
+        # A new FIFO is this task's first logmon in this alloc dir (the FIFOs go only with
+        # the dir): its pipe has the default size and there are no log files to find.
+        fresh = True
         try:
             os.mkfifo(fifo, 0o600)
         except FileExistsError:
             if not stat.S_ISFIFO(os.lstat(fifo).st_mode):
                 raise LogMonError(f"{fifo} exists and is not a FIFO") from None
+            fresh = False
         fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-        self._grow_pipe(fd)
+        self._grow_pipe(fd, fresh)
         try:
-            rotator = FileRotator(cfg.log_dir, base, cfg.max_files, cfg.max_file_size_bytes)
+            rotator = FileRotator(
+                cfg.log_dir, base, cfg.max_files, cfg.max_file_size_bytes, fresh=fresh
+            )
         except OSError as exc:
             os.close(fd)
             raise LogMonError(f"failed to open log file for {base}: {exc}") from exc
         return _Stream(key, fd, rotator)
 
-    def _grow_pipe(self, fd: int) -> None:
-        current = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
-        if current >= self._pipe_size:
+    def _grow_pipe(self, fd: int, fresh: bool) -> None:
+        if not fresh and fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) >= self._pipe_size:
             return  # a live pipe from before an agent restart
         if self._pipe_budget is not None:
             if self._pipe_budget < self._pipe_size:

@@ -25,7 +25,16 @@ FILE_PERMS = 0o644
 
 
 class FileRotator:
-    def __init__(self, log_dir: str, base_name: str, max_files: int, file_size_bytes: int) -> None:
+    def __init__(
+        self,
+        log_dir: str,
+        base_name: str,
+        max_files: int,
+        file_size_bytes: int,
+        *,
+        fresh: bool = False,
+    ) -> None:
+        """``fresh``: the caller knows no file of this stream exists yet (nothing to list)."""
         if max_files < 1 or file_size_bytes < 1:
             raise ValueError("max_files and file_size_bytes must be positive")
         self.log_dir = log_dir
@@ -34,7 +43,7 @@ class FileRotator:
         self.file_size_bytes = file_size_bytes
         self._pattern = re.compile(re.escape(base_name) + r"\.(\d+)")
         self._pending = bytearray()
-        existing = self._indexes()
+        existing = [] if fresh else self._indexes()
         self._index = existing[-1] if existing else 0
         self._fd = self._open(self._index)
         self._size = os.fstat(self._fd).st_size
