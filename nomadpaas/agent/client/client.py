@@ -365,16 +365,23 @@ class Client:
 
     def _sync_loop(self) -> None:
         last_write_s = 0.0
+        last_end = 0.0
         while not self._stop.is_set():
             if self._sync_wake.wait(self.config.sync_interval_s):
+                # At most one urgent sync per window, counted from the end of the last
+                # one: an update after a quiet spell goes at once, one in a burst waits
+                # only for the rest of the window (not a whole window after it came).
                 coalesce_s = max(URGENT_COALESCE_S, URGENT_COALESCE_COST_FACTOR * last_write_s)
-                self._stop.wait(min(coalesce_s, self.config.sync_interval_s))
+                wait_s = last_end + min(coalesce_s, self.config.sync_interval_s) - time.monotonic()
+                if wait_s > 0:
+                    self._stop.wait(wait_s)
             self._sync_wake.clear()
             started = time.monotonic()
             if not self._flush():
                 self._stop.wait(RETRY_BACKOFF_S)
                 continue
-            last_write_s = time.monotonic() - started
+            last_end = time.monotonic()
+            last_write_s = last_end - started
 
     def _flush(self) -> bool:
         """Send pending updates; on failure keep them (unless newer ones arrived)."""
