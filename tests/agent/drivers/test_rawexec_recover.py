@@ -18,6 +18,7 @@ from nomadpaas.agent.client.logmon.logmon import LogMon, LogmonConfig
 from nomadpaas.agent.drivers.base import RecoverError, TaskConfig, TaskHandle
 from nomadpaas.agent.drivers.rawexec.driver import RawExecDriver
 from nomadpaas.agent.drivers.rawexec.handle import proc_start_time
+from nomadpaas.agent.drivers.rawexec.orphans import process_argvs
 
 SIM = str(Path(__file__).with_name("agent_sim.py"))
 ALLOC_ID = "5e1f0000-0000-0000-0000-00000000a11c"
@@ -48,18 +49,11 @@ def _task_processes(marker: str) -> list[int]:
 
     The marker is the task's exit-file path, unique to this test's tmp dir, so a concurrent run
     of this test elsewhere on the machine is not counted."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv[0] == PY.encode() and marker.encode() in argv and proc_start_time(int(entry)):
-            found.append(int(entry))
-    return found
+    return [
+        pid
+        for pid, argv in process_argvs()
+        if argv[0] == PY.encode() and marker.encode() in argv and proc_start_time(pid)
+    ]
 
 
 def _kill_leftovers(handles: list[TaskHandle]) -> None:

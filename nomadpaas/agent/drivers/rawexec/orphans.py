@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 
 from nomadpaas.agent.drivers.rawexec.executor import MARK as EXECUTOR_MARK
 from nomadpaas.agent.drivers.rawexec.executor import NAME_PREFIX as EXECUTOR_PREFIX
@@ -32,6 +33,19 @@ def wrapper_state_dir(argv: list[bytes]) -> str | None:
     return None
 
 
+def process_argvs() -> Iterator[tuple[int, list[bytes]]]:
+    """(PID, argv split at NULs) of every process whose /proc cmdline is readable now."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        yield int(entry), argv
+
+
 def kill_orphaned_tasks(data_dir: str) -> int:
     """SIGKILL every raw_exec task (and its executor) whose state lives under ``data_dir``.
 
@@ -42,18 +56,10 @@ def kill_orphaned_tasks(data_dir: str) -> int:
     """
     root = os.path.realpath(data_dir) + os.sep
     killed = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
+    for wrapper, argv in process_argvs():
         state_dir = wrapper_state_dir(argv)
         if state_dir is None or not os.path.realpath(state_dir).startswith(root):
             continue
-        wrapper = int(entry)
         try:
             with open(os.path.join(state_dir, PID_FILE)) as f:
                 pid = int(f.read())
