@@ -90,7 +90,7 @@ class AllocRunner(SteppedAllocRunner):
                     tr.record(new_task_event(TASK_RECEIVED, now_ns=time.time_ns()))
             for hook in self._prerun_hooks:
                 hook.prerun(self.alloc, self.alloc_dir)
-            self._push_update()
+            self._publish_task_states()  # with the tasks' `Received` (pending)
             for tr in others:
                 tr.start_claimed()
             with self._cond:

@@ -161,10 +161,14 @@ class AllocRunnerBase:
     def _task_state_updated(self, name: str) -> None:
         """Every task state change: push the update now, tell the task-state hooks, then
         let the coordinator act."""
+        self._publish_task_states()
+        self._kick()
+
+    def _publish_task_states(self) -> None:
+        """Push the task states to the server and tell the task-state hooks."""
         states = self._push_update()
         for hook in self._task_state_hooks:
             hook.task_states_updated(self.alloc, states)
-        self._kick()
 
     def _push_update(self) -> dict[str, Any]:
         """Send ClientStatus/TaskStates (and any DeploymentStatus); returns the states."""

@@ -41,6 +41,10 @@ class TaskPrestartRequest:
     env: Mapping[str, str]  # the complete task environment (taskenv.build_task_env)
     emit: EmitEvent
     restoring: bool = False  # re-attaching to a task that outlived the agent: no side effects
+    # Appends an event that the task's next state update carries, without an update of its
+    # own: for an event a quick step follows at once (the task dir's `Task Setup`). None:
+    # use `emit`.
+    record: EmitEvent | None = None
 
 
 @dataclass

@@ -21,7 +21,9 @@ class TaskDirHook:
 
     def prestart(self, req: TaskPrestartRequest) -> TaskPrestartResponse:
         if not req.restoring:
-            req.emit(
+            # Recorded, not pushed on its own: the next event of this start (the next hook's,
+            # a failure's, `Started`) follows within the same step and carries it.
+            (req.record or req.emit)(
                 new_task_event(TASK_SETUP, now_ns=time.time_ns(), Message=MSG_BUILDING_TASK_DIR)
             )
         try:

@@ -143,9 +143,9 @@ class TaskRunnerBase:
         self._update(None, event)
 
     def record(self, event: dict[str, Any]) -> None:
-        """Append `event` without persisting it or telling the alloc runner: for the
-        alloc runner's own `Received`, which it pushes itself right after (the next
-        write of this task's state carries it to the client state DB)."""
+        """Append `event` without persisting it or telling the alloc runner: for events
+        an update follows at once (the alloc runner's `Received`, pushed with its set-up;
+        the task dir's `Task Setup`); the next write of this task's state carries it."""
         with self._lock:
             apply_task_update(self._state, None, event, time.time_ns())
 

@@ -35,6 +35,7 @@ class HookPhases(SteppedRunner):
             req = TaskPrestartRequest(
                 alloc=self.cfg.alloc, task=self.cfg.task, alloc_dir=self.cfg.alloc_dir,
                 task_dir=self.task_dir, env=env, emit=self.emit, restoring=restoring,
+                record=self.record,
             )  # fmt: skip
             try:
                 resp = hook.prestart(req)
