@@ -129,7 +129,7 @@ TASK_PHASES = (
     "fetch_config", "fetch_source", "fetch_cache", "restore_cache", "stage_source", "detect",
     "compile", "release", "pack_slug", "upload_slug",
 )  # fmt: skip
-#: After the record is stored (the push's result) the task saves the cache and makes the
+#: After the result is out (the push's result line) the task saves the cache and makes the
 #: next warm build's spare clone of it (localcache.py): off the path.
 AFTER_RESULT_PHASES = ("pack_cache", "upload_cache", "spare_cache")
 
@@ -171,11 +171,12 @@ class PhaseClock:
             for name in TASK_PHASES:  # a phase that did not run took 0 s (a cold cache)
                 out[f"  task: {name}"] = float(timings.get(name, 0.0))
             accounted = sum(float(timings.get(n, 0.0)) for n in TASK_PHASES)
-            out["  task: store the record (the result)"] = finished - started - accounted
+            # Setup and hand-offs between the phases (the result is timed at `finished_at`).
+            out["  task: between the phases"] = finished - started - accounted
             for name in AFTER_RESULT_PHASES:
                 out[f"    (then, off the push's path: {name})"] = float(timings.get(name, 0.0))
             done = self.at.get("finished", end)
-            out["record stored -> build done (notice, read, promote)"] = done - finished
+            out["task's result -> build done (notice, promote)"] = done - finished
             out["release"] = end - done
         return out
 

@@ -44,7 +44,9 @@ DETECTION_ORDER = ("function", "nodejs", "python", "static", "procfile")
 DETECT_TIMEOUT_S = 30.0
 #: Seconds the first unanswered detect may take before the next one is started anyway.
 SPECULATE_AFTER_S = 0.005
-_URL_NAME_RE = re.compile(r"(?:heroku-buildpack-|buildpack-)?([A-Za-z0-9_.-]+?)(?:\.git)?$")
+#: A buildpack URL's last path component → its name. Compiled when first used (`re`
+#: keeps it): only an explicit choice needs it, and compiling costs ~0.3 ms of the task's start.
+_URL_NAME_PATTERN = r"(?:heroku-buildpack-|buildpack-)?([A-Za-z0-9_.-]+?)(?:\.git)?$"
 
 
 class Buildpack(Frozen):
@@ -70,7 +72,7 @@ def resolve(spec: str, buildpacks_dir: str | os.PathLike[str]) -> Buildpack:
     """Map a buildpack name or URL to a directory under `buildpacks_dir`."""
     cleaned = spec.strip().split("#", 1)[0].rstrip("/")
     last = cleaned.rsplit("/", 1)[-1]
-    match = _URL_NAME_RE.fullmatch(last)
+    match = re.fullmatch(_URL_NAME_PATTERN, last)
     name = match.group(1) if match else last
     candidate = os.path.join(buildpacks_dir, name)
     if name and "/" not in name and name not in (".", "..") and os.path.isdir(candidate + "/bin"):

@@ -19,6 +19,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 
 from nomadpaas.slugbuilder.buildenv import buildpack_env, write_env_dir
 from nomadpaas.slugbuilder.buildlog import Log, warn
@@ -49,14 +50,20 @@ __all__ = [
 
 
 def build_slug(
-    request: BuildRequest, log: Log | None = None, timings: Timings | None = None
+    request: BuildRequest,
+    log: Log | None = None,
+    timings: Timings | None = None,
+    *,
+    meanwhile: Callable[[], object] | None = None,
 ) -> BuildResult:
     """Run the whole pipeline; raise BuildFailed (or CompileFailed) saying why.
 
     The output dir gets `slug.tar.gz` (entries under ``./app/``; run it with
     ``app/.nomadpaas/start <type>`` from any directory) and `slug.json` (SlugMetadata).
     `timings` receives the seconds of each phase (stage_source, detect, compile,
-    release, pack_slug).
+    release, pack_slug). `meanwhile`: the caller's work, run once on this thread while
+    the first `bin/detect` runs; it has always run before any buildpack compiles (a
+    build that fails sooner may end without it).
     """
     emit: Log = log or (lambda _line: None)
     timer = timings or Timings()
@@ -90,7 +97,7 @@ def build_slug(
         env = buildpack_env(request, home)
         with timer.phase("detect"):
             selected, description = select_buildpacks(
-                build_dir, request, copies, env, emit, preparing
+                build_dir, request, copies, env, emit, preparing, meanwhile
             )
     finally:
         preparing.wait()  # never leave it writing into the work dir (e.g. after a BuildFailed)

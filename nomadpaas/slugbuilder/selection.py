@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from nomadpaas.errors import BuildFailed
 from nomadpaas.slugbuilder.bpcopy import copy_buildpacks, snapshot_root
@@ -69,12 +69,14 @@ def select_buildpacks(
     env: Mapping[str, str],
     emit: Log,
     preparing: Prepare,
+    meanwhile: Callable[[], object] | None = None,
 ) -> tuple[list[Buildpack], str]:
     """Choose the buildpacks (detection reads `request.buildpacks_dir` as it is: detect
     only reads, by contract), then wait for their copy at `copies` (`preparing`), where
     they run: compile writes `export` files next to bin/, and the installed ones stay
     clean. The selected buildpacks are returned as their copies, with the description
-    of the app (what the last one's detect printed)."""
+    of the app (what the last one's detect printed). `meanwhile` runs once, while
+    the (first) detect runs (`detect_first`), or before it for an explicit choice."""
     original = request.buildpacks_dir
     explicit = explicit_selection(build_dir, request.config, original)
     if explicit is not None:
@@ -82,6 +84,8 @@ def select_buildpacks(
         names = ", ".join(b.name for b in chosen)
         emit(f"-----> Using buildpack(s) from {origin}: {names}")
         last = chosen[-1]
+        if meanwhile is not None:
+            meanwhile()
         description = detect(last, build_dir, env) or last.name
         preparing.join()
         return [Buildpack(b.name, os.path.join(copies, b.name)) for b in chosen], description
@@ -89,7 +93,7 @@ def select_buildpacks(
         Buildpack(name=name, path=os.path.join(original, name)) for name in DETECTION_ORDER
     ]
     runnable = [c for c in candidates if os.path.isfile(c.script("detect"))]
-    found = detect_first(runnable, build_dir, env)
+    found = detect_first(runnable, build_dir, env, meanwhile)
     preparing.join()
     if found is not None:
         emit(f"-----> {found[1]} app detected")

@@ -266,7 +266,13 @@ def _build(
     else:
         cache_dir = slot.tree
         tag = _restore_slot(task, transfer, work_dir, slot, emit, timer)
-    before = _fingerprint(cache_dir) if tag is not None else None
+    # The restored cache as the buildpacks find it, taken while the first detect runs
+    # (`build_slug(meanwhile=)`: always before any compile, which alone may change it).
+    taken: list[frozenset[tuple[str, int, int, int, str]]] = []
+
+    def fingerprint_before() -> None:
+        if tag is not None:
+            taken.append(_fingerprint(cache_dir))
 
     request = BuildRequest(
         source=source,
@@ -280,16 +286,19 @@ def _build(
         build_id=task.build_id,
     )
     try:
-        result = build_slug(request, log=emit, timings=timer)
+        result = build_slug(request, log=emit, timings=timer, meanwhile=fingerprint_before)
     except BaseException:
         # Heroku's rule: a failed build leaves the cache as it was. S3 is not written; the
         # slot keeps its tag only when the tree is untouched, else the next build ignores it.
-        # Its spare may be half used: never trusted again.
+        # Its spare may be half used: never trusted again. (No fingerprint taken: the build
+        # failed before any compile, so the tree is as restored.)
         if slot is not None:
             slot.drop_spare()
-            if tag is not None and tag.etag and before is not None:
-                _record_if_untouched(slot, tag, cache_dir, before)
+            if tag is not None and tag.etag:
+                restored = taken[0] if taken else _fingerprint(cache_dir)
+                _record_if_untouched(slot, tag, cache_dir, restored)
         raise
+    before = taken[0] if taken else None
     emit(UPLOADING_LINE)
     with timer.phase("upload_slug"):
         transfer.store(result.slug_path, task.slug_url)

@@ -198,13 +198,23 @@ def test_a_failed_build_cannot_poison_the_next_one(tmp_path: Path, buildpacks: P
     assert any(line.startswith("       build number 2 ") for line in lines)
 
 
+@pytest.mark.parametrize(
+    ("buildpack", "fail", "error"),
+    [
+        # A compile that fails without touching the cache.
+        ("reader", True, None),
+        # It fails choosing its buildpack, before the tree's fingerprint is taken (while
+        # the first detect runs): the tree is as restored.
+        ("no-such-buildpack", False, "Unknown buildpack"),
+    ],
+)
 def test_a_failed_build_that_left_the_cache_alone_keeps_the_node_s_copy(
-    tmp_path: Path, buildpacks: Path
+    tmp_path: Path, buildpacks: Path, buildpack: str, fail: bool, error: str | None
 ) -> None:
     node = Node(tmp_path, buildpacks)
     node.build("counter")
-    with pytest.raises(BuildFailed):
-        node.build("reader", fail=True)
+    with pytest.raises(BuildFailed, match=error):
+        node.build(buildpack, fail=fail)
     lines, _ = node.build("reader")
     assert _said(lines, "this node's copy is current")
     assert any(line.startswith("       cache says 1") for line in lines)

@@ -51,3 +51,20 @@ def test_bad_config_json_is_a_usage_error(tmp_path: Path) -> None:
         "--output-dir", str(tmp_path / "o"), "--config-json", str(bad),
     )  # fmt: skip
     assert done.returncode == 2 and "JSON object" in done.stdout
+
+
+def test_the_task_entry_collects_garbage_again_once_it_has_started() -> None:
+    # `task` turns the collector off while it imports the pipeline (its start's speed),
+    # never for the build itself (a 15-minute build must not hoard cycles); what it
+    # loaded is frozen out of later collections.
+    code = (
+        "import gc; from nomadpaas.slugbuilder.__main__ import main; "
+        "code = main(['task']); print(gc.isenabled(), gc.get_freeze_count() > 0, code)"
+    )
+    env = {"PATH": "/usr/bin:/bin"}  # no NOMAD_META_*: it stops after the imports
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+        check=False,
+    )  # fmt: skip
+    assert done.stdout.splitlines()[-1] == "True True 2", done.stdout + done.stderr
+    assert "Missing dispatch meta" in done.stdout
