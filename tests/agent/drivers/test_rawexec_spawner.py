@@ -239,7 +239,12 @@ def test_tasks_outlive_the_spawner_and_get_default_signals(tmp_path: Path) -> No
         assert proc_start_time(int(state["PID"])) == state["PIDStartTime"]
         sigign = Path(state["StateDir"]).parent / "sigign"
         wait_for(lambda: sigign.exists() and sigign.read_text().endswith("\n"), timeout_s=10)
-        assert sigign.read_text().split() == ["SigIgn:", "0000000000000000"]
+        label, mask = sigign.read_text().split()
+        # Signals 32 and 33 are glibc's own (thread cancel, setxid): its sigaction() refuses
+        # to change them, so they keep what the agent's starter gave (a CI runner may
+        # ignore 32); every other signal, SIGINT first, must be at its default.
+        glibc_own = (1 << 31) | (1 << 32)
+        assert label == "SigIgn:" and int(mask, 16) & ~glibc_own == 0
     finally:
         if sim.poll() is None:
             sim.kill()
