@@ -6,8 +6,7 @@ DESIGN.md §4 (push, up to "read the build record")::
       → register `nomadpaas-build` if missing or different → dispatch with presigned URLs
       (+ ?idempotency_token; a source of at most 16 KiB also as the Payload, its upload
       then overlapping the dispatch) → find the child's allocation → stream its stdout live
-      → the task prints its DONE line (after its result line, or once its record is
-        stored; or the allocation ends)
+      → the task prints that its record is stored (or the allocation ends)
       → a succeeded build's result from the task's result line (authenticated by the
         meta's random `result_token`), else read builds/<app>/<id>.json
       → Build (the slug promoted), or BuildFailed (3)
@@ -29,15 +28,13 @@ payload, `upload`/`uploaded` or `source-exists` come after `dispatched` instead 
 upload starts once the dispatch is sent), from the worker as it goes: among
 `allocated` and the first `log` lines, always before `finished`.
 
-The task reports its result as soon as the slug is up and saves the build cache after
-that, so a push does not wait for the cache; the record (or the result line standing
-for it), not the allocation's status, says whether the build succeeded.
+The task stores its record as soon as the slug is up and saves the build cache after
+that, so a push does not wait for the cache; the record, not the allocation's status,
+says whether the build succeeded.
 
 The result line (buildwatch.ResultLine) saves reading the record back and looking at
 the staging slug: the slug's MD5 on it is the condition of the promoting copy. Without
-it (an older build task) the record is read. With it the task prints its DONE line
-right away and stores its record meanwhile (and again once the cache is saved): after the
-slug's upload, the push waits for no write of the task's. Requests that do not depend on each other
+it (an older build task) the record is read. Requests that do not depend on each other
 overlap: the build job is read while the source uploads (with a payload: while the
 worker signs the URLs and stages the config); the staging slug is looked at while the
 record is read; inside `deferred_cleanup()` (push uses it) the staging slug's delete
@@ -120,8 +117,7 @@ DEFAULT_TIMEOUT_S = 30 * 60.0
 #: slugbuilder/dispatched.py DONE_LINES["succeeded"]).
 SUCCEEDED_LINE = "-----> Build succeeded"
 #: What the build task prints right after storing its record (the task's
-#: slugbuilder/dispatched.py DONE_LINES): the record can be read then. (After a result
-#: line, it comes right after that line instead: the record is stored later.)
+#: slugbuilder/dispatched.py DONE_LINES): the record can be read then.
 RECORD_STORED_LINES = frozenset({SUCCEEDED_LINE, "-----> Build failed"})
 
 

@@ -1,7 +1,7 @@
 """Watch a dispatched build: find its allocation, stream its stdout live, until it ends.
 
 Once the task has started, the watcher follows its stdout (`follow=true`): each line
-arrives as the agent writes it, so the task's DONE line is seen within
+arrives as the agent writes it, so the task's "record stored" line is seen within
 milliseconds. Nomad's followed log never ends by itself, even after the allocation stops
 (issue #4663), but it sends a heartbeat frame every second: at each heartbeat the watcher
 looks at the allocation, so a task that dies without printing its last line is noticed
@@ -55,12 +55,10 @@ class ResultLine:
     """Takes the build task's result line, `RESULT_PREFIX<token> <JSON>`, for `token`.
 
     The task prints it, with the token the platform put in the dispatch meta, once a
-    succeeded build's slug is stored, just before its DONE line: it holds what the
-    platform needs of the build record (no log tail), so the record need not be read
-    back (nor waited for: the task stores it meanwhile, and again once the cache is
-    saved). A buildpack may print anything, but never sees the token: a line with another
-    token or none, or whose JSON is not a succeeded build's result, is ordinary output
-    (not taken).
+    succeeded build's record is stored: it holds what the platform needs of that record
+    (no log tail), so the record need not be read back. A buildpack may print anything,
+    but never sees the token: a line with another token or none, or whose JSON is not a
+    succeeded build's result, is ordinary output (not taken).
     """
 
     def __init__(self, token: str) -> None:

@@ -27,13 +27,8 @@ The build log goes to stdout line by line (the platform follows it live). Whatev
 happens, a build record is written to `metadata_url`: status, timings (start and end
 to the millisecond, `duration_s`, and `timings`: seconds per phase, `startup` being the
 process's age when the build began: interpreter start and imports), the failing step,
-the error, the last lines of the log and, on success, the slug metadata. A failed build
-stores it before its DONE line; a succeeded one before its DONE line too, unless the
-meta has a `result_token`: its result line stands for the record then, the record is
-stored on a thread right after DONE (the push waits for none of it) and again, with the
-final timings, once the cache is saved (a store that fails then is a warning: the slug
-is built and the platform has its result). Exit codes: 0 built, 3 build failed, 2 the
-meta is incomplete.
+the error, the last lines of the log and, on success, the slug metadata. Exit codes:
+0 built, 3 build failed, 2 the meta is incomplete.
 """
 
 from __future__ import annotations
@@ -42,7 +37,6 @@ import contextlib
 import json
 import os
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -77,9 +71,7 @@ TAIL_LINES = 30
 STEP_PREFIX = "-----> "
 #: Printed right after the build record is stored: the platform reads the record when it
 #: sees one of these (nomadpaas/build.py holds the same lines), without waiting for the
-#: task to exit (the cache is saved after a success). A succeeded build whose meta has a
-#: `result_token` prints its result line instead, and DONE right after it: the record is
-#: stored once, when the cache is saved (the platform has all it needs of it by then).
+#: task to exit (the cache is saved after a success).
 DONE_LINES = {"succeeded": "-----> Build succeeded", "failed": "-----> Build failed"}
 #: A succeeded build's result line, printed just before its DONE line when the meta has a
 #: `result_token`: `<prefix><token> <compact JSON>` holding what the platform needs of the
@@ -190,29 +182,13 @@ def run(
     }
     work_dir = os.fspath(work_dir)
     record_file = os.path.join(work_dir, "build-record.json")
-    stored: list[bool] = []  # the record was stored once
-    early: list[threading.Thread] = []  # a succeeded build's first store, in the background
 
-    def store_record(path: str = record_file) -> None:
+    def store_record() -> None:
         """Write the record as it stands (raises OSError when it cannot be stored)."""
         record.update(log_tail=list(log.tail), timings=timings.to_dict())
-        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-        _store_text(text, path, transfer, meta["metadata_url"])
-        stored.append(True)
-
-    def store_in_background() -> None:
-        """Store the record as it stands now, on a thread (a failure is left to the final
-        store): the platform has the result line and waits for none of it."""
-        record.update(log_tail=list(log.tail), timings=timings.to_dict())
-        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-
-        def store() -> None:
-            with contextlib.suppress(OSError):
-                _store_text(text, record_file + ".early", transfer, meta["metadata_url"])
-                stored.append(True)
-
-        early.append(threading.Thread(target=store, name="record-store", daemon=True))
-        early[-1].start()
+        with open(record_file, "w") as f:
+            f.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        transfer.store(record_file, meta["metadata_url"])
 
     def finish(status: str) -> None:
         record.update(
@@ -221,16 +197,10 @@ def run(
             finished_at=_now(),
             duration_s=round(time.monotonic() - clock, 3),
         )
-        token = meta.get("result_token")
-        if status == "succeeded" and token:
-            # The platform takes the result line for the record: it need not wait for
-            # the record's store (a request to S3), which runs meanwhile, and again with
-            # the final timings once the cache is saved (below).
-            sys.stdout.write(_result_line(token, record))  # not in the log tail
-            log(DONE_LINES[status])
-            store_in_background()
-            return
         store_record()
+        token = meta.get("result_token")
+        if status == "succeeded" and token:  # before DONE: the platform has it on seeing DONE
+            sys.stdout.write(_result_line(token, record))  # not in the log tail
         log(DONE_LINES[status])  # after the store: the platform reads the record on it
 
     announced = False
@@ -279,13 +249,10 @@ def run(
         _restore_priority(lowered)
     if announced:
         # Succeeded and said so; the cache was saved since: the record gets its timings.
-        for thread in early:
-            thread.join()
         try:
             store_record()
         except OSError as exc:
-            what = "the build record's final timings were" if stored else "the build record was"
-            log(f" !     Warning: {what} not stored: {exc}")
+            log(f" !     Warning: the build record's final timings were not stored: {exc}")
         return 0, record
     try:
         finish("failed")
@@ -294,14 +261,8 @@ def run(
     return 3, record
 
 
-def _store_text(text: str, path: str, transfer: Transfer, url: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-    transfer.store(path, url)
-
-
 def _result_line(token: str, record: dict[str, Any]) -> str:
-    """The result line (with its newline) of a succeeded build's `record`."""
+    """The result line (with its newline) of a succeeded build's stored `record`."""
     slug = record.get("slug") or {}
     result = {key: record.get(key) for key in RESULT_FIELDS}
     result["slug"] = {key: slug.get(key) for key in RESULT_SLUG_FIELDS}

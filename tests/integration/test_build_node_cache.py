@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from nomadpaas.models import BuildEvent
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BUILD_TIMEOUT_S = 240.0
+CACHE_SAVE_WAIT_S = 60.0
 
 
 @pytest.fixture
@@ -49,7 +51,14 @@ def test_a_rebuild_uses_the_node_s_copy_of_the_cache(
 
     first = _build(platform, source)
     assert not any("this node's copy" in line for line in first)
-    tag = json.loads((node_cache / "worker" / "nomadpaas-1" / "tag").read_text())
+    # The task saves the cache after its result, off the build's path: the build may
+    # return first, so give the save time (bounded).
+    tag_file = node_cache / "worker" / "nomadpaas-1" / "tag"
+    deadline = time.monotonic() + CACHE_SAVE_WAIT_S
+    while not tag_file.exists():
+        assert time.monotonic() < deadline, "the node's copy of the cache was never tagged"
+        time.sleep(0.05)
+    tag = json.loads(tag_file.read_text())
     assert tag["object"].endswith("/cache/worker/nomadpaas-1.tar.gz")
     assert platform.storage.exists("cache/worker/nomadpaas-1.tar.gz")
 

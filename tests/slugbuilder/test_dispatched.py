@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -109,74 +107,6 @@ def test_the_cache_is_saved_on_idle_cpu_once_the_result_is_stored(
     record = json.loads(Path(meta["metadata_url"].removeprefix("file://")).read_text())
     assert record["status"] == "succeeded"
     assert "pack_cache" in record["timings"]
-
-
-class _DoneRecorder(_PolicyRecorder):
-    """Also notes, at each upload, whether the task had printed its DONE line."""
-
-    def __init__(self, out: io.StringIO, fail_records: bool = False) -> None:
-        super().__init__()
-        self.out, self.fail_records = out, fail_records
-        self.done_before: list[tuple[str, bool]] = []
-
-    def store(self, path: Path, url: str) -> str | None:
-        kind = url.rsplit("/", 2)[-2]
-        self.done_before.append((kind, dispatched.DONE_LINES["succeeded"] in self.out.getvalue()))
-        if kind == "builds" and self.fail_records:
-            raise OSError("the bucket refused the record")
-        return super().store(path, url)
-
-
-def test_with_a_result_line_the_record_is_stored_after_done_and_again_after_the_cache(
-    meta: dict[str, str], tmp_path: Path
-) -> None:
-    # The platform has the result line: nothing it waits for (DONE) waits for the record,
-    # stored meanwhile (on a thread, racing the cache) and with final timings at the end.
-    meta["result_token"] = "f00d" * 8
-    out = io.StringIO()
-    transfer = _DoneRecorder(out)
-    (tmp_path / "w1").mkdir()
-    with contextlib.redirect_stdout(out):
-        code, _record = dispatched.run(meta, transfer, tmp_path / "w1", idle_after_result=False)
-    assert code == 0
-    stores = transfer.done_before
-    assert stores[0] == ("slugs", False) and stores[-1] == ("builds", True)
-    assert sorted(stores[1:]) == [("builds", True), ("builds", True), ("cache", True)]
-    record = json.loads(Path(meta["metadata_url"].removeprefix("file://")).read_text())
-    assert record["status"] == "succeeded" and "pack_cache" in record["timings"]
-    assert dispatched.DONE_LINES["succeeded"] in record["log_tail"]
-
-
-def test_a_record_not_stored_after_the_result_line_is_a_warning(
-    meta: dict[str, str], tmp_path: Path
-) -> None:
-    # The slug is up and the platform has its result: the build succeeded all the same.
-    meta["result_token"] = "f00d" * 8
-    out = io.StringIO()
-    (tmp_path / "w1").mkdir()
-    with contextlib.redirect_stdout(out):
-        code, record = dispatched.run(meta, _DoneRecorder(out, fail_records=True), tmp_path / "w1")
-    lines = out.getvalue().splitlines()
-    assert code == 0 and record["status"] == "succeeded"
-    assert (
-        lines[-1]
-        == " !     Warning: the build record was not stored: the bucket refused the record"
-    )
-    assert dispatched.DONE_LINES["failed"] not in lines
-
-
-def test_without_a_result_line_a_record_not_stored_fails_the_build(
-    meta: dict[str, str], tmp_path: Path
-) -> None:
-    # No token: the platform reads the record on DONE, so DONE waits for it as ever.
-    out = io.StringIO()
-    transfer = _DoneRecorder(out, fail_records=True)
-    (tmp_path / "w1").mkdir()
-    with contextlib.redirect_stdout(out):
-        code, _record = dispatched.run(meta, transfer, tmp_path / "w1")
-    assert code == 3
-    assert ("builds", False) in transfer.done_before
-    assert dispatched.DONE_LINES["succeeded"] not in out.getvalue().splitlines()
 
 
 def test_without_the_flag_nothing_runs_on_idle_cpu(meta: dict[str, str], tmp_path: Path) -> None:
