@@ -45,6 +45,7 @@ from nomadpaas.agent.drivers.rawexec.handle import (
     proc_start_time,
     readable,
 )
+from nomadpaas.agent.drivers.rawexec.lookup import lookup_bin as lookup_bin
 from nomadpaas.agent.drivers.rawexec.orphans import kill_orphaned_tasks as kill_orphaned_tasks
 from nomadpaas.agent.drivers.rawexec.orphans import wrapper_state_dir as wrapper_state_dir
 from nomadpaas.agent.drivers.rawexec.spawner import TooLarge, spawner_for
@@ -60,45 +61,6 @@ STOP_EXIT_WAIT_S = 10.0
 # dir, which the task dir hook made already: no directory of their own to create (an inode
 # per task, 0.5 ms on a slow disk). Handles of older agents keep their StateDir.
 _STATE_SUBDIR = "private"
-# $PATH lookups are remembered this long (a binary installed earlier on $PATH meanwhile
-# is found after at most this), for at most this many commands.
-WHICH_CACHE_S = 1.0
-WHICH_CACHE_SIZE = 256
-_WHICH_CACHE: dict[tuple[str, str], tuple[str, float]] = {}
-
-
-def lookup_bin(task_dir: str, command: str) -> str:
-    """Find the binary as Nomad's executor does: local/, task dir, absolute host path, $PATH."""
-    relative = command.lstrip("/")
-    for candidate in (os.path.join(task_dir, "local", relative), os.path.join(task_dir, relative)):
-        if relative and os.path.exists(candidate):
-            return candidate
-    if command.startswith("/") and os.path.exists(command):
-        return command
-    if "/" not in command:
-        found = _which(command)
-        if found:
-            return found
-    raise DriverError(f'binary "{command}" could not be found')
-
-
-def _which(command: str) -> str | None:
-    """`shutil.which`, remembered for `WHICH_CACHE_S`: a burst of starts of one command
-    (a thousand allocations of a job) walks $PATH once, not once per task. A remembered
-    path is still checked to be executable; a miss is never remembered."""
-    key = (command, os.environ.get("PATH", ""))
-    now = time.monotonic()
-    hit = _WHICH_CACHE.get(key)
-    if hit is not None and hit[1] > now and os.access(hit[0], os.X_OK):
-        return hit[0]
-    found = shutil.which(command)
-    if found is None:
-        _WHICH_CACHE.pop(key, None)
-        return None
-    if len(_WHICH_CACHE) >= WHICH_CACHE_SIZE:
-        _WHICH_CACHE.clear()
-    _WHICH_CACHE[key] = (found, now + WHICH_CACHE_S)
-    return found
 
 
 def parse_signal(name: str) -> int:
