@@ -64,7 +64,33 @@ def run_threads(targets: list[Callable[[], None]]) -> list[BaseException]:
     return errors
 
 
-def test_rows_round_trip_and_delete(db: ClientStateDB, tmp_path: Path) -> None:
+# The tables of a file made by an agent before rowid tables (same SQL works on both).
+WITHOUT_ROWID_SCHEMA = """
+CREATE TABLE allocs (id TEXT PRIMARY KEY, alloc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE tasks (alloc_id TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
+                    PRIMARY KEY (alloc_id, name)) WITHOUT ROWID;
+"""
+
+
+@pytest.mark.parametrize("older_file", [False, True], ids=["new file", "older agent's file"])
+def test_rows_round_trip_and_delete(tmp_path: Path, older_file: bool) -> None:
+    if older_file:
+        (tmp_path / "client").mkdir()
+        with sqlite3.connect(tmp_path / "client" / "state.db") as conn:
+            conn.executescript(WITHOUT_ROWID_SCHEMA)
+    db = ClientStateDB(tmp_path)
+    try:
+        _round_trip_and_delete(db, tmp_path)
+    finally:
+        db.close()
+    with sqlite3.connect(tmp_path / "client" / "state.db") as conn:
+        tables = [
+            sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE type='table'")
+        ]
+    assert len(tables) == 2 and all(("WITHOUT ROWID" in sql) == older_file for sql in tables)
+
+
+def _round_trip_and_delete(db: ClientStateDB, tmp_path: Path) -> None:
     db.put_alloc({"ID": "a1", "Job": {"ID": "web"}})
     db.put_task("a1", "web", LocalTaskState({"State": "running"}, {"TaskID": "x"}, ["task_dir"]))
     db.put_task("gone", "web", LocalTaskState({"State": "running"}))  # no alloc: not created
