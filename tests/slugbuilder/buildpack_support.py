@@ -16,6 +16,17 @@ def sh(body: str) -> str:
     return "#!/bin/sh\n" + body + "\n"
 
 
+def bash(body: str) -> str:
+    """A bash script running `body`, stopping at the first failure or unset variable."""
+    return "#!/usr/bin/env bash\nset -eu\n" + body + "\n"
+
+
+#: The cache tests' bin/release: `web: echo hi`, or exit 1 when the app has a file FAIL.
+RELEASE_UNLESS_FAIL = bash(
+    "[ ! -f \"$1/FAIL\" ] || exit 1\nprintf 'default_process_types:\\n  web: echo hi\\n'"
+)
+
+
 def write_buildpack(
     root: Path, name: str, scripts: Mapping[str, str], mode: int = 0o755
 ) -> Buildpack:

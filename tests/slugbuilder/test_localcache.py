@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from slugbuilder.buildpack_support import RELEASE_UNLESS_FAIL, bash, write_buildpack
 from slugbuilder.localcache_support import APP, STACK, Node
 
 from nomadpaas.errors import BuildFailed
@@ -133,17 +134,12 @@ def buildpacks(tmp_path: Path) -> Path:
         "reader": 'echo "       cache says $(cat "$2/n" 2>/dev/null || echo nothing) in $2"',
     }
     for name, compile_body in scripts.items():
-        bin_dir = tmp_path / "bps" / name / "bin"
-        bin_dir.mkdir(parents=True)
-        bodies = {
-            "detect": f"echo {name}",
-            "compile": compile_body,
-            "release": '[ ! -f "$1/FAIL" ] || exit 1\n'
-            "printf 'default_process_types:\\n  web: echo hi\\n'",
-        }
-        for script, body in bodies.items():
-            (bin_dir / script).write_text("#!/usr/bin/env bash\nset -eu\n" + body + "\n")
-            (bin_dir / script).chmod(0o755)
+        write_buildpack(
+            tmp_path / "bps",
+            name,
+            {"detect": bash(f"echo {name}"), "compile": bash(compile_body),
+             "release": RELEASE_UNLESS_FAIL},
+        )  # fmt: skip
     return tmp_path / "bps"
 
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from slugbuilder.buildpack_support import RELEASE_UNLESS_FAIL, bash, write_buildpack
 from slugbuilder.localcache_support import APP, STACK, Node
 
 from nomadpaas.errors import BuildFailed
@@ -104,22 +105,20 @@ def buildpacks(tmp_path: Path) -> Path:
     """`taker` keeps CACHE_DIR/taker/{key,slug/part} from its cold build (and writes a new
     CACHE_DIR/bumped when the app has a file BUMP), says what it finds in the spare,
     taking its `part` by rename; fails in bin/release when the app has a file FAIL."""
-    bin_dir = tmp_path / "bps" / "taker" / "bin"
-    bin_dir.mkdir(parents=True)
-    bodies = {
-        "detect": "echo taker",
-        "compile": 'c="$2/taker"\n'
+    compile_body = (
+        'c="$2/taker"\n'
         '[ -f "$c/key" ] || { mkdir -p "$c/slug/part"; echo 1 > "$c/key"; }\n'
         '[ ! -f "$1/BUMP" ] || echo "$1" > "$2/bumped"\n'
         'spare="$2.spare/taker"\n'
         'if [ -d "$spare/slug/part" ]; then echo "       spare of key=$(cat "$spare/key")"; '
-        'mv "$spare/slug/part" "$1/part"; else echo "       no spare"; fi',
-        "release": '[ ! -f "$1/FAIL" ] || exit 1\n'
-        "printf 'default_process_types:\\n  web: echo hi\\n'",
-    }
-    for script, body in bodies.items():
-        (bin_dir / script).write_text("#!/usr/bin/env bash\nset -eu\n" + body + "\n")
-        (bin_dir / script).chmod(0o755)
+        'mv "$spare/slug/part" "$1/part"; else echo "       no spare"; fi'
+    )
+    write_buildpack(
+        tmp_path / "bps",
+        "taker",
+        {"detect": bash("echo taker"), "compile": bash(compile_body),
+         "release": RELEASE_UNLESS_FAIL},
+    )  # fmt: skip
     return tmp_path / "bps"
 
 
