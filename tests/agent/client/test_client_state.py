@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -58,9 +58,7 @@ def run_threads(targets: list[Callable[[], None]]) -> list[BaseException]:
     threads = [threading.Thread(target=wrap(fn), daemon=True) for fn in targets]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(DEADLINE_S)
-        assert not t.is_alive(), "writer thread hung"
+    join_all(threads)
     return errors
 
 
@@ -169,6 +167,31 @@ def queue_has(db: ClientStateDB, n: int) -> Callable[[], bool]:
     return lambda: queued(db) == n
 
 
+def refuse_alloc_bad(db: ClientStateDB) -> None:
+    """Make every commit that inserts alloc "bad" fail ('refused by test')."""
+    with sqlite3.connect(db.path) as other:
+        other.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON allocs WHEN NEW.id = 'bad' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+        )
+
+
+def held_leader(db: ClientStateDB) -> tuple[threading.Lock, threading.Thread]:
+    """A writer (of alloc "lead") leading a commit held open: writers after it queue up
+    until the returned lock is released."""
+    held = hold_commits(db)
+    leader = threading.Thread(target=db.put_alloc, args=({"ID": "lead"},), daemon=True)
+    leader.start()
+    wait_until(lambda: db._committing and queued(db) == 0, "a leader")
+    return held, leader
+
+
+def join_all(threads: Iterable[threading.Thread]) -> None:
+    for t in threads:
+        t.join(DEADLINE_S)
+        assert not t.is_alive(), "writer thread hung"
+
+
 def test_writers_arriving_during_a_commit_go_in_one_next_batch(db: ClientStateDB) -> None:
     held = hold_commits(db)
     first = threading.Thread(target=db.put_alloc, args=({"ID": "first"},), daemon=True)
@@ -182,19 +205,14 @@ def test_writers_arriving_during_a_commit_go_in_one_next_batch(db: ClientStateDB
         t.start()
     wait_until(lambda: queued(db) == 20, "20 writers queued behind the commit")
     held.release()
-    for t in (first, *others):
-        t.join(DEADLINE_S)
-        assert not t.is_alive()
+    join_all((first, *others))
     assert db.commits == 2  # the first alone, then the 20 queued ones together
     assert len(db.all_allocs()) == 21
 
 
 def test_a_batch_applies_writes_in_call_order(db: ClientStateDB, tmp_path: Path) -> None:
     db.put_alloc({"ID": "gone"})
-    held = hold_commits(db)
-    leader = threading.Thread(target=db.put_alloc, args=({"ID": "lead"},), daemon=True)
-    leader.start()
-    wait_until(lambda: db._committing and queued(db) == 0, "a leader")
+    held, leader = held_leader(db)
     calls: list[Callable[[], None]] = [
         *(partial(db.put_alloc, {"ID": "k", "N": n}) for n in range(5)),
         partial(db.delete_alloc, "gone"),
@@ -207,9 +225,7 @@ def test_a_batch_applies_writes_in_call_order(db: ClientStateDB, tmp_path: Path)
         threads[-1].start()
         wait_until(queue_has(db, len(threads)), f"write {len(threads)} queued")
     held.release()
-    for t in (leader, *threads):
-        t.join(DEADLINE_S)
-        assert not t.is_alive()
+    join_all((leader, *threads))
     assert db.commits == 3  # "gone", the leader's, then one batch of everything else
     by_id = {r.alloc["ID"]: r for r in reopen(tmp_path).all_allocs()}
     assert sorted(by_id) == ["k", "lead"]  # "gone" was not resurrected by its late task put
@@ -219,15 +235,8 @@ def test_a_batch_applies_writes_in_call_order(db: ClientStateDB, tmp_path: Path)
 def test_a_failed_commit_is_raised_to_every_writer_in_the_batch(
     db: ClientStateDB, tmp_path: Path
 ) -> None:
-    with sqlite3.connect(db.path) as other:  # any error inside the transaction will do
-        other.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON allocs WHEN NEW.id = 'bad' "
-            "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
-        )
-    held = hold_commits(db)
-    leader = threading.Thread(target=db.put_alloc, args=({"ID": "lead"},), daemon=True)
-    leader.start()
-    wait_until(lambda: db._committing and queued(db) == 0, "a leader")
+    refuse_alloc_bad(db)  # any error inside the transaction will do
+    held, leader = held_leader(db)
     errors: list[BaseException] = []
 
     def put(alloc_id: str) -> None:
@@ -241,9 +250,7 @@ def test_a_failed_commit_is_raised_to_every_writer_in_the_batch(
         t.start()
     wait_until(lambda: queued(db) == 3, "the batch queued")
     held.release()
-    for t in (leader, *threads):
-        t.join(DEADLINE_S)
-        assert not t.is_alive()
+    join_all((leader, *threads))
     assert len(errors) == 3
     assert all(isinstance(e, StateDBError) and isinstance(e, OSError) for e in errors)
     assert all("refused by test" in str(e) for e in errors)
@@ -371,10 +378,7 @@ def test_db_files_are_private(db: ClientStateDB) -> None:
 def test_a_deferred_write_rides_along_and_never_outlives_a_later_durable_one(
     db: ClientStateDB, tmp_path: Path
 ) -> None:
-    held = hold_commits(db)
-    leader = threading.Thread(target=db.put_alloc, args=({"ID": "lead"},), daemon=True)
-    leader.start()
-    wait_until(lambda: db._committing and queued(db) == 0, "a leader")
+    held, leader = held_leader(db)
     # While a commit runs, a deferred write returns at once instead of waiting for it.
     db.put_alloc({"ID": "d"}, durable=False)
     db.put_task("d", "web", LocalTaskState({"State": "pending"}), durable=False)
@@ -385,9 +389,7 @@ def test_a_deferred_write_rides_along_and_never_outlives_a_later_durable_one(
     late.start()
     wait_until(queue_has(db, 3), "the durable write queued behind them")
     held.release()
-    for t in (leader, late):
-        t.join(DEADLINE_S)
-        assert not t.is_alive()
+    join_all((leader, late))
     # One batch carried the deferred writes and the durable one after them.
     assert db.commits == 2
     by_id = {r.alloc["ID"]: r for r in reopen(tmp_path).all_allocs()}
@@ -411,11 +413,7 @@ def test_deferred_writes_alone_are_committed_by_the_flusher(
 def test_a_failed_deferred_write_is_logged_not_raised(
     db: ClientStateDB, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with sqlite3.connect(db.path) as other:
-        other.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON allocs WHEN NEW.id = 'bad' "
-            "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
-        )
+    refuse_alloc_bad(db)
     db.put_alloc({"ID": "bad"}, durable=False)
     db.flush()
     wait_until(lambda: "deferred writes lost" in caplog.text, "the warning")
@@ -444,10 +442,7 @@ def test_a_task_put_replaced_later_in_its_batch_is_never_encoded(
     db: ClientStateDB, tmp_path: Path
 ) -> None:
     db.put_alloc({"ID": "a"})
-    held = hold_commits(db)
-    leader = threading.Thread(target=db.put_alloc, args=({"ID": "lead"},), daemon=True)
-    leader.start()
-    wait_until(lambda: db._committing and queued(db) == 0, "a leader")
+    held, leader = held_leader(db)
     # A set cannot be encoded as JSON: the batch would fail if this put were encoded.
     db.put_task("a", "web", LocalTaskState({"State": "pending", "X": {1}}), durable=False)
     final = threading.Thread(
@@ -456,8 +451,6 @@ def test_a_task_put_replaced_later_in_its_batch_is_never_encoded(
     final.start()
     wait_until(queue_has(db, 2), "both puts queued")
     held.release()
-    for t in (leader, final):
-        t.join(DEADLINE_S)
-        assert not t.is_alive()
+    join_all((leader, final))
     by_id = {r.alloc["ID"]: r for r in reopen(tmp_path).all_allocs()}
     assert by_id["a"].tasks["web"].task_state == {"State": "running"}
