@@ -23,7 +23,8 @@ uploaded before the dispatch, as above.
 
 Events (`on_event`, one at a time): `packed`, [`warning`…], then
 `upload`/`uploaded` or `source-exists`, `job-registered` or `job-current`, `dispatched`
-(`payload`: whether the source went with it), `allocated`, `log`…, `finished`. With a
+(`payload`: whether the source went with it), `allocated`, `log`…, [`built`: the
+task's result line came, before its record is stored], `finished`. With a
 payload, `upload`/`uploaded` or `source-exists` come after `dispatched` instead (the
 upload starts once the dispatch is sent), from the worker as it goes: among
 `allocated` and the first `log` lines, always before `finished`.
@@ -33,8 +34,12 @@ that, so a push does not wait for the cache; the record, not the allocation's st
 says whether the build succeeded.
 
 The result line (buildwatch.ResultLine) saves reading the record back and looking at
-the staging slug: the slug's MD5 on it is the condition of the promoting copy. Without
-it (an older build task) the record is read. Requests that do not depend on each other
+the staging slug: the slug's MD5 on it is the condition of the promoting copy. The task
+prints it just before it stores its record, so the copy starts on it (once the source is
+in S3) and overlaps that store; the build is reported only on the DONE line after the
+store, and a failed store's DONE line fails it (the promoted copy is left: content-
+addressed, a release may share it). Without the line (an older build task) the record
+is read. Requests that do not depend on each other
 overlap: the build job is read while the source uploads (with a payload: while the
 worker signs the URLs and stages the config); the staging slug is looked at while the
 record is read; inside `deferred_cleanup()` (push uses it) the staging slug's delete
@@ -59,6 +64,7 @@ slug, `BuildJobFailed`). Their public names are importable from here as before.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import secrets
 import tempfile
@@ -94,7 +100,7 @@ from nomadpaas.sourcepack import MAX_SOURCE_BYTES, pack_source
 from nomadpaas.storage import Storage, build_record_key, cache_key, source_key
 from nomadpaas.storage.base import ObjectInfo
 from nomadpaas.storage.keys import validate_app, validate_key
-from nomadpaas.storage.promote import deferred_cleanup
+from nomadpaas.storage.promote import deferred_cleanup, promote
 
 __all__ = [
     "DEFAULT_STACK",
@@ -309,10 +315,42 @@ def run_build(
         )
         found: list[dict[str, Any]] = []
         staged: list[ObjectInfo] = []
+        done_line: list[str] = []  # the last DONE line seen (the task's, or a buildpack's)
+        promoting: list[Future[str | None]] = []
+
+        def promote_early(sha256: str, md5: str) -> str | None:
+            """Promote once the source is in S3 (the worker's earlier job, if any: its
+            upload beside the build); None when that upload failed (the build fails)."""
+            if uploading is not None and uploading.exception() is not None:
+                return None
+            return promote(storage, staging_key, app, sha256, md5, look=False)
+
+        def take(line: str) -> bool:
+            """Hide the task's result line and start promoting the slug on it: the task
+            stores its record meanwhile, and says on its DONE line whether that worked."""
+            if line in RECORD_STORED_LINES:
+                done_line[:] = [line]
+                return False
+            if not result(line):
+                return False
+            if not promoting and result.result is not None:
+                slug = result.result["slug"]
+                # On the worker, after its upload; in this context: promote may defer
+                # its cleanup (`deferred_cleanup`).
+                run = contextvars.copy_context().run
+                promoting.append(pool.submit(run, promote_early, slug["sha256"], slug["md5"]))
+                events(
+                    "built",
+                    f"Slug built ({_size(slug['compressed_bytes'])}, sha256 "
+                    f"{slug['sha256'][:12]}); promoting it while the build record is stored",
+                    sha256=slug["sha256"],
+                    bytes=slug["compressed_bytes"],
+                )
+            return True
 
         def record_stored() -> bool:
-            if result.result is not None:  # the task's result line came before its marker
-                return True
+            if result.result is not None and done_line == [SUCCEEDED_LINE]:
+                return True  # the result line came before the record's store, now done
             # An older task (or no line): read the record, and look at the staging slug
             # meanwhile (promoting needs its ETag).
             staged.clear()
@@ -328,7 +366,7 @@ def run_build(
             alloc = watcher.allocation(dispatched.eval_id)
             events("allocated", f"Running in allocation {alloc.id[:8]}", alloc_id=alloc.id)
             alloc, lines = watcher.follow(
-                alloc.id, RECORD_STORED_LINES, record_stored, hide=result,
+                alloc.id, RECORD_STORED_LINES, record_stored, hide=take,
                 placed=alloc,
             )  # fmt: skip
         finally:
@@ -340,16 +378,21 @@ def run_build(
         # The source is in S3 before the build's result is reported (and so before any
         # release is written); a failed upload fails the build with its own error.
         _joined(uploading, storage, staging_key, scratch)
-        if result.result is not None:  # no record to read, no look: the copy checks
-            # The record's tail ends at the marker; the stream may have brought more.
+        promoted = promoting[0] if promoting else None
+        if result.result is not None and done_line == [SUCCEEDED_LINE]:
+            # No record to read, no look: the copy checks. The record's tail ends at the
+            # marker; the stream may have brought more.
             tail = lines.tail[: _after_last(lines.tail, SUCCEEDED_LINE)]
             return _finish(
                 storage, watcher, base, alloc, lines, {**result.result, "log_tail": tail},
-                staging_key, events, look=False,
+                staging_key, events, look=False, promoted=promoted,
             )  # fmt: skip
         record = found[-1] if found else _read_record(storage, record_key)
         look = staged[-1] if found and staged else None
-        return _finish(storage, watcher, base, alloc, lines, record, staging_key, events, look)
+        return _finish(
+            storage, watcher, base, alloc, lines, record, staging_key, events, look,
+            promoted=promoted,
+        )  # fmt: skip
 
 
 def _settle(work: Future[Any] | None) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from dataclasses import replace
 from typing import Any
 
@@ -109,7 +111,12 @@ def finish(
     staged: ObjectInfo | None = None,
     *,
     look: bool = True,
+    promoted: Future[str | None] | None = None,
 ) -> Build:
+    """The build's outcome from its record (None: none was stored): the slug promoted,
+    or `BuildJobFailed`. `promoted`: a promote started early, on the task's result line
+    (its None: not done); a succeeded build takes its key, a failed one only waits for it
+    to end (the slug's content-addressed copy is left then: a release may share it)."""
     state = alloc.task_states.get(jobspec.BUILD_TASK)
     # The record decides: the task stores it once the slug is up, before it saves the
     # cache, so the allocation may still be running (or fail later, in the cache save).
@@ -126,7 +133,9 @@ def finish(
         slug = record.get("slug") or {}
         sha = str(slug.get("sha256") or "")
         md5 = str(slug.get("md5") or "")
-        final_key = promote(storage, staging_key, base.app, sha, md5, staged, look=look)
+        final_key = promoted.result() if promoted is not None else None
+        if final_key is None:
+            final_key = promote(storage, staging_key, base.app, sha, md5, staged, look=look)
         build = replace(
             base,
             status="succeeded",
@@ -141,6 +150,8 @@ def finish(
         events("finished", "Build succeeded", status="succeeded", slug_key=final_key)
         return build
 
+    if promoted is not None:
+        futures_wait([promoted])  # it deletes the staging slug: before the delete below
     with contextlib.suppress(NomadPaasError):
         storage.delete(staging_key)
     if record is not None and record.get("error"):

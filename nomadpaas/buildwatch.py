@@ -55,8 +55,9 @@ class ResultLine:
     """Takes the build task's result line, `RESULT_PREFIX<token> <JSON>`, for `token`.
 
     The task prints it, with the token the platform put in the dispatch meta, once a
-    succeeded build's record is stored: it holds what the platform needs of that record
-    (no log tail), so the record need not be read back. A buildpack may print anything,
+    succeeded build's slug is stored, just before it stores the record (its DONE line
+    then says whether that worked): it holds what the platform needs of that record (no
+    log tail), so the record need not be read back. A buildpack may print anything,
     but never sees the token: a line with another token or none, or whose JSON is not a
     succeeded build's result, is ordinary output (not taken).
     """

@@ -16,14 +16,16 @@ Independent requests overlap. Before the build, the app's record, its latest rel
 and its config are each read once (the config once the record is, beside the latest
 release, and handed to the build, which reads none again), and the git lookup runs
 beside them (no git is started where no repository can be). Once the task prints that
-the build succeeded, the release number is taken (`releases.reserve`) while the platform
-promotes the slug, so only the release's own write is left after it. That config read
+the build succeeded (its result line, before it stores its record: the `built` event),
+the release number is taken (`releases.reserve`) while the platform promotes the slug
+and the task stores its record, so only the release's own write is left after them. That config read
 is the release's snapshot when the number is taken at the record's index (nobody took
 one since; else the config is read again after the number: `releases.reserve`). The
 build's last cleanup (deleting its staging slug) runs while the release is written
 (`build.deferred_cleanup`). Every thread is joined before `push` returns or raises. A
-build that fails after printing its success line (its slug fails the check) leaves a
-gap in the release numbers, as a crash between the two writes would: never a duplicate.
+build that fails after printing its result line (its slug fails the check, or its
+record cannot be stored) leaves a gap in the release numbers, as a crash between the two
+writes would: never a duplicate.
 """
 
 from __future__ import annotations
@@ -213,7 +215,9 @@ def push(
         early: list[Future[releases.Reservation]] = []
 
         def reserve_early(event: BuildEvent) -> None:
-            if event.kind == "log" and event.message == SUCCEEDED_LINE and not early:
+            # On the task's result line (`built`), or else (an older task) its DONE line.
+            succeeded = event.kind == "log" and event.message == SUCCEEDED_LINE
+            if (event.kind == "built" or succeeded) and not early:
                 early.append(
                     pool.submit(
                         releases.reserve, store, app, app_record=record, config_read=config_vars

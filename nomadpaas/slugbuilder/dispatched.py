@@ -73,10 +73,12 @@ STEP_PREFIX = "-----> "
 #: sees one of these (nomadpaas/build.py holds the same lines), without waiting for the
 #: task to exit (the cache is saved after a success).
 DONE_LINES = {"succeeded": "-----> Build succeeded", "failed": "-----> Build failed"}
-#: A succeeded build's result line, printed just before its DONE line when the meta has a
-#: `result_token`: `<prefix><token> <compact JSON>` holding what the platform needs of the
-#: record, so it need not read it back. The token (never given to buildpacks: their env
-#: holds no NOMAD_META_*) tells it from a line a buildpack printed (nomadpaas/build.py).
+#: A succeeded build's result line, printed just before its record is stored (and so
+#: before its DONE line) when the meta has a `result_token`: `<prefix><token> <compact
+#: JSON>` holding what the platform needs of the record, so it need not read it back and
+#: can promote the slug while the record is stored. The token (never given to
+#: buildpacks: their env holds no NOMAD_META_*) tells it from a line a buildpack printed
+#: (nomadpaas/build.py).
 RESULT_PREFIX = "-----> Build result for the platform: "
 #: The record's fields on the result line (the slug's: RESULT_SLUG_FIELDS).
 RESULT_FIELDS = ("status", "started_at", "finished_at", "duration_s", "step")
@@ -197,10 +199,14 @@ def run(
             finished_at=_now(),
             duration_s=round(time.monotonic() - clock, 3),
         )
-        store_record()
         token = meta.get("result_token")
-        if status == "succeeded" and token:  # before DONE: the platform has it on seeing DONE
-            sys.stdout.write(_result_line(token, record))  # not in the log tail
+        if status == "succeeded" and token:
+            # Before the record's store: the platform promotes the slug meanwhile, and
+            # reports the build only on the DONE line below (a failed store prints the
+            # failed one instead). Not in the log tail.
+            sys.stdout.write(_result_line(token, record))
+            sys.stdout.flush()
+        store_record()
         log(DONE_LINES[status])  # after the store: the platform reads the record on it
 
     announced = False

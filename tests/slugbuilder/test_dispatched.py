@@ -146,6 +146,39 @@ def test_a_success_prints_its_result_line_with_the_token_before_its_done_line(
     assert "f00d" * 8 not in json.dumps(record)
 
 
+class _RecordStoreFails(FileTransfer):
+    """Fails the build record's first store (a passing network fault), stores the rest."""
+
+    def __init__(self, record_url: str) -> None:
+        self.record_url = record_url
+        self.failed = False
+
+    def store(self, path: Path, url: str) -> str | None:
+        if url == self.record_url and not self.failed:
+            self.failed = True
+            raise OSError("Connection reset by peer")
+        return super().store(path, url)
+
+
+def test_a_record_store_failing_after_the_result_line_ends_in_the_failed_line(
+    meta: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The result line goes out before the record's store (the platform promotes the
+    # slug meanwhile); only the DONE line after the store says the build succeeded.
+    meta["result_token"] = "f00d" * 8
+    work = tmp_path / "w1"
+    work.mkdir()
+    code, record = dispatched.run(meta, _RecordStoreFails(meta["metadata_url"]), work)
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 3 and record["status"] == "failed"
+    stored = json.loads(Path(meta["metadata_url"].removeprefix("file://")).read_text())
+    assert stored["status"] == "failed"
+    results = [i for i, line in enumerate(lines) if line.startswith(dispatched.RESULT_PREFIX)]
+    assert len(results) == 1
+    assert lines.index(dispatched.DONE_LINES["failed"]) > results[0]
+    assert dispatched.DONE_LINES["succeeded"] not in lines
+
+
 def test_no_result_line_without_a_token_or_on_failure(
     meta: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,51 @@ def test_a_replaced_staging_slug_fails_the_build_and_keeps_the_existing_slug(
     assert not isinstance(info.value, BuildJobFailed)
     assert "builds/web/b5.json" not in store.gets  # refused on the result line's MD5
     assert store.get_bytes(earlier.slug_key or "") == good
+
+
+class CopyThreads(CountingS3):
+    """Remembers which thread made each server-side copy."""
+
+    def __init__(self, s3: ServerProcess) -> None:
+        super().__init__(s3)
+        self.copied_on: list[str] = []
+
+    def copy(self, source: str, dest: str, *, if_match: str | None = None) -> ObjectInfo:
+        self.copied_on.append(threading.current_thread().name)
+        return super().copy(source, dest, if_match=if_match)
+
+
+def test_the_slug_is_promoted_on_the_result_line_while_the_task_stores_its_record(
+    s3: ServerProcess, tmp_path: Path
+) -> None:
+    fake = FakeBuildNomad(never_finishes=True)
+    store = CopyThreads(s3)
+    with fake.client() as nomad:
+        build = run_build(nomad, store, "web", source(tmp_path), timeout=60, build_id="b6")
+    assert build.status == "succeeded" and store.exists(build.slug_key or "")
+    # Started from the line (on the build's worker), not after the DONE line (the caller).
+    assert len(store.copied_on) == 1 and store.copied_on[0].startswith("nomadpaas-build")
+    assert not store.exists("slugs/web/staging/b6.tar.gz")
+
+
+def test_a_failed_done_line_after_the_result_line_fails_the_build(
+    s3: ServerProcess, tmp_path: Path
+) -> None:
+    # The task printed its result line, then could not store its record as succeeded
+    # (dispatched.py stores a failed one and prints the failed DONE line).
+    store = CopyThreads(s3)
+
+    def store_failed(meta: dict[str, str]) -> tuple[int, bytes, bytes]:
+        _code, out, err = real_task(meta)
+        error = {"message": "Moving build files failed: reset", "hint": None}
+        record = {"status": "failed", "step": "Uploading the slug", "error": error}
+        store.put_bytes(f"builds/web/{meta['build_id']}.json", json.dumps(record).encode())
+        done = dispatched.DONE_LINES
+        return 3, out.replace(done["succeeded"].encode(), done["failed"].encode()), err
+
+    fake = FakeBuildNomad(task=store_failed, never_finishes=True)
+    with fake.client() as nomad, pytest.raises(BuildJobFailed, match="reset") as info:
+        run_build(nomad, store, "web", source(tmp_path), timeout=60, build_id="b7")
+    assert info.value.build.status == "failed"
+    assert len(store.copied_on) == 1  # promoted on the line; the copy is left, not deleted
+    assert not store.exists("slugs/web/staging/b7.tar.gz")

@@ -29,19 +29,32 @@ RELEASE_V1 = ("PUT", "/v1/var/nomadpaas/apps/demo/releases/v1")
 APP = "/v1/var/nomadpaas/apps/demo"
 
 
-def scripted_build(fake: FakeNomad, *, fail: bool = False) -> Any:
-    """A `Platform.build` stand-in: prints the task's success line, then (like the real
-    one, reading the record and promoting the slug) waits until the release number has
-    been taken on the side, and returns a succeeded build (or fails its slug check)."""
+#: How a build says it succeeded: the task's result line (`built`, while the task stores
+#: its record), or an older task's DONE line after the record's store.
+SIGNALS = {
+    "built": BuildEvent("built", "Slug built", {"sha256": "cd" * 32, "bytes": 1}),
+    "done line": BuildEvent("log", SUCCEEDED_LINE, {}),
+}
+
+
+def scripted_build(fake: FakeNomad, *, fail: bool = False, signal: str = "built") -> Any:
+    """A `Platform.build` stand-in: says the build succeeded (`signal`), then (like the
+    real one, promoting the slug) waits until the release number has been taken on the
+    side, and returns a succeeded build (or fails its slug check)."""
 
     def build(app: str, source: Path, **kwargs: Any) -> Build:
         on_event = kwargs["on_event"]
         bumps = fake.requests.count(("PUT", APP))  # the app's creation wrote it too
         on_event(BuildEvent("packed", "", {"sha256": "ab" * 32}))
-        on_event(BuildEvent("log", SUCCEEDED_LINE, {}))
-        deadline = time.monotonic() + 30
-        while fake.requests.count(("PUT", APP)) == bumps and time.monotonic() < deadline:
-            time.sleep(0.005)  # the promotion takes a moment: the number is taken meanwhile
+        on_event(SIGNALS[signal])
+        deadline = time.monotonic() + 10
+        while fake.requests.count(("PUT", APP)) == bumps:
+            # The promotion (and the record's store) take a moment: the number is
+            # taken meanwhile, on the signal, not on a later line.
+            assert time.monotonic() < deadline, f"no release number taken on {signal}"
+            time.sleep(0.005)
+        if signal == "built":
+            on_event(BuildEvent("log", SUCCEEDED_LINE, {}))  # once the record is stored
         fake.requests.append(("BUILD", "returned"))
         if fail:
             raise BuildFailed("The uploaded slug's MD5 is … : the slug was corrupted.")
@@ -64,11 +77,13 @@ def push_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("nomadpaas-")]
 
 
+@pytest.mark.parametrize("signal", sorted(SIGNALS))
 def test_only_the_release_write_is_left_once_the_build_returns(
-    setup: tuple[FakeNomad, Variables, Path],
+    setup: tuple[FakeNomad, Variables, Path], signal: str
 ) -> None:
     fake, store, source = setup
-    result = push(store, scripted_build(fake), "demo", source, lambda: NOW, commit="c0ffee1")
+    scripted = scripted_build(fake, signal=signal)
+    result = push(store, scripted, "demo", source, lambda: NOW, commit="c0ffee1")
     assert result.status == "released" and result.release is not None
     assert result.release.version == 1 and result.release.slug_key == "slugs/demo/cd.tar.gz"
     after = fake.requests[fake.requests.index(("BUILD", "returned")) + 1 :]
