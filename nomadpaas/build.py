@@ -16,8 +16,9 @@ A source whose tarball fits Nomad's dispatch payload limit (16 KiB,
 sha256 as the meta `source_sha256`, when the build job takes one (`Payload = "optional"`
 and a task `DispatchPayload.File`): the task builds from that file, once its digest
 matches, without fetching `source_url`. Its upload to S3 (same key, same bytes, same
-`source-exists` skip) then starts on the worker once the build is dispatched, and is
-joined before the build's result is reported (so before any release is written); a
+`source-exists` skip) then starts on the worker once the build's task is seen running
+(while it starts, CPU is idle; detached: once the build is dispatched), and is joined
+before the build's result is reported (so before any release is written); a
 failed upload fails the build with the upload's own error. Larger sources are
 uploaded before the dispatch, as above.
 
@@ -25,9 +26,9 @@ Events (`on_event`, one at a time): `packed`, [`warning`…], then
 `upload`/`uploaded` or `source-exists`, `job-registered` or `job-current`, `dispatched`
 (`payload`: whether the source went with it), `allocated`, `log`…, [`built`: the
 task's result line came, before its record is stored], `finished`. With a
-payload, `upload`/`uploaded` or `source-exists` come after `dispatched` instead (the
-upload starts once the dispatch is sent), from the worker as it goes: among
-`allocated` and the first `log` lines, always before `finished`.
+payload, `upload`/`uploaded` or `source-exists` come after `allocated` instead (the
+upload starts once the task runs), from the worker as it goes: among the first `log`
+lines, always before `finished` (detached: after `dispatched`).
 
 The task stores its record as soon as the slug is up and saves the build cache after
 that, so a push does not wait for the cache; the record, not the allocation's status,
@@ -277,10 +278,11 @@ def run_build(
                 build_id=build_id,
                 payload=payload is not None,
             )
-            if payload is not None:
+            if payload is not None and detach:
                 # Started once the dispatch is sent: its CPU work (botocore's) would hold
                 # the GIL against the dispatch's; the task needs S3's copy of the source
-                # only to build again later, not now.
+                # only to build again later, not now. A followed build starts it once
+                # its task runs (below).
                 uploading = pool.submit(upload_beside)
         except BaseException:
             if dispatched is None and config_key is not None:
@@ -315,6 +317,15 @@ def run_build(
         )
         found: list[dict[str, Any]] = []
         staged: list[ObjectInfo] = []
+
+        def upload_now() -> None:
+            """Start the source's upload beside the build (once; with a payload only).
+            Called when the task is seen running: its start (the interpreter's imports)
+            leaves CPU idle, where placing and starting it do not."""
+            nonlocal uploading
+            if payload is not None and uploading is None:
+                uploading = pool.submit(upload_beside)
+
         done_line: list[str] = []  # the last DONE line seen (the task's, or a buildpack's)
         promoting: list[Future[str | None]] = []
 
@@ -367,9 +378,10 @@ def run_build(
             events("allocated", f"Running in allocation {alloc.id[:8]}", alloc_id=alloc.id)
             alloc, lines = watcher.follow(
                 alloc.id, RECORD_STORED_LINES, record_stored, hide=take,
-                placed=alloc,
+                placed=alloc, on_started=upload_now,
             )  # fmt: skip
         finally:
+            upload_now()  # not started (the wait failed or ended early): the source lands
             if config_key is not None:
                 with contextlib.suppress(NomadPaasError):
                     storage.delete(config_key)

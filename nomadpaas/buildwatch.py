@@ -210,6 +210,7 @@ class BuildWatcher:
         hide: Callable[[str], bool] | None = None,
         *,
         placed: Allocation | None = None,
+        on_started: Callable[[], None] | None = None,
     ) -> tuple[Allocation, LineSplitter]:
         """Pass each line of the task's stdout to `on_line` until the allocation ends.
 
@@ -219,10 +220,13 @@ class BuildWatcher:
         is then the one last seen, maybe still running. `hide`: see `LineSplitter`.
         `placed`: the allocation as `allocation()` found it (its list stub carries its
         task states and ModifyIndex): the wait for the task to start begins from it
-        instead of reading the allocation first.
+        instead of reading the allocation first. `on_started`: called once the task is
+        seen started (or the allocation ended), before its log is read.
         """
         lines = LineSplitter(self.on_line, markers=markers, hide=hide)
         alloc, index = self._started(alloc_id, placed)
+        if on_started is not None:
+            on_started()
         offset = 0
         for _ in range(1_000_000):  # bounded by the deadline
             if alloc.terminal:

@@ -86,10 +86,10 @@ def test_build_uploads_once_dispatches_idempotently_and_streams_every_line(
     assert token and len(shown) == len(stdout.decode().splitlines()) - 1
     assert log == shown and log[0].startswith("-----> ")
     kinds = [e.kind for e in events]
-    # A small source goes as the dispatch payload: its upload starts once it is dispatched.
+    # A small source goes as the dispatch payload: its upload starts once the task runs.
     assert kinds.index("packed") < kinds.index("job-registered") < kinds.index("dispatched")
-    assert kinds.index("dispatched") < kinds.index("uploaded") < kinds.index("finished")
-    assert kinds.index("dispatched") < kinds.index("allocated") < kinds.index("finished")
+    assert kinds.index("dispatched") < kinds.index("allocated") < kinds.index("upload")
+    assert kinds.index("upload") < kinds.index("uploaded") < kinds.index("finished")
 
     # Dispatch: the token is a query parameter (never in the body), meta are URLs.
     (first,) = fake.dispatches
@@ -120,6 +120,7 @@ def test_same_build_id_dispatches_once(s3: ServerProcess, tmp_path: Path) -> Non
     assert first.status == second.status == "pending"
     assert first.job_id == second.job_id and len(fake.results) == 1
     assert fake.dispatches[0]["token"] == fake.dispatches[1]["token"]
+    assert storage(s3).exists(first.source_key)  # uploaded before a detached build returns
     # The detached build ran (synchronously, in the fake): its record tells the result.
     done = read_build(storage(s3), "web", "same")
     assert done.status == "succeeded" and done.slug_key == "slugs/web/staging/same.tar.gz"
