@@ -7,9 +7,10 @@ lazily on first access, so `import nomadpaas` (and `nomadpaas --help`) stays che
 
 from __future__ import annotations
 
-from importlib import import_module
+import sys
 
 # Not `from typing import ...`: typing costs ~2.5 ms at every start (a build task is one).
+# Nor `importlib` (with `warnings`, ~0.7 ms): `_import_module` does what is needed of it.
 TYPE_CHECKING = False
 
 __version__ = "0.1.0"
@@ -98,12 +99,18 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'nomadpaas' has no attribute {name!r}")
     module_name = _LAZY[name]
     value = (
-        import_module(f"nomadpaas.{name}")
+        _import_module(f"nomadpaas.{name}")
         if module_name is None
-        else getattr(import_module(module_name), name)
+        else getattr(_import_module(module_name), name)
     )
     globals()[name] = value
     return value
+
+
+def _import_module(name: str) -> Any:
+    """The module `name` (absolute), imported if need be: importlib.import_module(name)."""
+    __import__(name)
+    return sys.modules[name]
 
 
 def __dir__() -> list[str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import tarfile
 
 from nomadpaas.frozen import Frozen, init_fields
 from nomadpaas.slugbuilder.tarwriter import (
@@ -29,6 +28,10 @@ from nomadpaas.slugbuilder.tarwriter import (
     resolve_hardlinks,
     scan_tree,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = [
     "FAST_GZIP_LEVEL",
@@ -178,6 +181,10 @@ def extract_tarball(
     Returns the number of members. Raises ArchiveError naming the first bad member; nothing
     is written in that case.
     """
+    # Not at import: tarfile (shutil, bz2, lzma, copy…) is ~5 ms of the build task's
+    # start, whose pushed source plaintar.py extracts without it.
+    import tarfile
+
     limits = limits or ExtractLimits()
     dest = os.fspath(dest)
     if os.path.exists(dest) and os.listdir(dest):

@@ -27,7 +27,6 @@ gets a plain copy, as before.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import zlib
 
@@ -70,8 +69,8 @@ def copy_buildpacks(installed: str, dest: str, snapshots: str | None) -> bool:
             _link_tree(snapshot, dest)
             return True
         except OSError:
-            shutil.rmtree(dest, ignore_errors=True)
-            shutil.rmtree(dest + _NEW, ignore_errors=True)
+            _rmtree(dest)
+            _rmtree(dest + _NEW)
     _copy_tree(installed, dest, keep_mtimes=False)
     return False
 
@@ -81,7 +80,7 @@ def _same_device(snapshots: str, dest: str) -> bool:
     earlier attempt in `dest`'s place are removed on the way."""
     for leftover in (dest + _STALE, dest + _NEW):
         if os.path.lexists(leftover):
-            shutil.rmtree(leftover, ignore_errors=True)
+            _rmtree(leftover)
     try:
         root = os.stat(os.path.dirname(snapshots)).st_dev
         return root == os.stat(os.path.dirname(os.path.abspath(dest))).st_dev
@@ -115,7 +114,7 @@ def _current_snapshot(installed: str, snapshots: str, scratch: str) -> str | Non
     except OSError:
         if not os.path.isdir(snapshot):  # else another build put one there first: checked next time
             raise
-        shutil.rmtree(fresh, ignore_errors=True)
+        _rmtree(fresh)
     return snapshot
 
 
@@ -124,7 +123,7 @@ def _forget_old(snapshots: str, keep: str) -> None:
     with os.scandir(snapshots) as it:
         others = sorted((e.stat().st_mtime_ns, e.path) for e in it if e.name != keep)
     for _mtime, path in others[: max(len(others) - (MAX_SNAPSHOTS - 1), 0)]:
-        shutil.rmtree(path, ignore_errors=True)
+        _rmtree(path)
 
 
 def _manifest(root: str) -> _Manifest:
@@ -193,6 +192,8 @@ def _link_file(entry: os.DirEntry[str], target: str) -> None:
 
 
 def _copy_file(entry: os.DirEntry[str], target: str) -> None:
+    import shutil  # not at import: a warm build links its buildpacks, copying nothing
+
     shutil.copyfile(entry.path, target, follow_symlinks=False)
     os.chmod(target, stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode))
 
@@ -201,3 +202,11 @@ def _copy_file_and_mtime(entry: os.DirEntry[str], target: str) -> None:
     _copy_file(entry, target)
     st = entry.stat(follow_symlinks=False)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _rmtree(path: str) -> None:
+    """`shutil.rmtree(path, ignore_errors=True)`, shutil imported only when a tree is
+    removed (bz2, lzma…: ~2 ms of the build task's start otherwise)."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

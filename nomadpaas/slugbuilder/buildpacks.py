@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
 
 from nomadpaas.errors import BuildFailed
 from nomadpaas.frozen import Frozen, init_fields
+from nomadpaas.slugbuilder.spawn import Child, decode_text, kill_group, spawn
 
 __all__ = [
     "DETECTION_ORDER",
@@ -129,24 +128,13 @@ def explicit_selection(
 def detect(
     buildpack: Buildpack, build_dir: str | os.PathLike[str], env: Mapping[str, str]
 ) -> str | None:
-    """Run `bin/detect`; the framework name it printed, or None when it does not apply.
+    """Run `bin/detect`; the framework name it printed, or None when it does not apply
+    (or could not be run, or took longer than DETECT_TIMEOUT_S: its tree is killed).
 
     Output of a failing detect is dropped: it is meant for users who forced the buildpack.
     """
-    try:
-        done = subprocess.run(
-            [buildpack.script("detect"), os.fspath(build_dir)],
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            timeout=DETECT_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if done.returncode != 0:
-        return None
-    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else buildpack.name
+    found = detect_first([buildpack], build_dir, env)
+    return found[1] if found is not None else None
 
 
 def detect_first(
@@ -167,7 +155,7 @@ def detect_first(
     right after the first detect started, before any answer is read (work for the build
     that would otherwise wait for it).
     """
-    started: list[tuple[Buildpack, subprocess.Popen[str] | None, float]] = []
+    started: list[tuple[Buildpack, Child | None, float]] = []
     first = 0  # the first candidate without an answer
     pending = meanwhile
     try:
@@ -187,16 +175,16 @@ def detect_first(
             wait = deadline - time.monotonic()
             if more:
                 wait = min(wait, SPECULATE_AFTER_S)
-            try:
-                out, _ = proc.communicate(timeout=max(wait, 0.0))
-            except subprocess.TimeoutExpired:
+            output = proc.communicate(max(wait, 0.0))
+            if output is None:  # no answer yet (what it wrote so far is kept)
                 if time.monotonic() >= deadline:  # too slow: not this buildpack
-                    _kill_group(proc.pid, threading.Event())
+                    kill_group(proc.pid)
                     proc.communicate()
                     first += 1
                 elif more:  # slow: let the next one run meanwhile
                     started.append(_start_detect(candidates[len(started)], build_dir, env))
                 continue
+            out = decode_text(output)  # as subprocess's text=True did, whatever the code
             if proc.returncode == 0:
                 return buildpack, (out.strip().splitlines()[0] if out.strip() else buildpack.name)
             first += 1
@@ -206,24 +194,19 @@ def detect_first(
             pending()
         for _, proc, _deadline in started:
             if proc is not None and proc.poll() is None:
-                _kill_group(proc.pid, threading.Event())
+                kill_group(proc.pid)
             if proc is not None:
                 proc.communicate()
 
 
 def _start_detect(
     buildpack: Buildpack, build_dir: str | os.PathLike[str], env: Mapping[str, str]
-) -> tuple[Buildpack, subprocess.Popen[str] | None, float]:
-    """Start `bin/detect` in its own session: (buildpack, process or None, deadline)."""
+) -> tuple[Buildpack, Child | None, float]:
+    """Start `bin/detect` in its own session, stderr to /dev/null (spawn.py):
+    (buildpack, process or None, deadline)."""
     try:
-        proc: subprocess.Popen[str] | None = subprocess.Popen(
-            [buildpack.script("detect"), os.fspath(build_dir)],
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
+        proc: Child | None = spawn(
+            [buildpack.script("detect"), os.fspath(build_dir)], dict(env), stderr="devnull"
         )
     except OSError:
         proc = None
@@ -248,7 +231,6 @@ def run_phase(
     """
     lines: list[str] = []
     with _start_phase(buildpack.script(phase), args, env, exports) as proc:
-        assert proc.stdout is not None
         # Reading blocks until the tree closes its output, so the deadline is a timer.
         timed_out = threading.Event()
         timer = threading.Timer(timeout_s, _kill_group, args=(proc.pid, timed_out))
@@ -270,9 +252,7 @@ def run_phase(
     return code, lines
 
 
-def _start_phase(
-    script: str, args: list[str], env: Mapping[str, str], exports: list[str]
-) -> subprocess.Popen[bytes]:
+def _start_phase(script: str, args: list[str], env: Mapping[str, str], exports: list[str]) -> Child:
     """Start `script` with `args` in its own session, after sourcing `exports`.
 
     Sourcing happens in a bash that then execs the script, so exports reach it. With
@@ -282,15 +262,8 @@ def _start_phase(
     missing), the bash route runs it, so the outcome and output are bash's as before.
     """
 
-    def start(argv: list[str], phase_env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            argv,
-            env=dict(phase_env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    def start(argv: list[str], phase_env: Mapping[str, str]) -> Child:
+        return spawn(argv, dict(phase_env), stderr="stdout")
 
     if not exports:
         direct = dict(env)
@@ -307,7 +280,4 @@ def _start_phase(
 
 def _kill_group(pid: int, timed_out: threading.Event) -> None:
     timed_out.set()
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    kill_group(pid)

@@ -16,7 +16,6 @@ SlugMetadata, CompileFailed) live in models.py and are importable from here as w
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -75,6 +74,8 @@ def build_slug(
     build_dir, env_dir, home = join(work, "app"), join(work, "env"), join(work, "home")
     for scratch in (build_dir, env_dir, home, join(work, "buildpacks")):
         if os.path.exists(scratch):
+            import shutil  # not at import: the build task's work dir is new
+
             shutil.rmtree(scratch)
     os.makedirs(request.cache_dir, exist_ok=True)
 

@@ -1,7 +1,7 @@
 """The build task's first act: send the GETs its build will make, before importing the rest.
 
-`python -m nomadpaas.slugbuilder task` spends ~30 ms importing the pipeline (json, re,
-subprocess, tarfile…) before it asks S3 for anything. The config vars, the source and
+`python -m nomadpaas.slugbuilder task` spends ~10-15 ms importing the pipeline (json,
+re, threading…) before it asks S3 for anything. The config vars, the source and
 the build cache are plain GETs of presigned URLs from the dispatch meta, so those
 requests go out first (`send_early_requests`, called before those imports); S3 answers
 while this process imports, and HttpTransfer reads an answer when the build asks for
@@ -26,7 +26,7 @@ from nomadpaas.slugbuilder.payload import payload_path
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
 if TYPE_CHECKING:
-    import socket
+    import _socket
     from collections.abc import Mapping
 
 __all__ = ["EarlyRequests", "send_early_requests"]
@@ -36,7 +36,7 @@ class EarlyRequests:
     """GET requests already sent, by (URL, If-None-Match), until the build takes them."""
 
     def __init__(self) -> None:
-        self._sent: dict[tuple[str, str | None], socket.socket] = {}
+        self._sent: dict[tuple[str, str | None], _socket.socket] = {}
 
     def send(self, url: str, if_none_match: str | None = None) -> bool:
         """Send a GET of `url` now; False when it could not be sent (nothing kept)."""
@@ -54,7 +54,7 @@ class EarlyRequests:
         self._sent[(url, if_none_match)] = sock
         return True
 
-    def take(self, url: str, if_none_match: str | None) -> socket.socket | None:
+    def take(self, url: str, if_none_match: str | None) -> _socket.socket | None:
         """The connection of the early GET of exactly this request (the caller reads
         and closes it), or None: each is taken once."""
         return self._sent.pop((url, if_none_match or None), None)

@@ -6,9 +6,15 @@
 Why not http.client: it imports the `email` package (header parsing) and `ssl` up front,
 about 10 ms of every build task's start for two or three plain requests to presigned
 URLs. This speaks just what those need: a request with optional headers and a file body
-of known length (sent with `sendfile`), and a response with a status, headers and a body
-framed by Content-Length, chunked encoding or the connection's end (``Connection:
-close`` is always sent). ``ssl`` is imported only for https URLs.
+of known length, and a response with a status, headers and a body framed by
+Content-Length, chunked encoding or the connection's end (``Connection: close`` is
+always sent). ``ssl`` (and with it `socket`) is imported only for https URLs.
+
+Plain http goes through the `_socket` C module, not `socket`: socket.py imports
+selectors, array and more (~2 ms of the task's start) for what `create_connection`
+and `makefile` add here, and a `str` host makes ``getaddrinfo`` load the ``idna`` codec
+(stringprep, unicodedata: ~2.5 ms) even for ``127.0.0.1``; `_connect` does what
+`socket.create_connection` does, with the host encoded as that codec would.
 
 Errors are `OSError`s (a malformed or cut-short response is `ProtocolError`), so callers
 retry them like a dropped connection.
@@ -16,12 +22,15 @@ retry them like a dropped connection.
 
 from __future__ import annotations
 
-import socket
+import _socket
+import io
 from collections.abc import Iterator, Mapping
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing `typing` at run time
 if TYPE_CHECKING:
     from typing import IO
+
+    from _typeshed import WriteableBuffer
 
 __all__ = ["ProtocolError", "Response", "URLParts", "request", "send_request", "split_url"]
 
@@ -30,18 +39,36 @@ MAX_LINE_BYTES = 65536
 MAX_HEADERS = 200
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NO_BODY_STATUSES = frozenset({204, 304})
+#: Bytes of a request body read and sent at a time.
+_BODY_CHUNK_BYTES = 1024 * 1024
+_IDNA_FAILED = "encoding with 'idna' codec failed"
 
 
 class ProtocolError(OSError):
     """The server's answer was not well-formed HTTP/1.1, or ended early."""
 
 
+class _SocketReader(io.RawIOBase):
+    """A connection's receiving side as a raw stream, to buffer (``socket.makefile("rb")``
+    without socket.py). Closing it leaves the connection open."""
+
+    def __init__(self, sock: _socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        return self._sock.recv_into(buffer)
+
+
 class Response:
     """Status, headers (names case-insensitive) and the body of one response."""
 
-    def __init__(self, sock: socket.socket, method: str) -> None:
+    def __init__(self, sock: _socket.socket, method: str) -> None:
         self._sock = sock
-        self._file = sock.makefile("rb")
+        self._file = io.BufferedReader(_SocketReader(sock))
         self.status, self.headers = self._read_head()
         while 100 <= self.status < 200:  # interim answers (100 Continue): read past them
             self.status, self.headers = self._read_head()
@@ -173,7 +200,7 @@ def send_request(
     body_size: int = 0,
     connect_timeout_s: float = 10.0,
     read_timeout_s: float = 120.0,
-) -> socket.socket:
+) -> _socket.socket:
     """`request` without reading the answer: the connection, the request sent on it.
 
     ``Response(sock, method)`` reads the answer whenever the caller is ready (the server
@@ -181,14 +208,14 @@ def send_request(
     """
     parts = split_url(url)
     head = _head(method, parts, headers or {}, body is not None, body_size)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=connect_timeout_s)
+    sock = (
+        _connect_tls(parts.hostname, parts.port, connect_timeout_s)
+        if parts.scheme == "https"
+        else _connect(parts.hostname, parts.port, connect_timeout_s)
+    )
     try:
-        if parts.scheme == "https":
-            import ssl  # only here: most builds talk to S3 over plain HTTP on a LAN
-
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
         sock.settimeout(read_timeout_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         sock.sendall(head)
         if body is not None:
             _send_body(sock, body, body_size)
@@ -196,6 +223,56 @@ def send_request(
     except BaseException:
         sock.close()
         raise
+
+
+def _connect(host: str, port: int, timeout_s: float) -> _socket.socket:
+    """`socket.create_connection((host, port), timeout_s)`: each address getaddrinfo
+    gives, in order, until one connects; else the last error (a `_socket.gaierror`
+    when the name does not resolve, TimeoutError for a timeout: OSErrors all)."""
+    infos = _socket.getaddrinfo(_host_bytes(host), port, 0, _socket.SOCK_STREAM)
+    error: OSError | None = None
+    for family, kind, proto, _name, address in infos:
+        sock = None
+        try:
+            sock = _socket.socket(family, kind, proto)
+            sock.settimeout(timeout_s)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            error = exc
+            if sock is not None:
+                sock.close()
+    raise error or OSError("getaddrinfo returns an empty list")
+
+
+def _connect_tls(host: str, port: int, timeout_s: float) -> _socket.socket:
+    """A TLS connection checked against the system's CAs (socket.py and ssl: https only;
+    most builds talk to S3 over plain HTTP on a LAN)."""
+    import socket
+    import ssl
+
+    sock = socket.create_connection((host, port), timeout=timeout_s)
+    try:
+        return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _host_bytes(host: str) -> bytes:
+    """`host` as ``host.encode("idna")`` gives it (what getaddrinfo does with a str),
+    without loading that codec for an ASCII name: the codec's own fast path for those,
+    label lengths checked the same way, with the same error."""
+    try:
+        raw = host.encode("ascii")
+    except UnicodeEncodeError:
+        return host.encode("idna")
+    labels = raw.split(b".")
+    if any(not 0 < len(label) < 64 for label in labels[:-1]):
+        raise UnicodeError(f"{_IDNA_FAILED} (UnicodeError: label empty or too long)")
+    if len(labels[-1]) >= 64:
+        raise UnicodeError(f"{_IDNA_FAILED} (UnicodeError: label too long)")
+    return raw
 
 
 class URLParts:
@@ -271,9 +348,15 @@ def _head(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _send_body(sock: socket.socket, body: IO[bytes], size: int) -> None:
-    """Send exactly `size` bytes of `body` (zero-copy `sendfile` where the socket allows)."""
-    start = body.tell()
-    sent = sock.sendfile(body, start, size)  # falls back to send() for TLS sockets
+def _send_body(sock: _socket.socket, body: IO[bytes], size: int) -> None:
+    """Send exactly `size` bytes of `body`, from its current position, a chunk at a time
+    (`socket.sendfile` would need socket.py and selectors; a slug is a few MB at most)."""
+    sent = 0
+    while sent < size:
+        block = body.read(min(size - sent, _BODY_CHUNK_BYTES))
+        if not block:
+            break
+        sock.sendall(block)
+        sent += len(block)
     if sent != size:
         raise ProtocolError(f"sent {sent} of {size} body bytes (the file changed?)")

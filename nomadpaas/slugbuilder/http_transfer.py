@@ -173,7 +173,7 @@ class HttpTransfer:
         if sock is None:
             return None
         try:
-            with sock, Response(sock, "GET") as response:
+            with contextlib.closing(sock), Response(sock, "GET") as response:
                 status = response.status
                 usable = (
                     200 <= status < 300

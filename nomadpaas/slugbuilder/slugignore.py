@@ -18,7 +18,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import shutil
 
 from nomadpaas.frozen import Frozen, init_fields
 
@@ -116,6 +115,8 @@ def apply_slugignore(build_dir: str | os.PathLike[str]) -> SlugignoreResult:
             is_dir = not os.path.islink(path)
             if (rel in ALWAYS_REMOVED) or any(p.matches(rel, is_dir) for p in patterns):
                 if is_dir:
+                    import shutil  # not at import: a pushed source has no .git to remove
+
                     shutil.rmtree(path)
                 else:
                     os.unlink(path)

@@ -1,15 +1,17 @@
 """Stage the app's source (a directory or a .tar.gz) into the build dir.
 
-The source date (`newest_mtime_ns`) is read from the staged tree, after .slugignore.
+A tarball as `nomadpaas push` packs it is extracted without tarfile (plaintar.py), any
+other the tarfile way (archive.py), with the same checks and result. The source date
+(`newest_mtime_ns`) is read from the staged tree, after .slugignore.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 
 from nomadpaas.errors import BuildFailed
-from nomadpaas.slugbuilder.archive import ArchiveError, extract_tarball
+from nomadpaas.slugbuilder.plaintar import extract_plain_tarball
+from nomadpaas.slugbuilder.tarwriter import ArchiveError
 
 __all__ = ["newest_mtime_ns", "stage_source"]
 
@@ -17,12 +19,14 @@ __all__ = ["newest_mtime_ns", "stage_source"]
 def stage_source(source: str, build_dir: str) -> None:
     """Copy a source dir (without `.git`) or safely extract a source tarball."""
     if os.path.isdir(source):
+        import shutil  # a local build's: the build task's source is a tarball
+
         shutil.copytree(source, build_dir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
         return
     if not os.path.isfile(source):
         raise BuildFailed(f"The source {source} does not exist")
     try:
-        extract_tarball(source, build_dir)
+        extract_plain_tarball(source, build_dir)
     except ArchiveError as exc:
         raise BuildFailed(f"The source tarball was refused: {exc}") from exc
 

@@ -27,7 +27,6 @@ the platform does not wait for it (fast gzip: only the next build reads it back)
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Callable, Mapping
 
@@ -103,6 +102,8 @@ class FileTransfer:
         etag = _file_etag(source)
         if if_none_match is not None and if_none_match == etag:
             return Fetched("not-modified", etag)
+        import shutil  # file:// URLs are for tests, not the job
+
         shutil.copyfile(source, dest)
         return Fetched("fetched", etag)
 
@@ -110,6 +111,8 @@ class FileTransfer:
         target = _file_path(url)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         partial = target + ".partial"
+        import shutil
+
         shutil.copyfile(path, partial)
         os.replace(partial, target)  # readers never see a half-written object
         return _file_etag(target)
@@ -240,12 +243,10 @@ def _checked_payload(path: str, sha256: str | None) -> str:
 def _sha256_hex(data: bytes) -> str:
     """sha256 of `data`, without hashlib while it can: hashlib starts OpenSSL (~3.5 ms),
     which this build needs only later, if at all (packing)."""
-    import importlib
-
     try:  # the stdlib's own implementation (Python 3.11; renamed _sha2 in 3.12)
-        module: Any = importlib.import_module("_sha256")
+        module: Any = __import__("_sha256")
     except ImportError:
-        module = importlib.import_module("hashlib")
+        module = __import__("hashlib")
     return str(module.sha256(data).hexdigest())
 
 
@@ -473,6 +474,8 @@ def _extract_cache(packed: str, cache_dir: str, emit: Log, timer: Timings) -> bo
             extract_cache_tarball(packed, cache_dir, scratch=os.path.dirname(packed))
         emit("-----> Restored the build cache")
     except ArchiveError as exc:
+        import shutil  # a broken cache only
+
         shutil.rmtree(cache_dir, ignore_errors=True)
         os.makedirs(cache_dir)
         emit(f" !     Warning: the build cache is unreadable ({exc}); building without it")

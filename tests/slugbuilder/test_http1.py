@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nomadpaas.slugbuilder.http1 import ProtocolError, request, split_url
+import nomadpaas
+from nomadpaas.slugbuilder.http1 import ProtocolError, _host_bytes, request, split_url
+
+ROOT = str(Path(nomadpaas.__file__).resolve().parent.parent)
 
 #: Seconds a test server waits for its one client.
 ACCEPT_TIMEOUT_S = 30.0
@@ -181,3 +186,107 @@ def test_split_url_reads_what_urlsplit_reads(url: str) -> None:
 def test_split_url_refuses_what_a_request_must_not_send(url: str) -> None:
     with pytest.raises(ValueError):
         split_url(url)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "s3.example.com", "::1", "a" * 63 + ".com", "a" * 64 + ".com", "a..b",
+     "trailing.dot.", "a" * 64, "bücher.example", "EXAMPLE.com"],
+)  # fmt: skip
+def test_hosts_are_encoded_as_the_idna_codec_encodes_them(host: str) -> None:
+    try:
+        expected: bytes | str = host.encode("idna")
+    except UnicodeError as exc:
+        expected = f"{type(exc).__name__}: {exc}"
+    try:
+        got: bytes | str = _host_bytes(host)
+    except UnicodeError as exc:
+        got = f"{type(exc).__name__}: {exc}"
+    assert got == expected
+
+
+def test_a_plain_request_loads_neither_socket_py_nor_the_idna_codec(
+    serve: list[CannedServer],
+) -> None:
+    # socket.py (selectors, array…) and the idna codec (stringprep, unicodedata) cost
+    # ~4.5 ms of the build task's start; `ssl` is for https only.
+    server = _server(serve, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    code = (
+        "import sys\n"
+        "from nomadpaas.slugbuilder.http1 import request\n"
+        f"with request('GET', {server.url + '/k'!r}) as r:\n"
+        "    assert (r.status, r.read()) == (200, b'ok')\n"
+        "print(' '.join(sorted(set(sys.modules) & "
+        "{'socket', 'selectors', 'encodings.idna', 'unicodedata', 'ssl'})))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {ROOT!r})\n{code}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == ""
+
+
+def test_a_refused_connection_is_an_oserror() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    with pytest.raises(ConnectionRefusedError):
+        request("GET", f"http://127.0.0.1:{port}/k", connect_timeout_s=5.0)
+
+
+def test_an_ipv6_literal_host_is_reached(serve: list[CannedServer]) -> None:
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    listener.settimeout(ACCEPT_TIMEOUT_S)
+    port = listener.getsockname()[1]
+    seen: list[bytes] = []
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            seen.append(conn.recv(65536))
+            conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        with request("GET", f"http://[::1]:{port}/k") as response:
+            assert response.status == 204
+        thread.join(timeout=ACCEPT_TIMEOUT_S)
+        assert seen and f"Host: [::1]:{port}".encode() in seen[0]
+    finally:
+        listener.close()
+
+
+def test_a_body_shorter_than_its_length_is_a_protocol_error(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(ACCEPT_TIMEOUT_S)
+    received: list[bytes] = []
+
+    def drain() -> None:  # reads until the client gives up, answering nothing
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(ACCEPT_TIMEOUT_S)
+            for _ in range(10_000):
+                data = conn.recv(65536)
+                if not data:
+                    return
+                received.append(data)
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    body_file = tmp_path / "f"
+    body_file.write_bytes(b"x" * 100)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/o"
+    try:
+        with body_file.open("rb") as body, pytest.raises(ProtocolError, match="sent 100 of 200"):
+            request("PUT", url, body=body, body_size=200)
+        thread.join(timeout=ACCEPT_TIMEOUT_S)
+        assert b"".join(received).endswith(b"\r\n\r\n" + b"x" * 100)
+    finally:
+        listener.close()

@@ -36,7 +36,11 @@ NEVER = (
     "asyncio",
 )
 #: Needed only once the buildpacks compile (packing: OpenSSL's start, the deflate
-#: threads) or on the S3 cache path: imported then, not at the task's start.
+#: threads), on the S3 cache path (tarfile's header check, GNU tar through subprocess),
+#: for a source that is not plain (tarfile), to remove trees (shutil) or for https
+#: (socket.py, ssl): imported then, not at the task's start. The buildpacks run through
+#: spawn.py, plain http through `_socket` (http1.py), a pushed source is extracted by
+#: plaintar.py; `nomadpaas` needs no importlib.
 NOT_AT_START = (
     "hashlib",
     "_hashlib",
@@ -44,6 +48,18 @@ NOT_AT_START = (
     "nomadpaas.slugbuilder.layers",
     "nomadpaas.slugbuilder.gzmember",
     "nomadpaas.slugbuilder.packing",
+    "subprocess",
+    "signal",
+    "locale",
+    "socket",
+    "selectors",
+    "ssl",
+    "importlib",
+    "warnings",
+    "tarfile",
+    "shutil",
+    "bz2",
+    "lzma",
 )
 #: Not loaded at all by the task, whoever would ask: pathlib pulls in urllib.parse and
 #: ipaddress, ~5 ms of every build's start; the task's paths are plain `os.path` strings.
