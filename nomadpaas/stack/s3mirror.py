@@ -12,6 +12,11 @@ Last-Modified, metadata and content headers, storage class and tags. Not kept: b
 configuration (versioning, policies, CORS, lifecycle), ACLs, older versions, and
 multipart uploads still in progress (their parts live in memory only).
 
+A large new object's data file is written and synced ahead of the sync (`prewrite`, on a
+worker thread, started as soon as moto holds the bytes and while it still hashes them);
+the sync then commits that file instead of writing one, and a request whose prewrite
+went unused (the key was overwritten meanwhile, or the request failed) discards it.
+
 A CopyObject's target is synced with a hint naming its source (`sync_key(copied_from=)`):
 when the directory holds the source with the same ETag and size, and the bytes compare
 equal, the copy shares the source's data file (a hard link) instead of a second write.
@@ -23,9 +28,11 @@ moto keeps an object's bytes in `FakeKey._value_buffer` (a spooled temp file gua
 from __future__ import annotations
 
 import datetime
+import io
 import logging
 import shutil
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 from nomadpaas.stack.s3persist import ObjectStore, StoredBucket, StoredObject
@@ -40,6 +47,8 @@ COPY_CHUNK_BYTES = 1024 * 1024
 LOCK_STRIPES = 64
 #: A key rewritten while we copy it is re-read this many times before giving up.
 SYNC_ATTEMPTS = 5
+#: Threads writing data files ahead of their sync (`Mirror.prewrite`).
+PREWRITE_THREADS = 2
 
 
 class Mirror:
@@ -52,6 +61,10 @@ class Mirror:
         self._index_lock = threading.Lock()  # guards the two dicts above
         self._bucket_lock = threading.RLock()  # serializes bucket create/delete syncs
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        #: id(FakeKey) → (that FakeKey, its size, its data file being written); the entry
+        #: keeps the FakeKey alive, so its id cannot be reused while listed. _index_lock.
+        self._prewrites: dict[int, tuple[Any, int, Future[str]]] = {}
+        self._prewriter = ThreadPoolExecutor(PREWRITE_THREADS, "s3-prewrite")
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -95,6 +108,56 @@ class Mirror:
         fake.last_modified = datetime.datetime.fromisoformat(obj.last_modified)
         if obj.tags:
             backend.put_object_tagging(fake, dict(obj.tags))
+
+    # -- data written ahead -----------------------------------------------------------
+
+    def prewrite(self, fake: Any) -> bool:
+        """Start writing moto's new FakeKey's bytes to a data file; False if not done.
+
+        Not for objects small enough to live inline in their sidecar, nor for those moto
+        rolled over into a temporary file: it reads that file for the ETag without its
+        lock, so a second reader moving the file position now would corrupt the hash.
+        Bytes in memory are shared, never read through a position. The caller must
+        `release([fake])` once its request is over, used or not.
+        """
+        limit = self._store.inline_max_bytes
+        try:
+            value = _value_in_memory(fake)
+        except ValueError:  # already closed: overwritten
+            return False
+        if value is None or (limit is not None and len(value) <= limit):
+            return False
+        future = self._prewriter.submit(
+            self._store.write_data_file, fake.bucket_name, fake.name, value
+        )
+        with self._index_lock:
+            self._prewrites[id(fake)] = (fake, len(value), future)
+        return True
+
+    def release(self, fakes: list[Any]) -> None:
+        """Discard the data files prewritten for `fakes` that no sync committed."""
+        for fake in fakes:
+            name = self._take_prewrite(fake)
+            if name is not None:
+                self._store.discard_data_file(fake.bucket_name, name)
+
+    def _take_prewrite(self, fake: Any, size: int | None = None) -> str | None:
+        """The synced data file prewritten for `fake` (now the caller's), or None; with
+        `size`, only if it holds that many bytes (moto never changes a FakeKey's bytes,
+        but a file of the wrong size must never be committed)."""
+        with self._index_lock:
+            entry = self._prewrites.pop(id(fake), None)
+        if entry is None:
+            return None
+        try:
+            name = entry[2].result()
+        except Exception as exc:  # not written (disk full, bucket gone): write it later
+            log.debug("prewrite of s3://%s/%s failed: %s", fake.bucket_name, fake.name, exc)
+            return None
+        if size is not None and size != entry[1]:
+            self._store.discard_data_file(fake.bucket_name, name)
+            return None
+        return name
 
     # -- sync -------------------------------------------------------------------------
 
@@ -170,7 +233,11 @@ class Mirror:
                 # Same ETag and size: very likely the same bytes; the store compares them.
                 share = (source, lambda data: _same_value(fake, data))
             committed = self._store.put_object(
-                current, lambda out: _copy_value(fake, out), previous, share=share
+                current,
+                lambda out: _copy_value(fake, out),
+                previous,
+                share=share,
+                data_file=self._take_prewrite(fake, current.size),
             )
         with self._index_lock:
             self._objects[(bucket, key)] = committed
@@ -239,8 +306,25 @@ def _describe(fake_bucket: Any, fake: Any) -> StoredObject:
     )
 
 
+def _value_in_memory(fake: Any) -> bytes | None:
+    """The FakeKey's bytes without copying them, while its spooled file is in memory.
+
+    Below moto's roll-over size `_value_buffer` (a SpooledTemporaryFile) keeps them in a
+    BytesIO, whose getvalue() shares its buffer instead of copying it (moto's next write
+    to it copies first). None once the bytes live in a real temporary file; ValueError,
+    as when reading, if moto closed the buffer.
+    """
+    with fake.lock:
+        inner = getattr(fake._value_buffer, "_file", None)
+        return inner.getvalue() if isinstance(inner, io.BytesIO) else None
+
+
 def _copy_value(fake: Any, out: IO[bytes]) -> None:
     """Stream the FakeKey's bytes into `out`; ValueError if moto closed the buffer."""
+    value = _value_in_memory(fake)
+    if value is not None:
+        out.write(value)  # one write, straight from moto's memory
+        return
     with fake.lock:
         buf = fake._value_buffer
         buf.seek(0)
@@ -249,6 +333,14 @@ def _copy_value(fake: Any, out: IO[bytes]) -> None:
 
 def _same_value(fake: Any, data: IO[bytes]) -> bool:
     """True when `data` (read to its end) holds exactly the FakeKey's bytes."""
+    value = _value_in_memory(fake)
+    if value is not None:
+        pos = 0
+        while chunk := data.read(COPY_CHUNK_BYTES):
+            if not value.startswith(chunk, pos):  # compares in place, no slice copied
+                return False
+            pos += len(chunk)
+        return pos == len(value)
     with fake.lock:
         buf = fake._value_buffer
         buf.seek(0)

@@ -22,7 +22,8 @@ previous generation's data file removed. A key with no record yet has no old sid
 keep whole, so its sidecar is created in place (O_EXCL) and fsync'ed instead: a crash
 mid-write leaves torn JSON, which `load()` removes (the key was never acknowledged).
 A crash at any point leaves either the old or the new object; unreferenced data files,
-torn sidecars and temporaries are swept by `load()`.
+torn sidecars and temporaries are swept by `load()`. ("fsync'ed" means fdatasync for a
+file, which makes its bytes and size durable, and fsync for a directory.)
 
 Data files are immutable once committed (a generation is never rewritten, only
 unlinked), so a server-side copy of stored bytes hard-links the source's data file under
@@ -153,6 +154,12 @@ def bucket_dirname(bucket: str) -> str:
     return name
 
 
+#: Makes a file's bytes durable, with the metadata needed to read them back (its size)
+#: but not its timestamps: one journal write less than fsync where that is all it adds.
+#: macOS has no fdatasync.
+_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+
 def fsync_dir(path: Path) -> None:
     """Make the directory's entries (creations, renames, unlinks) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -162,12 +169,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_data(path: Path, write_data: Callable[[IO[bytes]], None]) -> None:
+def _write_data(path: Path, write_data: Callable[[IO[bytes]], object]) -> None:
     try:
         with open(path, "wb") as f:
             write_data(f)
             f.flush()
-            os.fsync(f.fileno())
+            _datasync(f.fileno())
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -181,15 +188,16 @@ def _create_json(path: Path, data: dict[str, Any]) -> bool:
     cannot parse and removes. Without the rename, the directory fsync that follows has
     nothing left to commit on a journaling file system (ext4, xfs): one flush less.
     """
+    payload = _json_bytes(data)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:
         return False
     try:
-        with open(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, sort_keys=True)
+        with open(fd, "wb") as f:
+            f.write(payload)
             f.flush()
-            os.fsync(f.fileno())
+            _datasync(f.fileno())
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -197,13 +205,19 @@ def _create_json(path: Path, data: dict[str, Any]) -> bool:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    payload = _json_bytes(data)
     tmp = path.with_name(f"{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, sort_keys=True)
+    with open(tmp, "wb") as f:
+        f.write(payload)
         f.flush()
-        os.fsync(f.fileno())
+        _datasync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    """A record as written: sorted keys, ASCII-only (non-ASCII escaped), so UTF-8."""
+    return json.dumps(data, sort_keys=True).encode("ascii")
 
 
 class ObjectStore:
@@ -336,11 +350,14 @@ class ObjectStore:
         previous: StoredObject | None,
         *,
         share: tuple[StoredObject, Callable[[IO[bytes]], bool]] | None = None,
+        data_file: str | None = None,
     ) -> StoredObject:
         """Record `obj`; `write_data` writes its bytes (None: keep `previous`'s bytes).
 
         Bytes up to `inline_max_bytes` go into the sidecar itself, larger ones to a new
-        data file fsync'ed before the sidecar naming it.
+        data file fsync'ed before the sidecar naming it. `data_file`: one
+        `write_data_file` already wrote (and synced) with these bytes, to commit as is;
+        from here on it belongs to the store (if the commit fails, `load()` sweeps it).
 
         `share` = (a stored object, a check): when the check, reading that object's data
         file, says it holds `obj`'s bytes, the file is hard-linked under `obj`'s new data
@@ -359,6 +376,10 @@ class ObjectStore:
             buf = io.BytesIO()
             write_data(buf)
             committed = replace(obj, data="", inline=buf.getvalue())
+            if data_file is not None:
+                self.discard_data_file(obj.bucket, data_file)
+        elif data_file is not None:
+            committed = replace(obj, data=data_file)
         else:
             committed = replace(obj, data=f"{stem}.{uuid.uuid4().hex}.data")
             path = bdir / committed.data
@@ -374,6 +395,18 @@ class ObjectStore:
         if previous is not None and previous.data and previous.data != committed.data:
             (bdir / previous.data).unlink(missing_ok=True)
         return committed
+
+    def write_data_file(self, bucket: str, key: str, data: bytes) -> str:
+        """Write and sync a new data file of `key` holding `data`, not committed (no
+        record names it yet); its name, for `put_object(data_file=)` or
+        `discard_data_file`."""
+        name = f"{key_hash(key)}.{uuid.uuid4().hex}.data"
+        _write_data(self._objects / bucket_dirname(bucket) / name, lambda out: out.write(data))
+        return name
+
+    def discard_data_file(self, bucket: str, name: str) -> None:
+        """Remove a data file `write_data_file` made that no record names."""
+        (self._objects / bucket_dirname(bucket) / name).unlink(missing_ok=True)
 
     def _link_data(
         self, source: StoredObject, path: Path, same_bytes: Callable[[IO[bytes]], bool]
