@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,3 +253,35 @@ def bucket_storage(endpoint: str) -> S3Storage:
     return S3Storage(
         endpoint, "nomadpaas", region="us-east-1", access_key_id="k", secret_access_key="s"
     )
+
+
+def run_concurrently(work: Callable[[int], None], count: int, timeout_s: float = 120.0) -> None:
+    """Run `work(0)` … `work(count - 1)` on as many threads at once; fail on the first
+    error any of them raised, or on one still running after `timeout_s`."""
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout_s)
+    assert not errors, errors[0]
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def run_isolated_python(code: str) -> str:
+    """Run `code` in a fresh `python -I -S` (no site, no user env); its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout

@@ -12,14 +12,13 @@ import gzip
 import io
 import os
 import stat
-import subprocess
-import sys
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from testsupport import run_isolated_python
 
 import nomadpaas
 from nomadpaas.slugbuilder import archive, plaintar
@@ -294,12 +293,5 @@ def test_extracting_a_plain_source_imports_no_tarfile(tmp_path: Path) -> None:
         f"stage_source({str(tarball)!r}, {str(tmp_path / 'out')!r})\n"
         "print(' '.join(sorted(set(sys.modules) & {'tarfile', 'shutil', 'gzip', 'bz2'})))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout.strip() == ""
+    assert run_isolated_python(code).strip() == ""
     assert (tmp_path / "out" / "app" / "main.py").read_bytes() == b"print(1)\n"

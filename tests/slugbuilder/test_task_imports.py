@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from testsupport import run_isolated_python
+
 import nomadpaas
 
 ROOT = str(Path(nomadpaas.__file__).resolve().parent.parent)
@@ -100,14 +102,7 @@ print(json.dumps({{"seen": seen, "modules": sorted(sys.modules)}}))
 
 def _probe(entry: str, watched: tuple[str, ...]) -> dict[str, Any]:
     code = _PROBE.format(root=ROOT, watched=list(watched), entry=entry)
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    loaded: dict[str, Any] = json.loads(done.stdout)
+    loaded: dict[str, Any] = json.loads(run_isolated_python(code))
     return loaded
 
 

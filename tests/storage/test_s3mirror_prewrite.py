@@ -6,13 +6,12 @@ import io
 import json
 import os
 import signal
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testsupport import ServerProcess
+from testsupport import ServerProcess, run_concurrently
 
 from nomadpaas.stack.s3mirror import Mirror, _same_value
 from nomadpaas.stack.s3persist import ObjectStore
@@ -131,22 +130,13 @@ def test_overwrites_racing_leave_only_committed_data_files(s3: ServerProcess) ->
     store = S3Storage(s3.url, "nomadpaas", region="us-east-1", access_key_id="k",
                       secret_access_key="s")  # fmt: skip
     store.ensure_bucket()
-    errors: list[BaseException] = []
 
     def writer(n: int) -> None:
-        try:
-            for i in range(5):
-                store.put_bytes("shared", bytes([n, i]) * (BIG // 2))
-                store.put_bytes(f"own/{n}", bytes([n, i]) * BIG)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
+        for i in range(5):
+            store.put_bytes("shared", bytes([n, i]) * (BIG // 2))
+            store.put_bytes(f"own/{n}", bytes([n, i]) * BIG)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors and not any(t.is_alive() for t in threads)
+    run_concurrently(writer, 4)
     bdir = s3.data_dir / "objects" / "nomadpaas"
     named = {json.loads(p.read_text(encoding="utf-8"))["Data"] for p in bdir.glob("*.json")}
     assert {p.name for p in bdir.glob("*.data")} == named  # nothing left behind

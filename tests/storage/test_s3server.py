@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +14,7 @@ from urllib.parse import urlsplit
 import boto3
 import httpx
 from botocore.config import Config
-from testsupport import ServerProcess
+from testsupport import ServerProcess, run_concurrently
 
 from nomadpaas.storage.s3 import MULTIPART_THRESHOLD_BYTES, S3Storage
 
@@ -151,22 +150,13 @@ def test_writes_survive_a_clean_sigterm_restart_and_a_second_crash(
 def test_concurrent_writers_are_all_kept(s3: ServerProcess) -> None:
     store = storage(s3)
     store.ensure_bucket()
-    errors: list[BaseException] = []
 
     def writer(n: int) -> None:
-        try:
-            for i in range(6):
-                store.put_bytes(f"w{n}/{i}", f"{n}-{i}".encode() * 1000)
-                store.put_bytes("shared", f"{n}-{i}".encode())
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
+        for i in range(6):
+            store.put_bytes(f"w{n}/{i}", f"{n}-{i}".encode() * 1000)
+            store.put_bytes("shared", f"{n}-{i}".encode())
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors and not any(t.is_alive() for t in threads)
+    run_concurrently(writer, 6)
     last_shared = store.get_bytes("shared")
     s3.kill()
     s3.start()
