@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
+from testsupport import run_concurrently
 from unit.fakenomad import FakeNomad
 
 from nomadpaas import Platform, Settings
@@ -176,24 +177,15 @@ def test_racing_writers_never_share_a_release_number(fake: FakeNomad) -> None:
     fake.latency_s = 0.001
     writers, per_writer = 8, 5
     results: list[int] = []
-    errors: list[BaseException] = []
     barrier = threading.Barrier(writers, timeout=30)
 
     def writer(n: int) -> None:
-        try:
-            platform = platform_on(fake)
-            barrier.wait()
-            for i in range(per_writer):
-                results.append(platform.config_set("demo", {f"W{n}_{i}": "x"}).version)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
+        platform = platform_on(fake)
+        barrier.wait()
+        for i in range(per_writer):
+            results.append(platform.config_set("demo", {f"W{n}_{i}": "x"}).version)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors
+    run_concurrently(writer, writers, timeout_s=60)
     assert sorted(results) == list(range(1, writers * per_writer + 1))
     stored = platform_on(fake).releases("demo")
     assert sorted(r.version for r in stored) == sorted(results)
