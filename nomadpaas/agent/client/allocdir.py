@@ -11,6 +11,7 @@ Log FIFOs live in ``alloc/logs`` as ``.<task>.stdout.fifo`` (hidden, like Nomad'
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from dataclasses import dataclass
@@ -60,27 +61,35 @@ class AllocDir:
     def __init__(self, data_dir: str, alloc_id: str) -> None:
         _check_name("allocation ID", alloc_id)
         self.alloc_id = alloc_id
-        self.alloc_root = os.path.join(os.path.abspath(data_dir), "alloc")
-        self.root = os.path.join(self.alloc_root, alloc_id)
-        self.shared_dir = os.path.join(self.root, SHARED_ALLOC_NAME)
-        self.log_dir = os.path.join(self.shared_dir, LOG_DIR_NAME)
+        self.alloc_root = _alloc_root(data_dir)
+        # Plain concatenation: the parts are checked names below an absolute, normal path.
+        self.root = f"{self.alloc_root}/{alloc_id}"
+        self.shared_dir = f"{self.root}/{SHARED_ALLOC_NAME}"
+        self.log_dir = f"{self.shared_dir}/{LOG_DIR_NAME}"
         # The shared dirs were built by this instance: a task's build skips them (the
         # alloc runner builds them first, then each task dir hook builds its task).
         self._shared_built = False
+        # Paths only, made once per task: the task runner and its task dir hook both ask.
+        self._task_dirs: dict[str, TaskDir] = {}
 
     def task_dir(self, task: str) -> TaskDir:
+        known = self._task_dirs.get(task)
+        if known is not None:
+            return known
         _check_name("task name", task)
-        base = os.path.join(self.root, task)
-        return TaskDir(
+        base = f"{self.root}/{task}"
+        log_dir = self.log_dir
+        td = self._task_dirs[task] = TaskDir(
             dir=base,
-            local_dir=os.path.join(base, TASK_LOCAL),
-            secrets_dir=os.path.join(base, TASK_SECRETS),
-            tmp_dir=os.path.join(base, TASK_TMP),
-            private_dir=os.path.join(base, TASK_PRIVATE),
-            log_dir=self.log_dir,
-            stdout_fifo=os.path.join(self.log_dir, f".{task}.stdout.fifo"),
-            stderr_fifo=os.path.join(self.log_dir, f".{task}.stderr.fifo"),
+            local_dir=f"{base}/{TASK_LOCAL}",
+            secrets_dir=f"{base}/{TASK_SECRETS}",
+            tmp_dir=f"{base}/{TASK_TMP}",
+            private_dir=f"{base}/{TASK_PRIVATE}",
+            log_dir=log_dir,
+            stdout_fifo=f"{log_dir}/.{task}.stdout.fifo",
+            stderr_fifo=f"{log_dir}/.{task}.stderr.fifo",
         )
+        return td
 
     def build(self, tasks: list[str]) -> dict[str, TaskDir]:
         """Create the shared dirs and every task's dirs; idempotent (task restarts, recovery)."""
@@ -98,10 +107,15 @@ class AllocDir:
         return dirs
 
     def _build_shared(self) -> None:
-        if not os.path.isdir(self.alloc_root):
+        try:
+            _mkdir(self.root, DIR_PERMS)
+        except (FileNotFoundError, NotADirectoryError):
+            # The data dir's first allocation: make `<data_dir>/alloc` first (or say why
+            # it cannot be). Trying the root first saves a stat of that dir for every
+            # other allocation.
             os.makedirs(os.path.dirname(self.alloc_root), exist_ok=True)
             _mkdir(self.alloc_root, DIR_PERMS)
-        _mkdir(self.root, DIR_PERMS)
+            _mkdir(self.root, DIR_PERMS)
         _mkdir(self.shared_dir, DIR_PERMS)
         _mkdir(self.log_dir, DIR_PERMS)
         _mkdir(os.path.join(self.shared_dir, SHARED_TMP_NAME), TMP_DIR_PERMS)
@@ -123,6 +137,19 @@ class AllocDir:
             shutil.rmtree(self.root)
         except OSError as exc:
             raise AllocDirError(f"failed to destroy alloc dir {self.root}: {exc}") from exc
+
+
+def _alloc_root(data_dir: str) -> str:
+    """``<data_dir>/alloc`` as an absolute, normal path; remembered for an absolute data
+    dir (every allocation of an agent asks for the same one), computed for a relative."""
+    if not os.path.isabs(data_dir):
+        return os.path.join(os.path.abspath(data_dir), "alloc")
+    return _absolute_alloc_root(data_dir)
+
+
+@functools.lru_cache(maxsize=16)
+def _absolute_alloc_root(data_dir: str) -> str:
+    return os.path.join(os.path.normpath(data_dir), "alloc")
 
 
 def _umask() -> int | None:

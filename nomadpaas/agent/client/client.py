@@ -109,33 +109,16 @@ def _change_key(alloc: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _mutable(alloc: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain, mutable deep copy of the allocation, its embedded `Job` left as the server's
-    frozen row: shared by every allocation of that job version instead of one copy each
-    (about 12 MB less for 1,000 allocations of one job: bench/bench_agent_allocs.py).
+    """The allocation as a plain dict of its own; the values in it (the embedded `Job`,
+    the resources, the metrics) stay the server's read-only rows, shared with the server
+    and, where the plan shared them, by every allocation of that job version instead of
+    one copy each (about 12 MB less for 1,000 allocations of one job, the `Job` alone:
+    bench/bench_agent_allocs.py). Nothing in the client changes an allocation in place:
+    a runner replaces its whole allocation on an update, so no deep copy is needed.
 
     Only made for new or changed allocations: a wake of the watch loop hands over all of
     the node's allocations, and most of them have not changed."""
-    copied: dict[str, Any] = {k: _plain(v) for k, v in alloc.items() if k != "Job"}
-    copied["Job"] = alloc.get("Job")
-    return copied
-
-
-_LEAVES = frozenset({str, int, float, bool, type(None)})
-
-
-def _plain(value: Any) -> Any:
-    """A deep copy of a JSON value with plain dicts and lists (the server's rows hold
-    read-only mappings and tuples). Several times faster than a JSON round trip, which
-    for a 1,000-allocation start was most of the watch loop's own time."""
-    kind = type(value)
-    if kind in _LEAVES:
-        return value
-    # dict first: the Mapping ABC check costs more than the copy itself.
-    if isinstance(value, (dict, Mapping)):
-        return {str(k): v if type(v) in _LEAVES else _plain(v) for k, v in value.items()}
-    if kind is tuple or kind is list:
-        return [v if type(v) in _LEAVES else _plain(v) for v in value]
-    return value
+    return dict(alloc)
 
 
 @runtime_checkable
@@ -360,7 +343,9 @@ class Client:
     def _queue_update(self, update: dict[str, Any], urgent: bool) -> None:
         with self._lock:
             self._pending[str(update["ID"])] = update
-        if urgent:
+        # A set Event stays set until the sync loop takes the batch: during a burst of
+        # starts most updates find it set, and set() would take its lock for nothing.
+        if urgent and not self._sync_wake.is_set():
             self._sync_wake.set()
 
     def _sync_loop(self) -> None:

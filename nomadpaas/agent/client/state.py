@@ -45,8 +45,9 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,14 @@ FILE_MODE = 0o600
 FLUSHER_IDLE_S = 5.0  # the flusher thread leaves after this long without deferred work
 # How long the flusher gathers deferred writes before committing them (bolt: 10 ms).
 FLUSH_GATHER_S = 0.005
-# Jobs whose JSON is remembered (by identity, read-only rows only): one per job version.
-JOB_JSON_CACHE_SIZE = 8
+# An allocation's members that are often one read-only object shared by many allocations:
+# the embedded Job of every allocation of a job version, and the resources and metric
+# the server's plan apply shares between a group's placements (its row encoder's list).
+SHARED_ALLOC_FIELDS = frozenset(
+    {"Job", "Resources", "SharedResources", "TaskResources", "AllocatedResources", "Metrics"}
+)
+# Shared values whose JSON is remembered (by identity): a few per job version.
+SHARED_JSON_CACHE_SIZE = 64
 
 log = logging.getLogger("nomadpaas.agent.client.state")
 
@@ -134,7 +141,9 @@ class _Write:
     def __init__(self, statements: list[Statement], durable: bool) -> None:
         self.statements = statements
         self.durable = durable  # its caller waits for the commit
-        self.wake = threading.Event()  # set when done, or to hand this writer the lead
+        # Set when done, or to hand this writer the lead. Only a writer that waits has one:
+        # a deferred write (two per task start) is never woken, nor handed the lead.
+        self.wake: threading.Event | None = threading.Event() if durable else None
         self.done = False
         self.error: BaseException | None = None
 
@@ -165,7 +174,7 @@ class ClientStateDB:
         self._flush_cond = threading.Condition(self._queue_lock)
         self._flush_pending = False  # a batch of deferred writes waits for the flusher
         self._flusher_alive = False
-        self._job_json: dict[int, tuple[Any, str]] = {}  # id(job) -> (job, its JSON)
+        self._shared_json: dict[int, tuple[Any, str]] = {}  # id(value) -> (value, its JSON)
         _fsync_dir(client_dir)  # the new db file's directory entry
         self._import_legacy(client_dir)
 
@@ -205,18 +214,40 @@ class ClientStateDB:
             self._write([])
 
     def _alloc_json(self, alloc: dict[str, Any]) -> str:
-        """The allocation's JSON. Its `Job` is the bulk of it and, for the server's
-        read-only rows, one shared object per job version: its JSON is made once."""
+        """The allocation's JSON, members in order. Its `Job` is the bulk of it and, with
+        the resources and metric, often one object shared by many allocations: such a
+        member, when it is one of the server's read-only values (a dict subclass; a plain
+        dict may change), is encoded once and its text reused."""
         job = alloc.get("Job")
-        if job is None or type(job) is dict:  # a plain dict may change: no cache
-            return _dumps(alloc)
-        hit = self._job_json.get(id(job))
-        if hit is None or hit[0] is not job:
-            if len(self._job_json) >= JOB_JSON_CACHE_SIZE:
-                self._job_json.pop(next(iter(self._job_json)))
-            hit = self._job_json[id(job)] = (job, _dumps(job))
-        rest = _dumps({k: v for k, v in alloc.items() if k != "Job"})
-        return f'{rest[:-1]}{"," if len(rest) > 2 else ""}"Job":{hit[1]}}}'
+        if type(job) is dict or not isinstance(job, dict):
+            return _dumps(alloc)  # no read-only Job (a restored allocation): none shared
+        parts: list[str] = []
+        run: dict[str, Any] = {}  # consecutive members encoded together
+        for key, value in alloc.items():
+            if key in SHARED_ALLOC_FIELDS and isinstance(value, dict) and type(value) is not dict:
+                if run:
+                    parts.append(_dumps(run)[1:-1])  # without the braces
+                    run = {}
+                parts.append(f"{encode_basestring_ascii(key)}:{self._shared_text(value)}")
+            else:
+                run[key] = value
+        if run:
+            parts.append(_dumps(run)[1:-1])
+        return "{" + ",".join(parts) + "}"
+
+    def _shared_text(self, value: dict[str, Any]) -> str:
+        """The JSON of a read-only shared value, made once while it is remembered (any
+        thread may ask: entries are only ever added whole or dropped)."""
+        hit = self._shared_json.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        text = _dumps(value)
+        if len(self._shared_json) >= SHARED_JSON_CACHE_SIZE:
+            oldest = next(iter(self._shared_json), None)
+            if oldest is not None:
+                self._shared_json.pop(oldest, None)  # (another thread may have dropped it)
+        self._shared_json[id(value)] = (value, text)
+        return text
 
     def _write(self, statements: list[Statement], durable: bool = True) -> None:
         """Queue `statements`; return once the transaction holding them is durable
@@ -240,6 +271,7 @@ class ClientStateDB:
                 if start_flusher:
                     self._start_flusher()
                 return
+            assert w.wake is not None
             w.wake.wait()
             lead = not w.done  # woken to lead the next batch, which includes `w`
         if lead:
@@ -268,8 +300,9 @@ class ClientStateDB:
             for w in batch:
                 w.error = error
                 w.done = True
-                w.wake.set()
-            if successor is not None:
+                if w.wake is not None:
+                    w.wake.set()
+            if successor is not None and successor.wake is not None:
                 successor.wake.set()
             elif start_flusher:
                 self._start_flusher()
@@ -415,8 +448,28 @@ def _check_alloc_id(alloc_id: str) -> str:
     return alloc_id
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+def _unserializable(o: object) -> Any:
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+def _compact_encoder() -> Callable[[Any], str]:
+    """`json.dumps(o, separators=(",", ":"))` without its per-call set-up (a new encoder
+    for every call: about 1 µs, and an allocation's row takes a few calls). No check for
+    circular references: rows are trees."""
+    make = getattr(json.encoder, "c_make_encoder", None)  # CPython's C accelerator
+    if make is None:  # pragma: no cover
+        return json.JSONEncoder(separators=(",", ":")).encode
+    encoder = make(
+        None, _unserializable, encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+
+    def encode(obj: Any) -> str:
+        return "".join(encoder(obj, 0))
+
+    return encode
+
+
+_dumps = _compact_encoder()
 
 
 def _parse_alloc(text: str) -> dict[str, Any] | None:

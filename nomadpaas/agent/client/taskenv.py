@@ -188,10 +188,12 @@ def build_task_env(
     ``Env`` with ``${...}`` interpolated (task values win, as in Nomad)."""
     env = filter_host_env(host_env or {}, denylist)
     env.update(nomad_variables(alloc, task, node, ports, alloc_root))
-    node_vars = node_variables(node)
-    base = dict(env)
-    for key, value in (task.get("Env") or {}).items():
-        env[str(key)] = interpolate(str(value), base, node_vars)
+    task_env = task.get("Env")
+    if task_env:
+        node_vars = node_variables(node)
+        base = dict(env)
+        for key, value in task_env.items():
+            env[str(key)] = interpolate(str(value), base, node_vars)
     return env
 
 
@@ -199,8 +201,11 @@ def interpolate_args(
     args: Sequence[str], env: Mapping[str, str], node: Mapping[str, Any]
 ) -> list[str]:
     """Interpolate a task's ``command``/``args`` against its built environment."""
+    texts = [str(a) for a in args]
+    if not any("${" in text for text in texts):
+        return texts  # nothing to replace: skip building the node's variables
     node_vars = node_variables(node)
-    return [interpolate(str(a), env, node_vars) for a in args]
+    return [interpolate(text, env, node_vars) for text in texts]
 
 
 def pick_dynamic_ports(

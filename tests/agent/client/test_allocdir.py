@@ -37,6 +37,29 @@ def test_build_creates_nomad_layout_with_private_secrets(tmp_path: Path) -> None
     assert web.stderr_fifo == str(root / "alloc" / "logs" / ".web.stderr.fifo")
 
 
+def test_build_makes_a_missing_data_dir_and_serves_every_allocation(tmp_path: Path) -> None:
+    data = tmp_path / "not" / "yet"
+    first = AllocDir(str(data), ALLOC_ID)
+    first.build(["web"])
+    second = AllocDir(str(data) + "/./", "second")  # same data dir, spelt differently
+    second.build(["web"])
+    assert second.root == str(data / "alloc" / "second")
+    assert (data / "alloc" / ALLOC_ID / "web" / "local").is_dir()
+    assert (data / "alloc" / "second" / "web" / "local").is_dir()
+    assert _mode(str(data / "alloc" / "second" / "web" / "tmp")) == 0o1777
+
+
+def test_relative_data_dir_gives_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    alloc = AllocDir("data", ALLOC_ID)
+    assert alloc.root == str(tmp_path / "data" / "alloc" / ALLOC_ID)
+    assert alloc.task_dir("web").local_dir == str(
+        tmp_path / "data" / "alloc" / ALLOC_ID / "web" / "local"
+    )
+
+
 def test_build_is_idempotent_and_keeps_contents(tmp_path: Path) -> None:
     alloc = AllocDir(str(tmp_path), ALLOC_ID)
     alloc.build(["web"])

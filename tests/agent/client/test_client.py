@@ -23,7 +23,8 @@ from agent.client.client_support import (
     wait_for,
 )
 
-from nomadpaas.agent.client.client import Client, ClientConfig
+from nomadpaas.agent.client.client import Client, ClientConfig, _mutable
+from nomadpaas.agent.server.state.frozen import freeze
 
 TICKER = (
     "import time\n"
@@ -204,3 +205,18 @@ def test_alloc_stopped_while_agent_down_is_killed_after_restart(
     wait_for(lambda: not pid_alive(pid), what="re-attached task killed")
     states = rpc.get(alloc["ID"])["TaskStates"]
     assert event_types(states["web"])[-3:] == ["Killing", "Terminated", "Killed"]
+
+
+def test_runner_allocation_shares_the_server_rows_read_only_values() -> None:
+    # The server's frozen row: a new runner's copy is a plain dict of its own, and its
+    # values (Job, resources, metrics) are the row's, not copies of them.
+    alloc = make_alloc([py_task("web", TICKER)])
+    alloc["AllocatedResources"] = {"Shared": {"DiskMB": 300, "Ports": []}}
+    row = freeze(alloc)
+    copied = _mutable(row)
+    assert type(copied) is dict and copied == row
+    assert copied["Job"] is row["Job"]
+    assert copied["AllocatedResources"] is row["AllocatedResources"]
+    assert copied["DesiredTransition"] is row["DesiredTransition"]
+    copied["DesiredStatus"] = "stop"  # the top level is the runner's own
+    assert row["DesiredStatus"] == "run"

@@ -431,11 +431,30 @@ def test_a_shared_job_is_encoded_once_and_round_trips(db: ClientStateDB) -> None
         db.put_alloc({"ID": f"a{i}", "Job": job, "Index": i})
     db.put_alloc({"ID": "plain", "Job": {"ID": "other"}})
     db.put_alloc({"ID": "nojob"})
-    assert len(db._job_json) == 1  # one entry for the read-only job, none for the plain one
+    assert len(db._shared_json) == 1  # one entry for the read-only job, none for the plain one
     by_id = {r.alloc["ID"]: r.alloc for r in db.all_allocs()}
     assert by_id["a2"] == {"ID": "a2", "Job": {"ID": "web", "TaskGroups": [{"Name": "g"}]},
                            "Index": 2}  # fmt: skip
     assert by_id["plain"]["Job"] == {"ID": "other"} and by_id["nojob"] == {"ID": "nojob"}
+
+
+def test_shared_read_only_members_are_encoded_once_in_place(db: ClientStateDB) -> None:
+    class ReadOnly(dict[str, object]):
+        """Stands in for the server's frozen rows (a dict subclass)."""
+
+    job = ReadOnly({"ID": "web", "Name": "wéb"})
+    resources = ReadOnly({"CPU": 100, "Networks": None})
+    metrics = ReadOnly({"NodesEvaluated": 1, "Scores": {"n1": 0.5}})
+    texts = []
+    for i in range(3):
+        states = ReadOnly({"t": {"State": "pending"}})
+        alloc = {"ID": f"a{i}", "Job": job, "Resources": resources, "Index": i,
+                 "Metrics": metrics, "TaskStates": states}  # fmt: skip
+        texts.append(db._alloc_json(alloc))
+        # The same text as a plain encoding: members in their order, compact, ASCII.
+        assert texts[-1] == json.dumps(alloc, separators=(",", ":"))
+    assert len(db._shared_json) == 3  # Job, Resources, Metrics; TaskStates is not shared
+    assert len(set(texts)) == 3
 
 
 def test_a_task_put_replaced_later_in_its_batch_is_never_encoded(

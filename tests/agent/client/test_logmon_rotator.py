@@ -110,14 +110,34 @@ def test_reopen_purges_beyond_max_files_and_ignores_other_streams(tmp_path: Path
     assert (tmp_path / "web.stderr.0").exists()
 
 
-def test_files_are_created_without_following_symlinks(tmp_path: Path) -> None:
+def test_fresh_creates_the_first_file_and_writes_from_its_start(tmp_path: Path) -> None:
+    r = FileRotator(str(tmp_path), "web.stdout", max_files=10, file_size_bytes=20, fresh=True)
+    assert r.index == 0
+    r.write(b"one\n")
+    r.close()
+    assert _files(tmp_path) == {0: b"one\n"}
+
+
+def test_fresh_with_files_there_after_all_appends_to_the_highest(tmp_path: Path) -> None:
+    # `fresh` is the caller's belief (a new FIFO): files found anyway are never overwritten.
+    (tmp_path / "web.stdout.0").write_bytes(b"zero\n")
+    (tmp_path / "web.stdout.1").write_bytes(b"old\n")
+    r = FileRotator(str(tmp_path), "web.stdout", max_files=10, file_size_bytes=20, fresh=True)
+    assert r.index == 1
+    r.write(b"new\n")
+    r.close()
+    assert _files(tmp_path) == {0: b"zero\n", 1: b"old\nnew\n"}
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_files_are_created_without_following_symlinks(tmp_path: Path, fresh: bool) -> None:
     target = tmp_path / "target"
     target.write_bytes(b"")
     logs = tmp_path / "logs"
     logs.mkdir()
     os.symlink(target, logs / "web.stdout.0")
     with pytest.raises(OSError):
-        FileRotator(str(logs), "web.stdout", max_files=2, file_size_bytes=100)
+        FileRotator(str(logs), "web.stdout", max_files=2, file_size_bytes=100, fresh=fresh)
 
 
 def test_invalid_limits_are_refused(tmp_path: Path) -> None:

@@ -34,16 +34,26 @@ class FileRotator:
         *,
         fresh: bool = False,
     ) -> None:
-        """``fresh``: the caller knows no file of this stream exists yet (nothing to list)."""
+        """``fresh``: the caller expects no file of this stream to exist yet (nothing to
+        list): the first file is created exclusively, and only if one exists after all
+        are the files listed as for a restart."""
         if max_files < 1 or file_size_bytes < 1:
             raise ValueError("max_files and file_size_bytes must be positive")
         self.log_dir = log_dir
         self.base_name = base_name
         self.max_files = max_files
         self.file_size_bytes = file_size_bytes
-        self._pattern = re.compile(re.escape(base_name) + r"\.(\d+)")
         self._pending = bytearray()
-        existing = [] if fresh else self._indexes()
+        if fresh:
+            try:
+                self._fd = self._open(0, exclusive=True)
+            except FileExistsError:
+                pass
+            else:
+                # A new, empty file: no listing, no fstat (two syscalls of every task start).
+                self._index, self._size = 0, 0
+                return
+        existing = self._indexes()
         self._index = existing[-1] if existing else 0
         self._fd = self._open(self._index)
         self._size = os.fstat(self._fd).st_size
@@ -149,16 +159,19 @@ class FileRotator:
         self._size = os.fstat(self._fd).st_size
         self._purge()
 
-    def _open(self, index: int) -> int:
+    def _open(self, index: int, *, exclusive: bool = False) -> int:
         # Read-write, not O_APPEND: splice(2) refuses append-mode targets, and rotation reads
         # back what landed. This rotator is the file's only writer, so offsets are its own.
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        if exclusive:
+            flags |= os.O_EXCL
         return os.open(self.path(index), flags, FILE_PERMS)
 
     def _indexes(self) -> list[int]:
+        pattern = re.compile(re.escape(self.base_name) + r"\.(\d+)")  # re caches it
         found = []
         for name in os.listdir(self.log_dir):
-            match = self._pattern.fullmatch(name)
+            match = pattern.fullmatch(name)
             if match:
                 found.append(int(match.group(1)))
         return sorted(found)

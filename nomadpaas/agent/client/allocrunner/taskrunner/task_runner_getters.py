@@ -31,7 +31,7 @@ from nomadpaas.agent.client.allocrunner.taskrunner.task_config import (
 )
 from nomadpaas.agent.client.allocrunner.taskrunner.task_state import apply_task_update, copy_state
 from nomadpaas.agent.client.allocrunner.workers import SHARED_POOL, RunnerPool
-from nomadpaas.agent.client.lib.protocols import hooks_of
+from nomadpaas.agent.client.lib.protocols import split_hooks
 from nomadpaas.agent.client.state import ClientStateDB, LocalTaskState
 from nomadpaas.agent.drivers.base import Driver, TaskHandle
 from nomadpaas.agent.structs.alloc import TASK_STATE_DEAD, TASK_STATE_RUNNING, new_task_state
@@ -92,13 +92,26 @@ class TaskRunnerBase:
         self._exit_seen = False  # set by the driver's exit watch
         self._done = threading.Event()
         self._claimed = False  # someone will run the loop (start() or claim())
-        # Each phase's hooks, picked once (runtime Protocol checks are slow).
-        hooks = cfg.hooks
-        self._prestart_hooks: list[TaskPrestartHook] = hooks_of(hooks, TaskPrestartHook)
-        self._poststart_hooks: list[TaskPoststartHook] = hooks_of(hooks, TaskPoststartHook)
-        self._prekill_hooks: list[TaskPreKillHook] = hooks_of(hooks, TaskPreKillHook)
-        self._exited_hooks: list[TaskExitedHook] = hooks_of(hooks, TaskExitedHook)
-        self._stop_hooks: list[TaskStopHook] = hooks_of(hooks, TaskStopHook)
+        # Each phase's hooks, picked once, all phases in one go (protocols.py).
+        self._prestart_hooks: list[TaskPrestartHook]
+        self._poststart_hooks: list[TaskPoststartHook]
+        self._prekill_hooks: list[TaskPreKillHook]
+        self._exited_hooks: list[TaskExitedHook]
+        self._stop_hooks: list[TaskStopHook]
+        (
+            self._prestart_hooks,
+            self._poststart_hooks,
+            self._prekill_hooks,
+            self._exited_hooks,
+            self._stop_hooks,
+        ) = split_hooks(
+            cfg.hooks,
+            TaskPrestartHook,
+            TaskPoststartHook,
+            TaskPreKillHook,
+            TaskExitedHook,
+            TaskStopHook,
+        )
         if self._state["State"] == TASK_STATE_DEAD:
             self._done.set()
 

@@ -29,14 +29,15 @@ class HookPhases(SteppedRunner):
     def _run_prestart(self, *, restoring: bool = False) -> dict[str, str]:
         """Run the prestart hooks not done yet; returns the task environment."""
         env = self._task_env()
+        # One request for every hook of the phase: they only read it.
+        req = TaskPrestartRequest(
+            alloc=self.cfg.alloc, task=self.cfg.task, alloc_dir=self.cfg.alloc_dir,
+            task_dir=self.task_dir, env=env, emit=self.emit, restoring=restoring,
+            record=self.record,
+        )  # fmt: skip
         for hook in self._prestart_hooks:
             if hook.name in self._hooks_done:
                 continue
-            req = TaskPrestartRequest(
-                alloc=self.cfg.alloc, task=self.cfg.task, alloc_dir=self.cfg.alloc_dir,
-                task_dir=self.task_dir, env=env, emit=self.emit, restoring=restoring,
-                record=self.record,
-            )  # fmt: skip
             try:
                 resp = hook.prestart(req)
             except HookError:
