@@ -97,7 +97,7 @@ def _meta(environ: Mapping[str, str], key: str) -> str:
 
 def _slot_etag(environ: Mapping[str, str], cache_url: str) -> str | None:
     """The ETag the build will send for its cache: its node slot's tag when the tag is
-    of this cache object (what CacheSlot.take and task._restore_slot do), else None."""
+    of this cache object (what CacheSlot.take and buildcache.restore_slot do), else None."""
     root = environ.get("NOMADPAAS_BUILD_CACHE_DIR") or ""
     app, stack = _meta(environ, "app"), _meta(environ, "stack")
     if not root or "${" in root or not os.path.isabs(root):

@@ -37,7 +37,6 @@ directory fsync (same directory as the sidecar).
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import hashlib
 import io
@@ -51,13 +50,19 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+from nomadpaas.stack.durable import TMP_MARK as _TMP_MARK
+from nomadpaas.stack.durable import create_json as _create_json
+from nomadpaas.stack.durable import fsync_dir
+from nomadpaas.stack.durable import remove_tree as _remove_tree
+from nomadpaas.stack.durable import write_json_atomic as _write_json_atomic
+from nomadpaas.stack.durable import write_synced as _write_data
+
 __all__ = ["DataDirLocked", "ObjectStore", "StoredBucket", "StoredObject"]
 
 log = logging.getLogger(__name__)
 
 #: Sidecar format version; bump on incompatible change.
 FORMAT_VERSION = 1
-_TMP_MARK = ".tmp-"
 
 
 class DataDirLocked(RuntimeError):
@@ -152,72 +157,6 @@ def bucket_dirname(bucket: str) -> str:
     if name in ("", ".", ".."):
         raise ValueError(f"unusable bucket name {bucket!r}")
     return name
-
-
-#: Makes a file's bytes durable, with the metadata needed to read them back (its size)
-#: but not its timestamps: one journal write less than fsync where that is all it adds.
-#: macOS has no fdatasync.
-_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the directory's entries (creations, renames, unlinks) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_data(path: Path, write_data: Callable[[IO[bytes]], object]) -> None:
-    try:
-        with open(path, "wb") as f:
-            write_data(f)
-            f.flush()
-            _datasync(f.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
-def _create_json(path: Path, data: dict[str, Any]) -> bool:
-    """Write a new file at `path` in place and fsync it; False if `path` exists.
-
-    For a key with no record, a temporary and a rename buy nothing: there is no old
-    record to keep whole, and a crash mid-write leaves a torn file that `load()`
-    cannot parse and removes. Without the rename, the directory fsync that follows has
-    nothing left to commit on a journaling file system (ext4, xfs): one flush less.
-    """
-    payload = _json_bytes(data)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileExistsError:
-        return False
-    try:
-        with open(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            _datasync(f.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return True
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    payload = _json_bytes(data)
-    tmp = path.with_name(f"{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        _datasync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def _json_bytes(data: dict[str, Any]) -> bytes:
-    """A record as written: sorted keys, ASCII-only (non-ASCII escaped), so UTF-8."""
-    return json.dumps(data, sort_keys=True).encode("ascii")
 
 
 class ObjectStore:
@@ -435,13 +374,3 @@ class ObjectStore:
         fsync_dir(bdir)  # commit point
         if obj.data:
             (bdir / obj.data).unlink(missing_ok=True)
-
-
-def _remove_tree(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        for child in path.iterdir():
-            if child.is_dir():
-                _remove_tree(child)
-            else:
-                child.unlink(missing_ok=True)
-        path.rmdir()
