@@ -196,6 +196,14 @@ def test_freeze_shared_freezes_a_shared_part_once() -> None:
     assert frozen[0]["Resources"] is frozen[1]["Resources"] is frozen[2]["Resources"]
     assert frozen[0]["Resources"] == freeze(resources)
     assert [f["ID"] for f in frozen] == ["0", "1", "2"]
+    # Scalars are kept inline, everything below them frozen: lists become tuples of
+    # FrozenDicts, already frozen values are reused, keys become strings.
+    done = freeze({"Old": 1})
+    row = freeze_shared({"A": None, "B": [{"C": [1, {2: "x"}]}], "D": done, 5: "e"}, {})
+    assert type(row) is FrozenDict and row["A"] is None and row["5"] == "e"
+    assert type(row["B"]) is tuple and type(row["B"][0]) is FrozenDict
+    assert row["B"][0]["C"] == (1, {"2": "x"}) and type(row["B"][0]["C"][1]) is FrozenDict
+    assert row["D"] is done
 
 
 def test_state_db_with_the_earlier_without_rowid_table_still_loads_and_writes(

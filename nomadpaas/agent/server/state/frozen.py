@@ -96,8 +96,12 @@ def freeze_shared(row: Any, memo: dict[int, tuple[Any, Any]]) -> Any:
     so no id is reused while it lives."""
     if type(row) is not dict:
         return _freeze_shared(row, memo)
+    # Most of an allocation's ~40 values are scalars: checked inline, not one call each.
     return FrozenDict(
-        {k if type(k) is str else str(k): _freeze_shared(v, memo) for k, v in row.items()}
+        {
+            k if type(k) is str else str(k): v if type(v) in _SCALARS else _freeze_shared(v, memo)
+            for k, v in row.items()
+        }
     )
 
 
@@ -112,10 +116,15 @@ def _freeze_shared(value: Any, memo: dict[int, tuple[Any, Any]]) -> Any:
         frozen: Any
         if kind is dict:
             frozen = FrozenDict(
-                {k if type(k) is str else str(k): _freeze_shared(v, memo) for k, v in value.items()}
+                {
+                    k if type(k) is str else str(k): v
+                    if type(v) in _SCALARS
+                    else _freeze_shared(v, memo)
+                    for k, v in value.items()
+                }
             )
         else:
-            frozen = tuple([_freeze_shared(v, memo) for v in value])
+            frozen = tuple([v if type(v) in _SCALARS else _freeze_shared(v, memo) for v in value])
         memo[id(value)] = (value, frozen)
         return frozen
     return freeze(value)
