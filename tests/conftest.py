@@ -6,15 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testsupport import ServerProcess, agent_process, s3_process
-
-from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
-
-
-def _stop_agent(server: ServerProcess) -> None:
-    """Kill the agent, then its tasks: tasks outlive a killed agent by design (re-attach)."""
-    server.kill()
-    kill_orphaned_tasks(str(server.data_dir))
+from testsupport import ServerProcess, agent_process, s3_process, stop_agent
 
 
 @pytest.fixture
@@ -25,7 +17,7 @@ def agent(tmp_path: Path) -> Iterator[ServerProcess]:
     try:
         yield server
     finally:
-        _stop_agent(server)
+        stop_agent(server)
 
 
 @pytest.fixture
@@ -39,7 +31,7 @@ def acl_agent(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
     try:
         yield server, token_file.read_text().strip()
     finally:
-        _stop_agent(server)
+        stop_agent(server)
 
 
 @pytest.fixture

@@ -220,8 +220,6 @@ def node_cache_agent(tmp_path: Path, node_cache: Path) -> Iterator[ServerProcess
     """An agent started as `nomadpaas up` starts it, with the node-local build cache at
     `node_cache` (`-meta nomadpaas.build_cache_dir=...`), data under `tmp_path / "agent"`;
     killed after the block, and any task it left running with it."""
-    from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
-
     agent = agent_process(
         tmp_path / "agent",
         log_path=tmp_path / "agent.log",
@@ -231,8 +229,45 @@ def node_cache_agent(tmp_path: Path, node_cache: Path) -> Iterator[ServerProcess
     try:
         yield agent
     finally:
-        agent.kill()
-        kill_orphaned_tasks(str(agent.data_dir))
+        stop_agent(agent)
+
+
+def stop_agent(agent: ServerProcess) -> None:
+    """Kill the agent, then its tasks: tasks outlive a killed agent by design (re-attach).
+
+    Its executor spawner sees the agent go and exits, but an executor it is forking just
+    then is still born (and names itself a moment later): the tasks are looked for once
+    the spawner is gone (at most SPAWNER_EXIT_S)."""
+    from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
+    from nomadpaas.agent.drivers.rawexec.orphans import process_argvs
+    from nomadpaas.agent.drivers.rawexec.spawner import SPAWNER_MARK
+
+    pid = agent.proc.pid if agent.proc is not None else None
+    spawners = [
+        child
+        for child, argv in process_argvs()
+        if argv[1:2] == [SPAWNER_MARK.encode()] and _parent_of(child) == pid
+    ]
+    agent.kill()
+    deadline = time.monotonic() + SPAWNER_EXIT_S
+    while any(os.path.exists(f"/proc/{child}") for child in spawners):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    kill_orphaned_tasks(str(agent.data_dir))
+
+
+#: How long `stop_agent` waits for a killed agent's executor spawner to exit.
+SPAWNER_EXIT_S = 5.0
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return int(raw[raw.rindex(b")") + 2 :].split()[1])
 
 
 def s3_process(data_dir: Path, log_path: Path | None = None) -> ServerProcess:
