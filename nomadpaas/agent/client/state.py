@@ -45,11 +45,12 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
+
+from nomadpaas.agent.helper.jsontext import compact_encoder, splice
 
 DB_FILE = "state.db"  # under <data_dir>/client/, as in Nomad
 BUSY_TIMEOUT_S = 30.0  # another connection to the same file (an in-process restart) holds it
@@ -221,19 +222,12 @@ class ClientStateDB:
         job = alloc.get("Job")
         if type(job) is dict or not isinstance(job, dict):
             return _dumps(alloc)  # no read-only Job (a restored allocation): none shared
-        parts: list[str] = []
-        run: dict[str, Any] = {}  # consecutive members encoded together
-        for key, value in alloc.items():
-            if key in SHARED_ALLOC_FIELDS and isinstance(value, dict) and type(value) is not dict:
-                if run:
-                    parts.append(_dumps(run)[1:-1])  # without the braces
-                    run = {}
-                parts.append(f"{encode_basestring_ascii(key)}:{self._shared_text(value)}")
-            else:
-                run[key] = value
-        if run:
-            parts.append(_dumps(run)[1:-1])
-        return "{" + ",".join(parts) + "}"
+        return splice(alloc, self._shared_member, _dumps)
+
+    def _shared_member(self, key: str, value: Any) -> str | None:
+        if key in SHARED_ALLOC_FIELDS and isinstance(value, dict) and type(value) is not dict:
+            return self._shared_text(value)
+        return None
 
     def _shared_text(self, value: dict[str, Any]) -> str:
         """The JSON of a read-only shared value, made once while it is remembered (any
@@ -448,28 +442,7 @@ def _check_alloc_id(alloc_id: str) -> str:
     return alloc_id
 
 
-def _unserializable(o: object) -> Any:
-    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
-
-
-def _compact_encoder() -> Callable[[Any], str]:
-    """`json.dumps(o, separators=(",", ":"))` without its per-call set-up (a new encoder
-    for every call: about 1 µs, and an allocation's row takes a few calls). No check for
-    circular references: rows are trees."""
-    make = getattr(json.encoder, "c_make_encoder", None)  # CPython's C accelerator
-    if make is None:  # pragma: no cover
-        return json.JSONEncoder(separators=(",", ":")).encode
-    encoder = make(
-        None, _unserializable, encode_basestring_ascii, None, ":", ",", False, False, True
-    )
-
-    def encode(obj: Any) -> str:
-        return "".join(encoder(obj, 0))
-
-    return encode
-
-
-_dumps = _compact_encoder()
+_dumps = compact_encoder()
 
 
 def _parse_alloc(text: str) -> dict[str, Any] | None:

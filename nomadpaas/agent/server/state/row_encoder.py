@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import json
 import json.encoder
-from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from nomadpaas.agent.helper.jsontext import compact_encoder, splice
 from nomadpaas.agent.server.state.frozen import FrozenDict
-
-# CPython's C accelerator (typeshed does not declare it); None without it, as for `json`.
-c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
 
 # Top-level row fields whose value is often one frozen object shared by many rows: the
 # embedded Job of every allocation of a job version, and the resources and metric that
@@ -33,28 +30,6 @@ SHARED_FIELDS = frozenset(
 CACHE_ENTRIES = 64  # distinct shared values remembered (LRU by insertion)
 
 _SEPARATORS = (",", ":")
-
-
-def _unserializable(o: object) -> Any:
-    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
-
-
-def compact_encoder() -> Callable[[Any], str]:
-    """`json.dumps(o, separators=(",", ":"))` without its per-call setup.
-
-    `JSONEncoder.encode` builds a new C encoder for every call (about 1 µs), and a
-    spliced row takes a dozen calls; this one is built once. No circular-reference check:
-    rows are trees (frozen values cannot be made into cycles)."""
-    if c_make_encoder is None:  # pragma: no cover
-        return json.JSONEncoder(separators=_SEPARATORS).encode
-    encoder = c_make_encoder(
-        None, _unserializable, encode_basestring_ascii, None, ":", ",", False, False, True
-    )
-
-    def encode(o: Any) -> str:
-        return "".join(encoder(o, 0))
-
-    return encode
 
 
 class RowEncoder:
@@ -98,20 +73,10 @@ class RowEncoder:
     def _splice(self, row: FrozenDict) -> str:
         """The row's members in order: runs of plain ones encoded together, shared frozen
         values from the cache."""
-        encode = self._encode
-        parts: list[str] = []
-        run: dict[str, Any] = {}
-        for k, v in row.items():
-            if k in SHARED_FIELDS and type(v) is FrozenDict:
-                if run:
-                    parts.append(encode(run)[1:-1])  # drop the braces
-                    run = {}
-                parts.append(f"{encode_basestring_ascii(k)}:{self.shared(v)}")
-            else:
-                run[k] = v
-        if run:
-            parts.append(encode(run)[1:-1])
-        return "{" + ",".join(parts) + "}"
+        return splice(row, self._shared_member, self._encode)
+
+    def _shared_member(self, key: str, value: Any) -> str | None:
+        return self.shared(value) if key in SHARED_FIELDS and type(value) is FrozenDict else None
 
 
 _KEY_ENCODER = json.JSONEncoder(separators=_SEPARATORS)

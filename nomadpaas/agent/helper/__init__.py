@@ -1,0 +1,1 @@
+"""Small utilities shared across the agent's parts (mirrors Nomad's helper/ packages)."""
