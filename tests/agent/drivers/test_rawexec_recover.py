@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from agent.drivers.rawexec_support import PY, live_group_members, read_log, wait_for
+from agent.drivers.rawexec_support import PY, Harness, live_group_members, read_log, wait_for
 
 from nomadpaas.agent.client.allocdir import AllocDir
 from nomadpaas.agent.client.logmon.logmon import LogMon, LogmonConfig
@@ -176,3 +176,54 @@ def test_recover_fails_when_the_wrapper_is_gone_and_kills_the_orphan(tmp_path: P
         wait_for(lambda: live_group_members(int(h.driver_state["PGID"])) == [], timeout_s=10)
     finally:
         _kill_leftovers([h])
+
+
+def test_a_task_started_but_never_recorded_is_not_run_twice(
+    harness: Harness, driver: RawExecDriver
+) -> None:
+    # An agent that dies while its executor is being forked never records the start, but
+    # the task runs on. The next agent starts the task anew in the same dir: the one left
+    # running is ended first, so the task does not run twice.
+    first = harness.start("t", "/bin/sleep", "300")
+    first_pid = int(first.driver_state["PID"])
+    next_agent = RawExecDriver(native_executor=driver.executor is not None)
+    config = next_agent_config(harness, "t")
+    second = next_agent.start_task(config)
+    try:
+        wait_for(lambda: not live_group_members(first_pid), what="the unrecorded task ended")
+        assert live_group_members(int(second.driver_state["PID"]))
+    finally:
+        next_agent.destroy_task("t", force=True)
+
+
+def test_a_restart_leaves_other_processes_alone(harness: Harness, driver: RawExecDriver) -> None:
+    # The last run's task.pid names a process that is not this dir's task (a reused PID):
+    # a new start kills nothing.
+    unrelated = subprocess.Popen(["/bin/sleep", "300"], start_new_session=True)
+    try:
+        handle = harness.start("t", "/bin/true")
+        wait_for(lambda: driver.wait_task("t", 0.1) is not None, what="the task's exit")
+        driver.destroy_task("t", force=True)
+        state_dir = str(handle.driver_state["StateDir"])
+        Path(state_dir, "task.pid").write_text(str(unrelated.pid))
+        harness.start("t", "/bin/true")
+        assert unrelated.poll() is None
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
+def next_agent_config(harness: Harness, task: str) -> TaskConfig:
+    td = harness.alloc.task_dir(task)
+    return TaskConfig(
+        id=task,
+        alloc_id=harness.alloc.alloc_id,
+        name=task,
+        command="/bin/sleep",
+        args=("300",),
+        env=dict(os.environ),
+        alloc_dir=harness.alloc.root,
+        task_dir=td.dir,
+        stdout_path=td.stdout_fifo,
+        stderr_path=td.stderr_fifo,
+    )

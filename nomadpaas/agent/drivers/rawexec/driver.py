@@ -47,6 +47,7 @@ from nomadpaas.agent.drivers.rawexec.handle import (
 )
 from nomadpaas.agent.drivers.rawexec.lookup import lookup_bin as lookup_bin
 from nomadpaas.agent.drivers.rawexec.orphans import kill_orphaned_tasks as kill_orphaned_tasks
+from nomadpaas.agent.drivers.rawexec.orphans import kill_stale_task
 from nomadpaas.agent.drivers.rawexec.orphans import wrapper_state_dir as wrapper_state_dir
 from nomadpaas.agent.drivers.rawexec.spawner import TooLarge, spawner_for
 from nomadpaas.agent.drivers.rawexec.state import TaskStore
@@ -384,7 +385,9 @@ def _prepare_state_dir(state_dir: str) -> None:
     try:
         os.mkfifo(ack, 0o600)
     except FileExistsError:
-        pass  # a restart: clear what the last run left
+        # Not the first run here: end a task an agent that died mid-start left running
+        # unrecorded (else this start would run it twice), then clear what it left.
+        kill_stale_task(state_dir)
     except FileNotFoundError:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)  # no task dir hook made it
         os.mkfifo(ack, 0o600)

@@ -75,3 +75,30 @@ def kill_orphaned_tasks(data_dir: str) -> int:
         except ProcessLookupError:
             pass
     return killed
+
+
+def kill_stale_task(state_dir: str) -> bool:
+    """SIGKILL the task, and its executor, that an earlier start left running from
+    ``state_dir`` unknown to this agent: one whose agent died before the start was
+    recorded (the executor forks on, by design). A new start in that dir would otherwise
+    run the task twice. True if there was one. Only the executor of ``state_dir`` (its
+    argv says so) and its own child are touched: a reused PID is left alone."""
+    try:
+        with open(os.path.join(state_dir, PID_FILE)) as f:
+            pid = int(f.read())
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+        executor = int(raw[raw.rindex(b")") + 2 :].split()[1])
+        with open(f"/proc/{executor}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except (OSError, ValueError):
+        return False
+    found = wrapper_state_dir(argv)
+    if found is None or os.path.realpath(found) != os.path.realpath(state_dir):
+        return False
+    for kill, target in ((os.killpg, pid), (os.kill, executor)):
+        try:
+            kill(target, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return True
