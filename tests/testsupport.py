@@ -239,14 +239,14 @@ def stop_agent(agent: ServerProcess) -> None:
     then is still born (and names itself a moment later): the tasks are looked for once
     the spawner is gone (at most SPAWNER_EXIT_S)."""
     from nomadpaas.agent.drivers.rawexec.driver import kill_orphaned_tasks
-    from nomadpaas.agent.drivers.rawexec.orphans import process_argvs
+    from nomadpaas.agent.drivers.rawexec.orphans import parent_pid, process_argvs
     from nomadpaas.agent.drivers.rawexec.spawner import SPAWNER_MARK
 
     pid = agent.proc.pid if agent.proc is not None else None
     spawners = [
         child
         for child, argv in process_argvs()
-        if argv[1:2] == [SPAWNER_MARK.encode()] and _parent_of(child) == pid
+        if argv[1:2] == [SPAWNER_MARK.encode()] and parent_pid(child) == pid
     ]
     agent.kill()
     deadline = time.monotonic() + SPAWNER_EXIT_S
@@ -259,15 +259,6 @@ def stop_agent(agent: ServerProcess) -> None:
 
 #: How long `stop_agent` waits for a killed agent's executor spawner to exit.
 SPAWNER_EXIT_S = 5.0
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    return int(raw[raw.rindex(b")") + 2 :].split()[1])
 
 
 def s3_process(data_dir: Path, log_path: Path | None = None) -> ServerProcess:

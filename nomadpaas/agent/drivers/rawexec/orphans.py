@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from nomadpaas.agent.drivers.rawexec.executor import MARK as EXECUTOR_MARK
 from nomadpaas.agent.drivers.rawexec.executor import NAME_PREFIX as EXECUTOR_PREFIX
@@ -46,6 +46,35 @@ def process_argvs() -> Iterator[tuple[int, list[bytes]]]:
         yield int(entry), argv
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent PID of ``pid`` as /proc says now; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+        return int(raw[raw.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError):
+        return None
+
+
+def _task_of(state_dir: str) -> tuple[int, int | None] | None:
+    """The task PID an executor wrote in ``state_dir`` and that process's parent now."""
+    try:
+        with open(os.path.join(state_dir, PID_FILE)) as f:
+            pid = int(f.read())
+    except (OSError, ValueError):
+        return None
+    return pid, parent_pid(pid)
+
+
+def _sigkill(kill: Callable[[int, int], None], target: int) -> bool:
+    """SIGKILL ``target`` with ``kill`` (os.kill or os.killpg); whether it was sent."""
+    try:
+        kill(target, signal.SIGKILL)
+    except OSError:
+        return False
+    return True
+
+
 def kill_orphaned_tasks(data_dir: str) -> int:
     """SIGKILL every raw_exec task (and its executor) whose state lives under ``data_dir``.
 
@@ -60,20 +89,11 @@ def kill_orphaned_tasks(data_dir: str) -> int:
         state_dir = wrapper_state_dir(argv)
         if state_dir is None or not os.path.realpath(state_dir).startswith(root):
             continue
-        try:
-            with open(os.path.join(state_dir, PID_FILE)) as f:
-                pid = int(f.read())
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                raw = f.read()
-            if int(raw[raw.rindex(b")") + 2 :].split()[1]) == wrapper:  # ppid: ours, not reused
-                os.killpg(pid, signal.SIGKILL)
-                killed += 1
-        except (OSError, ValueError):
-            pass
-        try:
-            os.kill(wrapper, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        task = _task_of(state_dir)
+        # ppid: ours, not a reused PID
+        if task is not None and task[1] == wrapper and _sigkill(os.killpg, task[0]):
+            killed += 1
+        _sigkill(os.kill, wrapper)
     return killed
 
 
@@ -83,22 +103,20 @@ def kill_stale_task(state_dir: str) -> bool:
     recorded (the executor forks on, by design). A new start in that dir would otherwise
     run the task twice. True if there was one. Only the executor of ``state_dir`` (its
     argv says so) and its own child are touched: a reused PID is left alone."""
+    task = _task_of(state_dir)
+    if task is None:
+        return False
+    pid, executor = task
+    if executor is None:
+        return False
     try:
-        with open(os.path.join(state_dir, PID_FILE)) as f:
-            pid = int(f.read())
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-        executor = int(raw[raw.rindex(b")") + 2 :].split()[1])
         with open(f"/proc/{executor}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")
-    except (OSError, ValueError):
+    except OSError:
         return False
     found = wrapper_state_dir(argv)
     if found is None or os.path.realpath(found) != os.path.realpath(state_dir):
         return False
-    for kill, target in ((os.killpg, pid), (os.kill, executor)):
-        try:
-            kill(target, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _sigkill(os.killpg, pid)
+    _sigkill(os.kill, executor)
     return True
