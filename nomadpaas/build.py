@@ -326,7 +326,6 @@ def run_build(
             if payload is not None and uploading is None:
                 uploading = pool.submit(upload_beside)
 
-        done_line: list[str] = []  # the last DONE line seen (the task's, or a buildpack's)
         promoting: list[Future[str | None]] = []
 
         def promote_early(sha256: str, md5: str) -> str | None:
@@ -339,9 +338,6 @@ def run_build(
         def take(line: str) -> bool:
             """Hide the task's result line and start promoting the slug on it: the task
             stores its record meanwhile, and says on its DONE line whether that worked."""
-            if line in RECORD_STORED_LINES:
-                done_line[:] = [line]
-                return False
             if not result(line):
                 return False
             if not promoting and result.result is not None:
@@ -359,8 +355,8 @@ def run_build(
                 )
             return True
 
-        def record_stored() -> bool:
-            if result.result is not None and done_line == [SUCCEEDED_LINE]:
+        def record_stored(marker: str) -> bool:
+            if result.result is not None and marker == SUCCEEDED_LINE:
                 return True  # the result line came before the record's store, now done
             # An older task (or no line): read the record, and look at the staging slug
             # meanwhile (promoting needs its ETag).
@@ -391,7 +387,7 @@ def run_build(
         # release is written); a failed upload fails the build with its own error.
         _joined(uploading, storage, staging_key, scratch)
         promoted = promoting[0] if promoting else None
-        if result.result is not None and done_line == [SUCCEEDED_LINE]:
+        if result.result is not None and lines.last_marker == SUCCEEDED_LINE:
             # No record to read, no look: the copy checks. The record's tail ends at the
             # marker; the stream may have brought more.
             tail = lines.tail[: _after_last(lines.tail, SUCCEEDED_LINE)]

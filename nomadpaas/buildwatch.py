@@ -121,6 +121,8 @@ class LineSplitter:
         self._hide = hide
         #: A line equal to one of `markers` went by since the last reset.
         self.marker_seen = False
+        #: The last such line (None: none yet); never reset.
+        self.last_marker: str | None = None
 
     def feed(self, data: bytes) -> None:
         text = self._partial + self._decoder.decode(data)
@@ -140,6 +142,7 @@ class LineSplitter:
         self.tail = [*self.tail[-(self._keep - 1) :], line]
         if line in self._markers:
             self.marker_seen = True
+            self.last_marker = line
         self._emit(line)
 
 
@@ -206,7 +209,7 @@ class BuildWatcher:
         self,
         alloc_id: str,
         markers: frozenset[str] = frozenset(),
-        finished: Callable[[], bool] | None = None,
+        finished: Callable[[str], bool] | None = None,
         hide: Callable[[str], bool] | None = None,
         *,
         placed: Allocation | None = None,
@@ -214,14 +217,14 @@ class BuildWatcher:
     ) -> tuple[Allocation, LineSplitter]:
         """Pass each line of the task's stdout to `on_line` until the allocation ends.
 
-        Or until the task prints one of `markers` and then `finished()` says the result
-        is in (the build task prints a marker right after storing its record, and goes on
-        to save the build cache, which nobody needs to wait for): the allocation returned
-        is then the one last seen, maybe still running. `hide`: see `LineSplitter`.
-        `placed`: the allocation as `allocation()` found it (its list stub carries its
-        task states and ModifyIndex): the wait for the task to start begins from it
-        instead of reading the allocation first. `on_started`: called once the task is
-        seen started (or the allocation ended), before its log is read.
+        Or until the task prints one of `markers` and then `finished(marker)`, given the
+        line, says the result is in (the build task prints a marker right after storing
+        its record, and goes on to save the build cache, which nobody needs to wait for):
+        the allocation returned is then the one last seen, maybe still running. `hide`:
+        see `LineSplitter`. `placed`: the allocation as `allocation()` found it (its list
+        stub carries its task states and ModifyIndex): the wait for the task to start
+        begins from it instead of reading the allocation first. `on_started`: called once
+        the task is seen started (or the allocation ended), before its log is read.
         """
         lines = LineSplitter(self.on_line, markers=markers, hide=hide)
         alloc, index = self._started(alloc_id, placed)
@@ -276,7 +279,7 @@ class BuildWatcher:
         alloc: Allocation,
         offset: int,
         lines: LineSplitter,
-        finished: Callable[[], bool] | None,
+        finished: Callable[[str], bool] | None,
     ) -> tuple[bool, Allocation, int]:
         """Follow the log from `offset`: (True, …) once a marker's result is in or the
         allocation ended (the rest of the log read); (False, …) if the stream ended."""
@@ -290,8 +293,9 @@ class BuildWatcher:
                     if frame.data:
                         offset += len(frame.data)
                         lines.feed(frame.data)
-                        if lines.marker_seen and finished is not None:
-                            if finished():
+                        marker = lines.last_marker
+                        if lines.marker_seen and finished is not None and marker is not None:
+                            if finished(marker):
                                 return True, alloc, offset
                             lines.marker_seen = False  # not the task's own marker: go on
                     elif frame.is_heartbeat:

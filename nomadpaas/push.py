@@ -18,14 +18,14 @@ release, and handed to the build, which reads none again), and the git lookup ru
 beside them (no git is started where no repository can be). Once the task prints that
 the build succeeded (its result line, before it stores its record: the `built` event),
 the release number is taken (`releases.reserve`) while the platform promotes the slug
-and the task stores its record, so only the release's own write is left after them. That config read
-is the release's snapshot when the number is taken at the record's index (nobody took
-one since; else the config is read again after the number: `releases.reserve`). The
-build's last cleanup (deleting its staging slug) runs while the release is written
-(`build.deferred_cleanup`). Every thread is joined before `push` returns or raises. A
-build that fails after printing its result line (its slug fails the check, or its
-record cannot be stored) leaves a gap in the release numbers, as a crash between the two
-writes would: never a duplicate.
+and the task stores its record, so only the release's own write is left after them.
+That config read is the release's snapshot when the number is taken at the record's
+index (nobody took one since; else the config is read again after the number:
+`releases.reserve`). The build's last cleanup (deleting its staging slug) runs while the
+release is written (`build.deferred_cleanup`). Every thread is joined before `push`
+returns or raises. A build that fails after printing its result line (its slug fails
+the check, or its record cannot be stored) leaves a gap in the release numbers, as a
+crash between the two writes would: never a duplicate.
 """
 
 from __future__ import annotations

@@ -111,6 +111,11 @@ def watcher(fake: ScriptedAllocations, lines: list[str], deadline: float = 60.0)
     )
 
 
+def always(marker: str) -> bool:
+    """A `finished` that takes any marker as the result."""
+    return True
+
+
 def test_placement_is_a_blocking_query_that_carries_the_index() -> None:
     clock = FakeClock()
     fake = ScriptedAllocations(clock, evaluation=[([], 5, 0.05), ([alloc("pending", 6)], 6, 0.01)])
@@ -129,7 +134,8 @@ def test_the_log_is_followed_live_and_a_marker_with_its_result_ends_the_wait() -
     )
     asked: list[int] = []
 
-    def finished() -> bool:
+    def finished(marker: str) -> bool:
+        assert marker == "-----> Stored"
         asked.append(len(fake.reads))
         return True
 
@@ -154,7 +160,7 @@ def test_a_task_that_dies_without_its_marker_is_seen_at_a_heartbeat() -> None:
         rest=b"  last words\n  unterminated",
     )
     lines: list[str] = []
-    done, splitter = watcher(fake, lines).follow("a1", frozenset({"-----> Stored"}), lambda: True)
+    done, splitter = watcher(fake, lines).follow("a1", frozenset({"-----> Stored"}), always)
     assert done.terminal and done.client_status == "failed"
     assert [c[0] for c in fake.calls] == ["alloc", "get", "get"]  # one look per heartbeat
     # The rest is read once, without follow, from the bytes already received.
@@ -233,7 +239,7 @@ def test_a_marker_whose_result_is_not_in_yet_does_not_end_the_wait() -> None:
     )
     asked: list[bool] = []
 
-    def finished() -> bool:
+    def finished(marker: str) -> bool:
         asked.append(False)
         return False
 
@@ -250,7 +256,7 @@ def test_the_placed_stub_starts_the_wait_at_its_index_without_a_first_read() -> 
     )
     lines: list[str] = []
     placed = alloc("pending", 6)  # as the evaluation's allocation list showed it
-    watcher(fake, lines).follow("a1", frozenset({"-----> Stored"}), lambda: True, placed=placed)
+    watcher(fake, lines).follow("a1", frozenset({"-----> Stored"}), always, placed=placed)
     # No read at index 0: the one blocking query waits past the stub's ModifyIndex.
     assert fake.calls == [("alloc", 6, pytest.approx(5.0))]
     assert lines == ["-----> Stored"] and fake.reads == [(0, True)]
@@ -260,9 +266,7 @@ def test_a_placed_stub_whose_task_runs_goes_straight_to_the_log() -> None:
     clock = FakeClock()
     fake = ScriptedAllocations(clock, follows=[[data(b"-----> Stored\n")]])
     placed = alloc("running", 7)
-    done, _ = watcher(fake, []).follow(
-        "a1", frozenset({"-----> Stored"}), lambda: True, placed=placed
-    )
+    done, _ = watcher(fake, []).follow("a1", frozenset({"-----> Stored"}), always, placed=placed)
     assert fake.calls == [] and fake.reads == [(0, True)] and done == placed
 
 
@@ -274,5 +278,5 @@ def test_a_stub_of_another_allocation_is_not_taken_for_this_one() -> None:
         follows=[[data(b"-----> Stored\n")]],
     )
     other = Allocation(id="a2", client_status="running", modify_index=30)
-    watcher(fake, []).follow("a1", frozenset({"-----> Stored"}), lambda: True, placed=other)
+    watcher(fake, []).follow("a1", frozenset({"-----> Stored"}), always, placed=other)
     assert fake.calls == [("alloc", 0, pytest.approx(5.0))]
