@@ -58,6 +58,12 @@ DATACENTER = "dc1"
 RPC_PORT = 4647  # reported, never bound: there is no RPC listener
 SERF_PORT = 4648
 GRACEFUL_SHUTDOWN_S = 2  # parked long-polls are cut after this on SIGTERM
+#: How long an idle keep-alive connection stays open. Nomad's (and Consul's) Go HTTP
+#: server sets no idle timeout, and clients such as python-nomad's requests session
+#: reuse a pooled connection without retrying: with uvicorn's 5 s default, a request
+#: sent just as the server closed the connection met "Connection reset by peer".
+#: A day is "never" for any polling client and still reaps abandoned connections.
+HTTP_IDLE_TIMEOUT_S = 24 * 3600
 MSG_NODE_REGISTER = "NodeRegisterRequestType"
 
 
@@ -288,6 +294,7 @@ class Agent:
                 access_log=False,
                 lifespan="on",
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                timeout_keep_alive=HTTP_IDLE_TIMEOUT_S,
             )
         )
         try:
@@ -315,6 +322,7 @@ class Agent:
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                timeout_keep_alive=HTTP_IDLE_TIMEOUT_S,
             )
         )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import httpx
 import nomad
 import pytest
@@ -59,3 +62,44 @@ def test_namespaces(agent: ServerProcess) -> None:
     assert httpx.put(f"{agent.url}/v1/namespace/apps", json={"description": "d"}).status_code == 200
     assert httpx.get(f"{agent.url}/v1/namespace/apps").json()["Description"] == "d"
     assert httpx.delete(f"{agent.url}/v1/namespace/default").status_code == 400
+
+
+def test_idle_keep_alive_connections_stay_open(agent: ServerProcess) -> None:
+    """Nomad's and Consul's servers never close an idle keep-alive connection; a pooled
+    client (python-nomad's requests session) reuses one without retrying, so a server
+    that closed it after uvicorn's default 5 s made the next request fail with
+    "Connection reset by peer" whenever the two crossed."""
+    ports = [agent.port, int(agent.consul_url.rsplit(":", 1)[1])]
+    conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for port in ports]
+    try:
+        for conn in conns:
+            assert _get(conn, "/v1/status/leader").startswith(b"HTTP/1.1 200")
+        time.sleep(5.5)  # past uvicorn's default keep-alive timeout
+        for conn in conns:
+            assert _get(conn, "/v1/status/leader").startswith(b"HTTP/1.1 200")
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def _get(conn: socket.socket, path: str) -> bytes:
+    """One keep-alive GET on `conn`; the whole response (headers and body)."""
+    conn.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        assert chunk, f"the server closed the connection; got {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":", 1)[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+    )
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        assert chunk, "the server closed the connection mid-body"
+        body += chunk
+    return data
