@@ -6,18 +6,18 @@ Benchmarks run as scripts (`python bench/bench_x.py`), so this module is found n
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from nomadpaas.stack import ports
+
 
 def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free on 127.0.0.1 a moment ago, outside the ranges the kernel
+    gives outgoing connections and Nomad gives tasks (a restarted server gets it back)."""
+    return ports.free_port()
 
 
 def agent_argv(port: int, data_dir: Path) -> list[str]:

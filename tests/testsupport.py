@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+
+from nomadpaas.stack import ports
 
 if TYPE_CHECKING:
     import pytest
@@ -74,10 +75,9 @@ def threads_started_from(package_dir: str) -> Iterator[list[threading.Thread]]:
 
 
 def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free on 127.0.0.1 a moment ago, outside the ranges the kernel
+    gives outgoing connections and Nomad gives tasks (a restarted server gets it back)."""
+    return ports.free_port()
 
 
 def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:

@@ -8,21 +8,35 @@ socket belongs to the process we started (`listened_by`).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
+import random
 import socket
 from collections.abc import Iterable
 from pathlib import Path
 
 from nomadpaas.errors import InvalidInput
 
-__all__ = ["LOOPBACK", "choose_port", "is_free", "listened_by"]
+__all__ = ["LOOPBACK", "choose_port", "free_port", "is_free", "listened_by"]
 
 LOOPBACK = "127.0.0.1"
 _PROC = Path("/proc")
 #: /proc/net/tcp state code of a listening socket.
 _TCP_LISTEN = "0A"
+#: Where a server's "any free port" comes from: below Nomad's dynamic port range
+#: (20000-32000, handed to tasks) and below the kernel's ephemeral range (32768-60999 by
+#: default), which outgoing connections draw from. A port the kernel gave a client
+#: connection cannot be bound again until that connection's TIME_WAIT ends (a minute),
+#: so a server on an ephemeral port could not come back on it after a restart.
+SERVER_PORT_MIN = 10000
+SERVER_PORT_MAX = 19999
+_EPHEMERAL_RANGE = _PROC / "sys" / "net" / "ipv4" / "ip_local_port_range"
+_RANDOM_TRIES = 64
+# Ports this process handed out lately: two calls before either server binds (a stack's
+# three servers, a test's agent and its Consul port) must not get the same one.
+_RECENT: collections.deque[int] = collections.deque(maxlen=256)
 
 
 def is_free(port: int, host: str = LOOPBACK) -> bool:
@@ -39,8 +53,33 @@ def is_free(port: int, host: str = LOOPBACK) -> bool:
     return True
 
 
-def _any_free(host: str, taken: Iterable[int]) -> int:
-    avoid = set(taken)
+def free_port(host: str = LOOPBACK, taken: Iterable[int] = ()) -> int:
+    """A port free on `host` right now, outside the ranges the kernel and Nomad hand out
+    (`SERVER_PORT_MIN`..`SERVER_PORT_MAX`, minus any overlap with this machine's ephemeral
+    range); any free port when none is found there."""
+    avoid = {*taken, *_RECENT}
+    low, high = _ephemeral_range()
+    port = None
+    for _ in range(_RANDOM_TRIES):
+        candidate = random.randint(SERVER_PORT_MIN, SERVER_PORT_MAX)
+        if candidate not in avoid and not low <= candidate <= high and is_free(candidate, host):
+            port = candidate
+            break
+    if port is None:
+        port = _kernel_port(host, avoid)
+    _RECENT.append(port)
+    return port
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in _EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+def _kernel_port(host: str, avoid: set[int]) -> int:
     for _ in range(50):  # the kernel rarely hands out the same port twice in a row
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((host, 0))
@@ -80,7 +119,7 @@ def choose_port(
         for candidate in (recorded, default):
             if candidate and candidate not in taken and is_free(candidate, host):
                 return candidate
-    return _any_free(host, taken)
+    return free_port(host, taken)
 
 
 def _listening_inodes(port: int) -> set[str]:

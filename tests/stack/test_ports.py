@@ -7,11 +7,13 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from nomadpaas.agent.scheduler.ports import MAX_DYNAMIC_PORT, MIN_DYNAMIC_PORT
 from nomadpaas.errors import InvalidInput
-from nomadpaas.stack.ports import choose_port, is_free, listened_by
+from nomadpaas.stack.ports import choose_port, free_port, is_free, listened_by
 
 
 @pytest.fixture
@@ -71,3 +73,30 @@ def test_listened_by_tells_our_socket_from_anothers(busy: int) -> None:
     finally:
         sibling.kill()
         sibling.wait(timeout=10)
+
+
+def test_any_free_port_is_outside_the_ephemeral_and_dynamic_ranges() -> None:
+    """A server's port must be one no outgoing connection can hold: a client socket that
+    had it (even in TIME_WAIT, for a minute) keeps a restarted server from binding it."""
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+    low, high = (int(v) for v in ephemeral.split())
+    picked = [free_port() for _ in range(20)] + [choose_port("--x", 0, None, 4646)]
+    assert len(set(picked)) == len(picked), "handed out twice before anything bound it"
+    for port in picked:
+        assert not low <= port <= high and not MIN_DYNAMIC_PORT <= port <= MAX_DYNAMIC_PORT
+        assert is_free(port)
+
+
+def test_a_port_a_client_connection_used_cannot_be_bound_again() -> None:
+    """Why: the kernel's own pick for a server (bind to port 0) is an ephemeral port."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        client = socket.socket()
+        client.bind(("127.0.0.1", 0))
+        used = client.getsockname()[1]
+        client.connect(server.getsockname())
+        accepted, _ = server.accept()
+        client.close()  # the client closes first: its side goes to TIME_WAIT
+        accepted.close()
+    assert not is_free(used)
