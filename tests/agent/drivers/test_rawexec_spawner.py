@@ -205,46 +205,60 @@ def test_a_huge_environment_still_starts(spawned: Harness) -> None:
 SIM = r"""
 import json, os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # `nomadpaas agent &` from a script
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # passed on through exec too
 from nomadpaas.agent.client.allocdir import AllocDir
 from nomadpaas.agent.drivers.base import TaskConfig
 from nomadpaas.agent.drivers.rawexec.driver import RawExecDriver
 from nomadpaas.agent.drivers.rawexec.spawner import spawner_for
-td = AllocDir(sys.argv[1], "a1").build(["t"])["t"]
+dirs = AllocDir(sys.argv[1], "a1").build(["t", "big"])
 driver = RawExecDriver()
-h = driver.start_task(TaskConfig(id="t", alloc_id="a1", name="t", command="sh",
-    args=("-c", "grep SigIgn /proc/self/status > sigign; exec sleep 300"),
-    env=dict(os.environ), task_dir=td.dir))
-print(json.dumps([spawner_for(driver.executor).pid, h.driver_state]), flush=True)
+def start(name, env):
+    return driver.start_task(TaskConfig(id=name, alloc_id="a1", name=name, command="sleep",
+        args=("300",), env=env, task_dir=dirs[name].dir)).driver_state
+forked = start("t", dict(os.environ))
+# Too large for one spawner request: the executor is started with Popen (direct mode).
+popened = start("big", {**os.environ, **{f"BIG{i}": "y" * 100_000 for i in range(12)}})
+print(json.dumps([spawner_for(driver.executor).pid, forked, popened]), flush=True)
 sys.stdin.read()
 """
 
 
+def _ignored_and_blocked(pid: int) -> tuple[int, int]:
+    """The SigIgn and SigBlk masks of ``pid`` (bit n-1 for signal n)."""
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["SigIgn"], 16), int(fields["SigBlk"], 16)
+
+
 def test_tasks_outlive_the_spawner_and_get_default_signals(tmp_path: Path) -> None:
-    """An agent with SIGINT ignored starts a task, then dies: its spawner goes (EOF on its
-    socket), the executor and task stay, and the task does not ignore SIGINT."""
+    """An agent with SIGINT ignored and SIGUSR1 blocked starts a task through its spawner
+    and one with Popen (a request too large), then dies: its spawner goes (EOF on its
+    socket), the executors and tasks stay, and neither task ignores or blocks a signal."""
     if RawExecDriver().executor is None:
         pytest.skip("no C compiler")
     sim = subprocess.Popen([sys.executable, "-c", SIM, str(tmp_path)], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE)  # fmt: skip
     try:
         assert sim.stdout is not None
-        spawner, state = json.loads(sim.stdout.readline())
-        with open(f"/proc/{spawner}/status") as f:
-            ignored = int(next(x for x in f if x.startswith("SigIgn:")).split()[1], 16)
+        spawner, forked, popened = json.loads(sim.stdout.readline())
+        ignored, blocked = _ignored_and_blocked(spawner)
         assert ignored & (1 << (signal.SIGINT - 1))  # the spawner's own: a stray ^C
+        assert blocked == 0  # it emptied the mask it inherited, for every executor it forks
+        assert _ppid(int(forked["WrapperPID"])) == spawner
+        assert _ppid(int(popened["WrapperPID"])) == sim.pid
         sim.kill()
         sim.wait(30)
         wait_for(lambda: proc_start_time(spawner) is None, timeout_s=10, what="spawner exit")
-        assert proc_start_time(int(state["WrapperPID"])) == state["WrapperStartTime"]
-        assert proc_start_time(int(state["PID"])) == state["PIDStartTime"]
-        sigign = Path(state["StateDir"]).parent / "sigign"
-        wait_for(lambda: sigign.exists() and sigign.read_text().endswith("\n"), timeout_s=10)
-        label, mask = sigign.read_text().split()
-        # Signals 32 and 33 are glibc's own (thread cancel, setxid): its sigaction() refuses
-        # to change them, so they keep what the agent's starter gave (a CI runner may
-        # ignore 32); every other signal, SIGINT first, must be at its default.
-        glibc_own = (1 << 31) | (1 << 32)
-        assert label == "SigIgn:" and int(mask, 16) & ~glibc_own == 0
+        for state in (forked, popened):
+            assert proc_start_time(int(state["WrapperPID"])) == state["WrapperStartTime"]
+            assert proc_start_time(int(state["PID"])) == state["PIDStartTime"]
+            ignored, blocked = _ignored_and_blocked(int(state["PID"]))
+            # Signals 32 and 33 are glibc's own (thread cancel, setxid): its sigaction()
+            # refuses to change them, so they keep what the agent's starter gave (a CI
+            # runner may ignore 32); every other signal, SIGINT first, must be at its
+            # default, and none blocked.
+            glibc_own = (1 << 31) | (1 << 32)
+            assert (ignored & ~glibc_own, blocked) == (0, 0), state["StateDir"]
     finally:
         if sim.poll() is None:
             sim.kill()

@@ -8,15 +8,18 @@
  *         ("<pid> <its start time> <our start time>\n", start times as in /proc/<pid>/stat)
  *   fd 1, 2: the task's stdout and stderr (logmon's FIFOs), held open until released
  *
- * The child makes its own session (so its PID is its PGID and SID), restores default
- * signal dispositions and an empty mask (an agent started with SIGINT ignored must not
- * pass that on: a task must obey its KillSignal), writes <state>/task.pid, announces its
- * PID, swaps fd 0 for /dev/null and execs the command. The parent waits for it, SIGKILLs
- * what is left of its process group at once (microseconds after reaping the leader, so
- * the PGID cannot have been reused), writes the status (code, or 128+n for signal n) to
- * <state>/task.exit with one write(2) ending in a newline, then blocks opening the
- * <state>/task.ack FIFO until the driver releases it. Anything that fails before the task
- * is announced is announced instead as one line "!<errno> <what>\n" (exit status 127).
+ * The task is started with vfork() (it shares our memory until it execs; see run_task).
+ * The child makes its own session (so its PID is its PGID and SID), has default signal
+ * dispositions and an empty mask (an agent started with SIGINT ignored must not pass that
+ * on: a task must obey its KillSignal; the child restores them when we were started
+ * directly, a spawner's executor has them already), writes <state>/task.pid, announces
+ * its PID, swaps fd 0 for /dev/null and execs the command (a bare name is searched in
+ * our environment's $PATH: the task's). The parent waits for it, SIGKILLs what is left of
+ * its process group at once (microseconds after reaping the leader, so the PGID cannot
+ * have been reused), writes the status (code, or 128+n for signal n) to <state>/task.exit
+ * with one write(2) ending in a newline, then blocks opening the <state>/task.ack FIFO
+ * until the driver releases it. Anything that fails before the task is announced is
+ * announced instead as one line "!<errno> <what>\n" (exit status 127).
  *
  * Spawner mode (spawner.py): `<self> --nomadpaas-rawexec-spawner <padding>`, fd 0 an
  * AF_UNIX SOCK_SEQPACKET socket. The agent starts one per process, so a task start is a
@@ -28,11 +31,13 @@
  *
  * with three fds (SCM_RIGHTS): the announce pipe, the task's stdout and stderr. The
  * spawner forks; its reply is one int32, the child's PID or -errno. The child is the
- * task's executor, exactly as above: own session, default signals, the three fds as 0, 1
- * and 2 and no other, its argv area rewritten (setproctitle-style) to the executor argv
- * above so `kill_orphaned_tasks` finds it, then chdir(cwd) and the task with the request's
- * environment. Children are reaped by the kernel (SIGCHLD ignored); the spawner exits at
- * EOF (the agent is gone) and its executors keep running: they do not need it.
+ * task's executor, exactly as above: own session, default signals (the spawner restored
+ * them all and emptied its mask at its start; the child restores the five it ignores),
+ * the three fds as 0, 1 and 2 and no other, its argv area rewritten (setproctitle-style)
+ * to the executor argv above so `kill_orphaned_tasks` finds it, then chdir(cwd), the
+ * request's environment as its own (as Popen would give it) and the task. Children are
+ * reaped by the kernel (SIGCHLD ignored); the spawner exits at EOF (the agent is gone)
+ * and its executors keep running: they do not need it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,6 +50,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,9 +69,13 @@ static int path_in(char *out, size_t size, const char *dir, const char *name) {
   return n > 0 && (size_t)n < size;
 }
 
-/* Before the task is announced, failures are announced instead, on fd 0. */
+/* Before the task is announced, failures are announced instead, on fd 0. No stdio (its
+ * FILEs take locks and buffers): this also runs in the task's vfork child. */
 static void fail(int err, const char *what) {
-  dprintf(0, "!%d %s\n", err, what);
+  char head[24];
+  int n = snprintf(head, sizeof head, "!%d ", err);
+  struct iovec line[] = {{head, (size_t)n}, {(char *)what, strlen(what)}, {"\n", 1}};
+  (void)!writev(0, line, 3);
   _exit(127);
 }
 
@@ -77,14 +87,6 @@ static int write_line(const char *path, long value, int flags) {
   int ok = write(fd, buf, (size_t)n) == n;
   close(fd);
   return ok ? 0 : -1;
-}
-
-static void stdin_to_devnull(void) {
-  int fd = open("/dev/null", O_RDONLY);
-  if (fd > 0) {
-    dup2(fd, 0);
-    close(fd);
-  }
 }
 
 static void default_signals(void) {
@@ -119,39 +121,76 @@ static long long self_start_time(void) {
   return strtoll(p, NULL, 10);
 }
 
-/* The task: own session, write task.pid, announce, exec. envp NULL: our own environment.
+/* What the task's child needs; it only reads this (it shares our memory until exec). */
+struct task {
+  const char *state;
+  char **command;
+  long long executor_start;
+  int null_fd;       /* /dev/null, close-on-exec; -1 when it could not be opened */
+  int reset_signals; /* whether our own dispositions and mask may not be the defaults */
+};
+
+/* The task, in the child of vfork(): own session, write task.pid, announce, exec. Until it
+ * execs or exits it runs in our memory, on our stack below our frames, while we are
+ * suspended, so it leaves nothing behind that we could trip over: it writes only its own
+ * frames and errno, and allocates nothing (no malloc, no stdio FILE; snprintf fills its
+ * buffer only); strerror, after a failed exec, takes gettext's lock, which we never take.
+ * Its fd table and signal dispositions are its own (vfork shares neither), and there are
+ * no signal handlers that could run in it.
  * The announcement is "<pid> <start time> <executor's start time>\n": the driver records
  * both start times (PID reuse checks) without reading /proc itself. */
-static void run_task(const char *state, char **command, char **envp, long long executor_start) {
+static __attribute__((noreturn, noinline)) void run_task(const struct task *t) {
   char path[4096];
-  setsid();
-  default_signals();
-  pid_t self = getpid();
-  if (!path_in(path, sizeof path, state, "task.pid")) fail(ENAMETOOLONG, state);
+  pid_t self = setsid(); /* our PID: we are no group leader, so it cannot fail */
+  if (self < 0) self = getpid();
+  if (t->reset_signals) default_signals();
+  if (!path_in(path, sizeof path, t->state, "task.pid")) fail(ENAMETOOLONG, t->state);
   if (write_line(path, self, 0) < 0) fail(errno, path);
   char buf[80];
   int n = snprintf(buf, sizeof buf, "%ld %lld %lld\n", (long)self, self_start_time(),
-                   executor_start);
+                   t->executor_start);
   if (write(0, buf, (size_t)n) != n) _exit(127);
-  stdin_to_devnull();
-  if (envp != NULL) environ = envp; /* execvp searches the task's $PATH, as execvpe does */
+  if (t->null_fd >= 0) dup2(t->null_fd, 0); /* dup2 clears close-on-exec on fd 0 */
+  char **command = t->command;
+  /* execvp searches the $PATH of our environment: the task's (executor() set it in
+   * spawner mode, Popen gave it otherwise). */
   if (strchr(command[0], '/')) {
     execv(command[0], command);
   } else {
     execvp(command[0], command);
   }
   int err = errno;
-  dprintf(2, "%s: %s\n", command[0], strerror(err));
+  const char *why = strerror(err);
+  struct iovec line[] = {
+      {command[0], strlen(command[0])}, {": ", 2}, {(char *)why, strlen(why)}, {"\n", 1}};
+  (void)!writev(2, line, 4);
   _exit(err == ENOENT ? 127 : 126);
 }
 
-/* Start the task, wait for it, record its status, wait to be released. */
-static int supervise(const char *state, char **command, char **envp) {
-  long long executor_start = self_start_time();
-  pid_t pid = fork();
+/* vfork(), not fork(): the task execs at once, so copying our address space (page tables,
+ * then copy-on-write faults in both processes, then the copy's teardown at exec) is waste.
+ * A function of its own: in this frame the child only reads t, then run_task never
+ * returns, so the frames we return through stay as they were. */
+static __attribute__((noinline)) pid_t start_task(const struct task *t) {
+  pid_t pid = vfork();
+  if (pid == 0) run_task(t);
+  return pid;
+}
+
+/* Start the task, wait for it, record its status, wait to be released. reset_signals: our
+ * signal dispositions and mask are whatever our starter left (main); the spawner's forked
+ * executors have the defaults already. */
+static int supervise(const char *state, char **command, int reset_signals) {
+  struct task t = {state, command, self_start_time(), -1, reset_signals};
+  /* One /dev/null for both: the child's stdin, then ours. */
+  t.null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pid_t pid = start_task(&t);
   if (pid < 0) fail(errno, "fork");
-  if (pid == 0) run_task(state, command, envp, executor_start);
-  stdin_to_devnull(); /* the announcement is the child's: never hold the pipe open */
+  /* The announcement is the child's: never hold the pipe open. */
+  if (t.null_fd >= 0) {
+    dup2(t.null_fd, 0);
+    close(t.null_fd);
+  }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return 127;
@@ -237,7 +276,8 @@ static void executor(char *req, size_t len, const int fds[REQUEST_FDS]) {
   argv[argc + 1] = NULL; /* the first env field's pointer (copied above), or the spare */
   set_title(fields[0], argv);
   if (chdir(fields[1]) < 0) fail(errno, fields[1]);
-  _exit(supervise(fields[0], argv, envp));
+  environ = envp; /* ours, as Popen gives it in direct mode: the task inherits it */
+  _exit(supervise(fields[0], argv, 0));
 }
 
 static int spawner(int argc, char **argv) {
@@ -317,5 +357,5 @@ int main(int argc, char **argv) {
     dprintf(2, "usage: %s " MARK " STATE_DIR COMMAND [ARGS...]\n", argv[0]);
     return 2;
   }
-  return supervise(argv[2], argv + 3, NULL);
+  return supervise(argv[2], argv + 3, 1);
 }

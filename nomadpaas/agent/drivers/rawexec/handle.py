@@ -5,7 +5,7 @@ Process tree of a task (no Python process beside it, so the task outlives the ag
     agent ──Popen(start_new_session)──▶ sh wrapper (own session, ~1 MB)
                                           └─ setsid ▶ sh ▶ exec <command>   (own session/pgroup)
     agent ──request──▶ spawner ──fork──▶ executor (own session; executor.c, spawner.py)
-                                          └─ fork ▶ exec <command>          (own session/pgroup)
+                                          └─ vfork ▶ exec <command>          (own session/pgroup)
 
 The wrapper runs the command in the foreground (so SIGINT/SIGQUIT are not ignored by the task, as
 they would be for an `&` job of a non-interactive shell), records the task PID and, on exit, the
