@@ -23,6 +23,7 @@ import pytest
 from nomadpaas.agent.drivers.rawexec import executor
 from nomadpaas.agent.drivers.rawexec.driver import RawExecDriver, wrapper_state_dir
 from nomadpaas.agent.drivers.rawexec.handle import readable
+from nomadpaas.agent.drivers.rawexec.orphans import process_argvs
 from nomadpaas.agent.drivers.rawexec.spawner import Spawner
 
 WAIT_S = 30.0  # generous: a loaded 2-core machine
@@ -124,20 +125,27 @@ def _run(
     pidfd = None
     try:
         if mode == "spawner":
-            pid = spawner.spawn(str(state), str(tmp), command, args, env, fds)
+            spawner.spawn(str(state), str(tmp), command, args, env, fds)  # no reply
         else:
             argv = [path, executor.MARK, str(state), command, *args]
             proc = subprocess.Popen(
                 argv, stdin=fds[0], stdout=fds[1], stderr=fds[2], cwd=tmp, env=env
             )
-            pid = proc.pid
-        pidfd = os.pidfd_open(pid)  # the executor: ours, or waiting for its release
+            pidfd = os.pidfd_open(proc.pid)
         for fd in fds:  # the executor's now: EOF on r once it and the task are done
             ours.remove(fd)
             os.close(fd)
         announced = _read_line(r)
-        exit_file = state / "task.exit"
         deadline = time.monotonic() + WAIT_S
+        if pidfd is None:  # a spawner's executor names itself in the announcement
+            fields = announced.split()
+            if announced.startswith("!"):  # it never started a task: it exits by itself
+                while _executors_of(state):
+                    assert time.monotonic() < deadline, "the executor did not exit"
+                    time.sleep(0.01)
+                return Run(announced, out.read_text(), err.read_text(), "")
+            pidfd = os.pidfd_open(int(fields[3]))  # waits for its release: alive
+        exit_file = state / "task.exit"
         while state.is_dir() and not (exit_file.exists() and exit_file.read_text()[-1:] == "\n"):
             assert time.monotonic() < deadline, "no task.exit"
             time.sleep(0.01)
@@ -165,6 +173,10 @@ def _run(
             proc.wait(WAIT_S)
 
 
+def _executors_of(state: Path) -> list[int]:
+    return [pid for pid, argv in process_argvs() if wrapper_state_dir(argv) == str(state)]
+
+
 def _state_dir(tmp: Path) -> Path:
     state = tmp / "state"
     state.mkdir()
@@ -185,8 +197,8 @@ def test_an_exec_failure_is_reported_as_a_shell_does(tmp_path: Path, mode: str) 
         case = tmp_path / str(i)
         case.mkdir()
         run = _run(mode, case, _state_dir(case), command, ["arg"], {"PATH": os.defpath})
-        pid, task_start, executor_start = map(int, run.announced.split())  # announced first
-        assert pid > 0 and task_start > 0 and executor_start > 0
+        pid, task_start, executor_start, executor_pid = map(int, run.announced.split())
+        assert pid > 0 and task_start > 0 and executor_start > 0 and executor_pid > 0
         assert (case / "state" / "task.pid").read_text() == f"{pid}\n"
         assert (run.stderr, run.exit_status) == (f"{command}: {why}\n", f"{status}\n")
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,6 +162,35 @@ def test_a_killed_spawner_is_replaced_and_its_tasks_run_on(spawned: Harness) -> 
     spawned.driver.stop_task("before", timeout_s=10.0)
     stopped = spawned.driver.wait_task("before", 0)
     assert stopped is not None and (stopped.exit_code, stopped.signal) == (130, 2)
+
+
+def test_a_spawner_that_dies_with_a_request_fails_that_start_only(spawned: Harness) -> None:
+    """No reply: the start waits on its announce pipe alone, which reaches EOF when the
+    spawner dies holding the request; the next start gets a new spawner."""
+    spawned.start("warm", "sh", "-c", "exit 0")  # the spawner runs
+    old = _spawner_pid(spawned.driver)
+    os.kill(old, signal.SIGSTOP)  # takes the request into its socket, never reads it
+    outcome: list[BaseException | None] = []
+
+    def start() -> None:
+        try:
+            spawned.start("lost", "sh", "-c", "exit 0")
+            outcome.append(None)
+        except BaseException as exc:  # asserted below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    time.sleep(0.3)  # the request is in the socket; the start waits on its pipe
+    assert thread.is_alive() and not outcome
+    os.kill(old, signal.SIGKILL)
+    thread.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], DriverError)
+    assert "did not start" in str(outcome[0])
+    spawned.start("next", "sh", "-c", "exit 4")
+    assert _spawner_pid(spawned.driver) != old
+    result = spawned.driver.wait_task("next", 30)
+    assert result is not None and result.exit_code == 4
 
 
 def test_concurrent_starts_each_get_their_own_task(spawned: Harness) -> None:

@@ -47,7 +47,7 @@ from nomadpaas.agent.drivers.rawexec.handle import (
 )
 from nomadpaas.agent.drivers.rawexec.lookup import lookup_bin as lookup_bin
 from nomadpaas.agent.drivers.rawexec.orphans import kill_orphaned_tasks as kill_orphaned_tasks
-from nomadpaas.agent.drivers.rawexec.orphans import kill_stale_task
+from nomadpaas.agent.drivers.rawexec.orphans import kill_stale_task, process_argvs
 from nomadpaas.agent.drivers.rawexec.orphans import wrapper_state_dir as wrapper_state_dir
 from nomadpaas.agent.drivers.rawexec.spawner import TooLarge, spawner_for
 from nomadpaas.agent.drivers.rawexec.state import TaskStore
@@ -125,12 +125,17 @@ class RawExecDriver:
             os.close(announce_w)
         started_at = time.time_ns()
         try:
-            pid, pid_start, wrapper_start = _wait_pid(announce_r)
-        except BaseException:
+            pid, pid_start, wrapper_start, announced_wrapper = _wait_pid(announce_r)
+        except BaseException as exc:
+            if isinstance(exc, _NotAnnounced) and wrapper is None and self._spawner is not None:
+                # Died with the request, or stuck: the next start gets a new spawner.
+                self._spawner.close()
             _abort_start(wrapper, wrapper_pid, state_dir)
             raise
         finally:
             os.close(announce_r)
+        if wrapper is None:
+            wrapper_pid = announced_wrapper  # a spawner's executor names itself
         # The pidfds first: they pin the processes, so start times read next are theirs.
         # A forked executor waits for its release, so it is alive now unless killed. The
         # native executor announces both start times, read by the processes themselves
@@ -162,7 +167,8 @@ class RawExecDriver:
         self, state_dir: str, cwd: str, binary: str, cfg: TaskConfig, announce_w: int
     ) -> tuple[subprocess.Popen[bytes] | None, int]:
         """Start the task's executor: forked by the spawner, else (no C compiler, or a request
-        too large for one message) with Popen. Returns its Popen (None if forked) and PID."""
+        too large for one message) with Popen. Returns its Popen and PID; (None, 0) when
+        the spawner forks it (the executor announces its PID with the task's)."""
         out = _open_stream(cfg.stdout_path)
         try:
             err = _open_stream(cfg.stderr_path)
@@ -173,8 +179,8 @@ class RawExecDriver:
         try:
             if self._spawner is not None:
                 try:
-                    pid = self._spawner.spawn(state_dir, cwd, binary, cfg.args, cfg.env, fds)
-                    return None, pid
+                    self._spawner.spawn(state_dir, cwd, binary, cfg.args, cfg.env, fds)
+                    return None, 0
                 except TooLarge:
                     pass
             wrapper = self._popen(state_dir, cwd, binary, cfg, fds)
@@ -316,11 +322,12 @@ _SIGKILL = int(signal.SIGKILL)
 _EXIT_WATCHER = ExitWatcher()
 
 
-def _wait_pid(announce: int) -> tuple[int, int, int]:
+def _wait_pid(announce: int) -> tuple[int, int, int, int]:
     """Read what the wrapper announces: the task PID, then (native executor) the task's and
-    the executor's start times, 0 when not announced. EOF first means the task never
-    started, and "!<errno> <what>" what failed before it could (executor.c; the words of
-    Popen's OSError)."""
+    the executor's start times and the executor's PID, 0 when not announced. EOF first
+    means the task never started (or the spawner died with the request), and
+    "!<errno> <what>" what failed before it could (executor.c; the words of Popen's
+    OSError)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     data = b""
     while not data.endswith(b"\n"):
@@ -334,12 +341,16 @@ def _wait_pid(announce: int) -> tuple[int, int, int]:
     if data.endswith(b"\n"):
         if not data.startswith(b"!"):
             fields = [int(field) for field in data.split()]
-            pid, pid_start, wrapper_start = [*fields, 0, 0][:3]
-            return pid, pid_start, wrapper_start
+            pid, pid_start, wrapper_start, wrapper_pid = [*fields, 0, 0, 0][:4]
+            return pid, pid_start, wrapper_start, wrapper_pid
         code, _, what = data[1:-1].partition(b" ")
         exc = OSError(int(code), os.strerror(int(code)), os.fsdecode(what))
         raise DriverError(f"failed to launch command with executor: {exc}")
-    raise DriverError("failed to launch command with executor: task process did not start")
+    raise _NotAnnounced("failed to launch command with executor: task process did not start")
+
+
+class _NotAnnounced(DriverError):
+    """Neither the task nor a failure was announced (EOF or START_TIMEOUT_S)."""
 
 
 def _start_time_or_zero(pid: int) -> int:
@@ -360,12 +371,23 @@ def _abort_start(wrapper: subprocess.Popen[bytes] | None, wrapper_pid: int, stat
         wrapper.wait()
         return
     # Forked by the spawner, not ours to wait for: killed only while its argv still names
-    # this task's state dir (it may have exited by itself, and its PID been reused).
-    fd = pidfd_or_none(wrapper_pid)
+    # this task's state dir (it may have exited by itself, and its PID been reused). Its
+    # PID is unknown when it never announced: any process whose argv names the dir.
+    if wrapper_pid:
+        _kill_executor(wrapper_pid, state_dir)
+        return
+    for pid, argv in process_argvs():
+        if wrapper_state_dir(argv) == state_dir:
+            _kill_executor(pid, state_dir)
+
+
+def _kill_executor(pid: int, state_dir: str) -> None:
+    """SIGKILL the executor ``pid`` if its argv still names ``state_dir``."""
+    fd = pidfd_or_none(pid)
     if fd is None:
         return
     try:
-        with open(f"/proc/{wrapper_pid}/cmdline", "rb") as f:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
             if wrapper_state_dir(f.read().split(b"\0")) == state_dir:
                 signal.pidfd_send_signal(fd, signal.SIGKILL)
     except OSError:

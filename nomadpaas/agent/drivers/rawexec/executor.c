@@ -4,8 +4,8 @@
  * the driver waits, signals, re-attaches and releases the same way for both:
  *
  *   argv: <self> --nomadpaas-rawexec <state dir> <command> [args...]
- *   fd 0: the write end of the pipe on which the task is announced
- *         ("<pid> <its start time> <our start time>\n", start times as in /proc/<pid>/stat)
+ *   fd 0: the write end of the pipe on which the task is announced ("<pid> <its start
+ *         time> <our start time> <our pid>\n", start times as in /proc/<pid>/stat)
  *   fd 1, 2: the task's stdout and stderr (logmon's FIFOs), held open until released
  *
  * The task is started with vfork() (it shares our memory until it execs; see run_task).
@@ -30,7 +30,11 @@
  *   <state dir> <cwd> <command> <argc> <argv[1]>... <NAME=value>...
  *
  * with three fds (SCM_RIGHTS): the announce pipe, the task's stdout and stderr. The
- * spawner forks; its reply is one int32, the child's PID or -errno. The child is the
+ * spawner forks and does not reply: the announcement (which names the executor too) is
+ * the answer, and a request the spawner cannot serve (a failed fork, a malformed or
+ * truncated message) is announced on the request's pipe as "!<errno> <what>\n"; the
+ * pipe reaching EOF without a line means the spawner died with the request. The agent
+ * thus waits once per start, on the pipe, not on a reply and then the pipe. The child is the
  * task's executor, exactly as above: own session, default signals (the spawner restored
  * them all and emptied its mask at its start; the child restores the five it ignores),
  * the three fds as 0, 1 and 2 and no other, its argv area rewritten (setproctitle-style)
@@ -44,7 +48,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +129,7 @@ struct task {
   const char *state;
   char **command;
   long long executor_start;
+  pid_t executor_pid;
   int null_fd;       /* /dev/null, close-on-exec; -1 when it could not be opened */
   int reset_signals; /* whether our own dispositions and mask may not be the defaults */
 };
@@ -137,8 +141,9 @@ struct task {
  * buffer only); strerror, after a failed exec, takes gettext's lock, which we never take.
  * Its fd table and signal dispositions are its own (vfork shares neither), and there are
  * no signal handlers that could run in it.
- * The announcement is "<pid> <start time> <executor's start time>\n": the driver records
- * both start times (PID reuse checks) without reading /proc itself. */
+ * The announcement is "<pid> <start time> <executor's start time> <executor's pid>\n":
+ * the driver records both start times (PID reuse checks) without reading /proc itself,
+ * and learns the executor's PID (a spawner's executor is not the agent's child). */
 static __attribute__((noreturn, noinline)) void run_task(const struct task *t) {
   char path[4096];
   pid_t self = setsid(); /* our PID: we are no group leader, so it cannot fail */
@@ -147,8 +152,8 @@ static __attribute__((noreturn, noinline)) void run_task(const struct task *t) {
   if (!path_in(path, sizeof path, t->state, "task.pid")) fail(ENAMETOOLONG, t->state);
   if (write_line(path, self, 0) < 0) fail(errno, path);
   char buf[80];
-  int n = snprintf(buf, sizeof buf, "%ld %lld %lld\n", (long)self, self_start_time(),
-                   t->executor_start);
+  int n = snprintf(buf, sizeof buf, "%ld %lld %lld %ld\n", (long)self, self_start_time(),
+                   t->executor_start, (long)t->executor_pid);
   if (write(0, buf, (size_t)n) != n) _exit(127);
   if (t->null_fd >= 0) dup2(t->null_fd, 0); /* dup2 clears close-on-exec on fd 0 */
   char **command = t->command;
@@ -181,7 +186,7 @@ static __attribute__((noinline)) pid_t start_task(const struct task *t) {
  * signal dispositions and mask are whatever our starter left (main); the spawner's forked
  * executors have the defaults already. */
 static int supervise(const char *state, char **command, int reset_signals) {
-  struct task t = {state, command, self_start_time(), -1, reset_signals};
+  struct task t = {state, command, self_start_time(), getpid(), -1, reset_signals};
   /* One /dev/null for both: the child's stdin, then ours. */
   t.null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   pid_t pid = start_task(&t);
@@ -333,21 +338,25 @@ static int spawner(int argc, char **argv) {
         }
       }
     }
-    int32_t reply;
+    int err = 0;
+    const char *what = "spawner request";
     if (msg.msg_flags & MSG_TRUNC) {
-      reply = -E2BIG;
+      err = E2BIG;
     } else if (nfds != REQUEST_FDS || msg.msg_flags & MSG_CTRUNC) {
-      reply = -EINVAL;
+      err = EINVAL;
     } else {
       request[len] = '\0';
       pid_t pid = fork();
       if (pid == 0) executor(request, (size_t)len, fds);
-      reply = pid < 0 ? -errno : pid;
+      if (pid < 0) {
+        err = errno;
+        what = "fork";
+      }
     }
+    /* No reply: the executor announces the task. What failed here is announced instead
+     * (without an announce pipe the agent sees EOF: the start fails either way). */
+    if (err != 0 && nfds > 0) dprintf(fds[0], "!%d %s\n", err, what);
     for (int i = 0; i < nfds; i++) close(fds[i]);
-    while (send(0, &reply, sizeof reply, MSG_NOSIGNAL) < 0) {
-      if (errno != EINTR) return 1;
-    }
   }
 }
 

@@ -8,18 +8,20 @@ than the rest of the executor. Instead the agent starts the executor binary once
 spawner mode (executor.c), on first use, and sends it one message per task over an
 AF_UNIX SOCK_SEQPACKET socket: NUL-separated fields (state dir, cwd, command, argc, args,
 ``NAME=value`` env) plus three fds (the announce pipe, stdout, stderr). The spawner
-forks; the child is the task's executor (own session, the usual protocol) and the reply
-is its PID. The executor is then not the agent's child: the driver watches it with a
-pidfd. A spawner that died (killed by someone) is restarted on the next start; its
-executors and tasks never depend on it, so tasks outlive it and the agent alike.
+forks; the child is the task's executor (own session, the usual protocol). There is no
+reply: the task's announcement on the pipe names the executor's PID too, and what the
+spawner could not do is announced there as well, so a start waits once, on its own
+pipe (a reply first would cost every start a second sleep and wake-up, and serialize
+the starts on the reply). The executor is then not the agent's child: the driver
+watches it with a pidfd. A spawner that died (killed by someone) is restarted on the
+next start; its executors and tasks never depend on it, so tasks outlive it and the
+agent alike.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -35,9 +37,8 @@ PADDING_BYTES = 4096
 #: The largest request (executor.c REQUEST_MAX); a larger one (a huge environment) is
 #: started with Popen instead.
 REQUEST_MAX_BYTES = 1 << 20
-#: A reply slower than this means the spawner is stuck: it is killed and the start fails.
-REPLY_TIMEOUT_S = 10.0
-_REPLY = struct.Struct("=i")
+#: A send blocked this long means the spawner stopped reading: it is killed, the start fails.
+SEND_TIMEOUT_S = 10.0
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
 # The peer closed: nothing was delivered, so starting a new spawner and resending is safe.
@@ -84,12 +85,14 @@ class Spawner:
         args: Sequence[str],
         env: Mapping[str, str],
         fds: tuple[int, int, int],
-    ) -> int:
-        """Fork an executor for the task; returns its PID. The caller keeps (and closes)
-        ``fds`` (announce pipe write end, stdout, stderr): the spawner got copies.
+    ) -> None:
+        """Have an executor forked for the task. The caller keeps (and closes) ``fds``
+        (announce pipe write end, stdout, stderr): the spawner got copies. The outcome is
+        announced on the pipe: the task (and its executor's PID), "!<errno> <what>" for
+        what failed, or EOF if the spawner died with the request.
 
-        Raises OSError when the spawner cannot be started or the fork failed, TooLarge when
-        the request does not fit in a message, ValueError for a NUL or bad env name."""
+        Raises OSError when the spawner cannot be started or takes no request, TooLarge
+        when the request does not fit in a message, ValueError for a NUL or bad env name."""
         data = encode_request(state_dir, cwd, binary, args, env)
         if len(data) > REQUEST_MAX_BYTES:
             raise TooLarge
@@ -104,26 +107,11 @@ class Spawner:
                     if exc.errno in _GONE and attempt == 0:
                         self._stop()
                         continue
+                    if isinstance(exc, TimeoutError):
+                        self._stop()  # stuck: the next start gets a new spawner
                     raise
-                return self._reply(sock)
+                return
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _reply(self, sock: socket.socket) -> int:
-        try:
-            reply = sock.recv(_REPLY.size)
-        except OSError:  # a timeout or a reset: either way this spawner is done
-            reply = b""
-        if len(reply) != _REPLY.size:
-            # Gone or stuck after taking the request: whether it forked is unknown, so the
-            # start fails (the task runner restarts the task) rather than risk two tasks.
-            self._stop()
-            raise OSError(errno.EPIPE, "executor spawner exited")
-        (value,) = _REPLY.unpack(reply)
-        if value == -errno.E2BIG:
-            raise TooLarge
-        if value < 0:
-            raise OSError(-value, os.strerror(-value))
-        return int(value)
 
     def _ensure_started(self) -> socket.socket:
         if self._sock is not None:
@@ -133,7 +121,7 @@ class Spawner:
             # Big enough for the largest request (the kernel caps it at net.core.wmem_max;
             # a request above the cap gets EMSGSIZE and goes through Popen).
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, REQUEST_MAX_BYTES)
-            ours.settimeout(REPLY_TIMEOUT_S)
+            ours.settimeout(SEND_TIMEOUT_S)
             self._proc = subprocess.Popen(
                 [self._executor, SPAWNER_MARK, "x" * PADDING_BYTES],
                 stdin=theirs.fileno(),
@@ -164,7 +152,8 @@ class Spawner:
             self._proc = None
 
     def close(self) -> None:
-        """Stop the spawner (the executors it forked keep running)."""
+        """Stop the spawner (the executors it forked keep running); the next ``spawn``
+        starts a new one."""
         with self._lock:
             self._stop()
 
