@@ -21,7 +21,10 @@ def agent(
     bind: Annotated[str, typer.Option("--bind", help="Address to listen on.")] = "127.0.0.1",
     http_port: Annotated[int, typer.Option("--http-port", help="Nomad HTTP API port.")] = 4646,
     consul_port: Annotated[
-        int, typer.Option("--consul-port", help="Consul API port (reserved for a later release).")
+        int,
+        typer.Option(
+            "--consul-port", help="Consul HTTP API port (service catalog, health checks)."
+        ),
     ] = 8500,
     data_dir: Annotated[
         Path | None,
