@@ -3,7 +3,8 @@
 #
 # Idempotent: a second run finds the stack running, the app existing, GREETING set and
 # the source unchanged, and changes nothing. NOMADPAAS_HOME comes from the Makefile ($(CURDIR)/.nomadpaas).
-# Stop the stack with `.venv/bin/nomadpaas down` (data is kept) or `make clean` (wiped).
+# Stop the stack with `NOMADPAAS_HOME=$PWD/.nomadpaas .venv/bin/nomadpaas down` (data is kept;
+# without NOMADPAAS_HOME the CLI looks in its default home and finds no stack) or `make clean`.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -55,5 +56,7 @@ cat <<'MSG'
        Not built yet (later issues): deploying the release as the app's service job with
        canaries and health checks, `ps`/`scale`/`logs`/`run`, and the router that
        answers at http://demo.localhost.
-       Stop the stack: .venv/bin/nomadpaas down   (data kept; `make clean` wipes it)
 MSG
+# The stack lives in this checkout's home, not the CLI's default one: say so in the hint.
+printf '       Stop the stack: NOMADPAAS_HOME=%q %s down\n' "$NOMADPAAS_HOME" "$NOMADPAAS"
+printf '       (data kept; `make clean` wipes it)\n'
