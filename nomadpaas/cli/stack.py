@@ -106,7 +106,11 @@ def down_command(
     elif result.stopped:
         step(f"Embedded stack stopped; data kept in {settings.home}")
     else:
-        step("Embedded stack is not running; nothing to stop.")
+        step(
+            f"Embedded stack is not running in {settings.home}; nothing to stop. "
+            "(A stack started with another NOMADPAAS_HOME, as `make demo` does, is stopped "
+            "with that NOMADPAAS_HOME set.)"
+        )
 
 
 def _render_report(report: DoctorReport) -> None:

@@ -149,3 +149,18 @@ def test_missing_app_hint(fake: FakeNomad) -> None:
     _, _, exc = cli("config", "set", "-a", "ghost", "A=1")
     assert isinstance(exc, NotFound)
     assert "nomadpaas apps create ghost" in (exc.hint or "")
+
+
+def test_down_with_no_stack_names_the_home_it_looked_in(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`make demo` keeps its stack in the checkout; a bare `down` elsewhere must say where
+    it looked and how to reach the other one, not just "nothing to stop"."""
+    home = tmp_path / "elsewhere"
+    monkeypatch.setenv("NOMADPAAS_HOME", str(home))
+    result = runner.invoke(app, ["down"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert f"not running in {home}" in text and "NOMADPAAS_HOME" in text
+    result = runner.invoke(app, ["down", "--json"])
+    assert json.loads(result.output) == {"stopped": [], "not_running": []}
