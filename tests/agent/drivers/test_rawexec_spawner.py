@@ -193,6 +193,22 @@ def test_a_spawner_that_dies_with_a_request_fails_that_start_only(spawned: Harne
     assert result is not None and result.exit_code == 4
 
 
+def test_replace_stops_only_the_spawner_that_took_the_request(spawned: Harness) -> None:
+    """Several starts can see EOF from one dead spawner; the first replaces it, and the
+    others must not stop its healthy successor."""
+    spawned.start("one", "sh", "-c", "exit 0")
+    assert spawned.driver.executor is not None
+    spawner = spawner_for(spawned.driver.executor)
+    first = _spawner_pid(spawned.driver)
+    spawner.replace(first + 1_000_000)  # a PID that is not this spawner's: no effect
+    assert spawner.pid == first and proc_start_time(first) is not None
+    spawner.replace(first)
+    assert spawner.pid is None
+    wait_for(lambda: proc_start_time(first) is None, timeout_s=10, what="old spawner gone")
+    spawned.start("two", "sh", "-c", "exit 0")
+    assert _spawner_pid(spawned.driver) != first
+
+
 def test_concurrent_starts_each_get_their_own_task(spawned: Harness) -> None:
     names = [f"c{i}" for i in range(24)]
     errors: list[BaseException] = []

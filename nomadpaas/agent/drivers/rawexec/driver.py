@@ -117,7 +117,9 @@ class RawExecDriver:
         cwd = os.path.join(cfg.task_dir, cfg.work_dir) if cfg.work_dir else cfg.task_dir
         announce_r, announce_w = os.pipe2(os.O_CLOEXEC)
         try:
-            wrapper, wrapper_pid = self._launch(state_dir, cwd, binary, cfg, announce_w)
+            wrapper, wrapper_pid, spawner_pid = self._launch(
+                state_dir, cwd, binary, cfg, announce_w
+            )
         except BaseException:
             os.close(announce_r)
             raise
@@ -127,9 +129,9 @@ class RawExecDriver:
         try:
             pid, pid_start, wrapper_start, announced_wrapper = _wait_pid(announce_r)
         except BaseException as exc:
-            if isinstance(exc, _NotAnnounced) and wrapper is None and self._spawner is not None:
+            if isinstance(exc, _NotAnnounced) and self._spawner is not None and spawner_pid:
                 # Died with the request, or stuck: the next start gets a new spawner.
-                self._spawner.close()
+                self._spawner.replace(spawner_pid)
             _abort_start(wrapper, wrapper_pid, state_dir)
             raise
         finally:
@@ -165,10 +167,11 @@ class RawExecDriver:
 
     def _launch(
         self, state_dir: str, cwd: str, binary: str, cfg: TaskConfig, announce_w: int
-    ) -> tuple[subprocess.Popen[bytes] | None, int]:
+    ) -> tuple[subprocess.Popen[bytes] | None, int, int]:
         """Start the task's executor: forked by the spawner, else (no C compiler, or a request
-        too large for one message) with Popen. Returns its Popen and PID; (None, 0) when
-        the spawner forks it (the executor announces its PID with the task's)."""
+        too large for one message) with Popen. Returns its Popen and PID and 0; when the
+        spawner forks it, (None, 0, the spawner's PID): the executor announces its own PID
+        with the task's."""
         out = _open_stream(cfg.stdout_path)
         try:
             err = _open_stream(cfg.stderr_path)
@@ -179,12 +182,14 @@ class RawExecDriver:
         try:
             if self._spawner is not None:
                 try:
-                    self._spawner.spawn(state_dir, cwd, binary, cfg.args, cfg.env, fds)
-                    return None, 0
+                    spawner_pid = self._spawner.spawn(
+                        state_dir, cwd, binary, cfg.args, cfg.env, fds
+                    )
+                    return None, 0, spawner_pid
                 except TooLarge:
                     pass
             wrapper = self._popen(state_dir, cwd, binary, cfg, fds)
-            return wrapper, wrapper.pid
+            return wrapper, wrapper.pid, 0
         except OSError as exc:
             raise DriverError(f"failed to launch command with executor: {exc}") from exc
         finally:

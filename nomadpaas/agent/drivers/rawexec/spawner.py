@@ -85,11 +85,12 @@ class Spawner:
         args: Sequence[str],
         env: Mapping[str, str],
         fds: tuple[int, int, int],
-    ) -> None:
-        """Have an executor forked for the task. The caller keeps (and closes) ``fds``
-        (announce pipe write end, stdout, stderr): the spawner got copies. The outcome is
-        announced on the pipe: the task (and its executor's PID), "!<errno> <what>" for
-        what failed, or EOF if the spawner died with the request.
+    ) -> int:
+        """Have an executor forked for the task; returns the PID of the spawner that took
+        the request (for `replace`). The caller keeps (and closes) ``fds`` (announce pipe
+        write end, stdout, stderr): the spawner got copies. The outcome is announced on
+        the pipe: the task (and its executor's PID), "!<errno> <what>" for what failed,
+        or EOF if the spawner died with the request.
 
         Raises OSError when the spawner cannot be started or takes no request, TooLarge
         when the request does not fit in a message, ValueError for a NUL or bad env name."""
@@ -110,8 +111,16 @@ class Spawner:
                     if isinstance(exc, TimeoutError):
                         self._stop()  # stuck: the next start gets a new spawner
                     raise
-                return
+                assert self._proc is not None
+                return self._proc.pid
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def replace(self, pid: int) -> None:
+        """Stop the spawner `pid` (it took a request and announced nothing: dead or
+        stuck), so that the next start gets a new one; a newer spawner is left alone."""
+        with self._lock:
+            if self._proc is not None and self._proc.pid == pid:
+                self._stop()
 
     def _ensure_started(self) -> socket.socket:
         if self._sock is not None:
