@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from agent.services.services_support import Upstream, wait_for
@@ -142,6 +143,31 @@ def test_deregister_stops_checks(registry: ServiceRegistry) -> None:
         assert registry.runner.check_ids() == ["chk-svc-2"]
         assert registry.service_index("web") > before
         assert [r.instance.id for r in registry.instances()] == ["svc-2"]
+
+
+def test_per_allocation_reads_and_removals_see_only_that_allocation() -> None:
+    """The by-allocation index behind instances(alloc_id=), deregister_alloc and
+    alloc_checks stays right through re-registration, an instance moving to another
+    allocation, group/task removal and removal by ID (no check runner: nothing probes)."""
+    reg = ServiceRegistry(NODE_ID, "node", "dc1")
+    group = [instance(1000 + i, sid=f"g{i}", alloc_id=f"a{i % 3}") for i in range(9)]
+    task = replace(instance(2000, sid="t0", alloc_id="a0"), task="web")
+    reg.register([*group, task])
+    ids = lambda alloc: [r.instance.id for r in reg.instances(alloc_id=alloc)]  # noqa: E731
+    assert ids("a0") == ["g0", "g3", "g6", "t0"] and ids("a1") == ["g1", "g4", "g7"]
+    assert ids("nope") == [] and reg.alloc_checks("a2").total == 3
+    reg.register([replace(group[1], port=1111)])  # changed in place: still a1's
+    reg.register([replace(group[4], alloc_id="a2")])  # moved to another allocation
+    assert ids("a1") == ["g1", "g7"] and ids("a2") == ["g2", "g4", "g5", "g8"]
+    assert [i.id for i in reg.deregister_alloc("a0", task="")] == ["g0", "g3", "g6"]
+    assert ids("a0") == ["t0"]
+    reg.deregister(["g7"])
+    assert ids("a1") == ["g1"]
+    assert [i.id for i in reg.deregister_alloc("a2")] == ["g2", "g4", "g5", "g8"]
+    assert [i.id for i in reg.deregister_alloc("a0")] == ["t0"]
+    assert [r.instance.id for r in reg.instances()] == ["g1"]
+    reg.register([group[0]])  # an allocation can come back
+    assert ids("a0") == ["g0"]
 
 
 def test_nomad_provider_rows_and_msg_types() -> None:

@@ -158,6 +158,9 @@ class ServiceRegistry:
         self.runner = runner if runner is not None else CheckRunner(self._record)
         self._lock = threading.Lock()
         self._instances: dict[str, RegisteredInstance] = {}
+        # Instance IDs by allocation: the hooks ask per allocation, and a scan of every
+        # instance per ask made a thousand-instance deploy quadratic.
+        self._by_alloc: dict[str, set[str]] = {}
         self._checks: dict[str, CheckState] = {}
         self._changes = ChangeIndex()
         self._service_index: dict[str, int] = {}  # service name -> last index touching it
@@ -218,6 +221,9 @@ class ServiceRegistry:
                     index,
                     tuple(states),
                 )
+                if old is not None and old.instance.alloc_id != inst.alloc_id:
+                    self._unindex(old.instance)
+                self._by_alloc.setdefault(inst.alloc_id, set()).add(inst.id)
                 self._service_index[inst.name] = self._catalog_index = index
                 if old is not None and old.instance.name != inst.name:
                     self._service_index[old.instance.name] = index
@@ -239,6 +245,7 @@ class ServiceRegistry:
                 reg = self._instances.pop(sid, None)
                 if reg is None:
                     continue
+                self._unindex(reg.instance)
                 index = self._changes.bump()
                 self._service_index[reg.instance.name] = self._catalog_index = index
                 removed.append(reg.instance)
@@ -255,14 +262,23 @@ class ServiceRegistry:
         return removed
 
     def deregister_alloc(self, alloc_id: str, task: str | None = None) -> list[ServiceInstance]:
-        """Remove an allocation's instances: all, the group's (`task=""`), or one task's."""
+        """Remove an allocation's instances: all, the group's (`task=""`), or one task's;
+        returns them in ID order."""
         with self._lock:
-            ids = [
-                r.instance.id
-                for r in self._instances.values()
-                if r.instance.alloc_id == alloc_id and (task is None or r.instance.task == task)
-            ]
-        return self.deregister(ids)
+            ids = sorted(
+                sid
+                for sid in self._by_alloc.get(alloc_id, ())
+                if task is None or self._instances[sid].instance.task == task
+            )
+        return self.deregister(ids)  # in ID order, as instances() lists them
+
+    def _unindex(self, inst: ServiceInstance) -> None:
+        """Drop `inst` from the by-allocation index (lock held)."""
+        ids = self._by_alloc.get(inst.alloc_id)
+        if ids is not None:
+            ids.discard(inst.id)
+            if not ids:
+                del self._by_alloc[inst.alloc_id]
 
     def _write_nomad(self, fn: Callable[[Any], int], arg: Any) -> None:
         # A failed server write (the store closing at shutdown) must not fail the alloc
@@ -318,6 +334,10 @@ class ServiceRegistry:
     ) -> list[RegisteredInstance]:
         """Registered instances (with copies of their check states), sorted by ID."""
         with self._lock:
+            if alloc_id is None:
+                candidates: Iterable[RegisteredInstance] = self._instances.values()
+            else:
+                candidates = [self._instances[sid] for sid in self._by_alloc.get(alloc_id, ())]
             out = [
                 RegisteredInstance(
                     r.instance,
@@ -325,7 +345,7 @@ class ServiceRegistry:
                     r.modify_index,
                     tuple(self._checks[c.check.id].copy() for c in r.checks),
                 )
-                for r in self._instances.values()
+                for r in candidates
                 if (provider is None or r.instance.provider == provider)
                 and (name is None or r.instance.name == name)
                 and (alloc_id is None or r.instance.alloc_id == alloc_id)
