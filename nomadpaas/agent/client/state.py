@@ -50,7 +50,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nomadpaas.agent.helper.jsontext import compact_encoder, splice
+from nomadpaas.agent.helper.jsontext import (
+    SHARED_ALLOC_FIELDS,
+    SharedTexts,
+    compact_encoder,
+    splice,
+)
 
 DB_FILE = "state.db"  # under <data_dir>/client/, as in Nomad
 BUSY_TIMEOUT_S = 30.0  # another connection to the same file (an in-process restart) holds it
@@ -58,12 +63,6 @@ FILE_MODE = 0o600
 FLUSHER_IDLE_S = 5.0  # the flusher thread leaves after this long without deferred work
 # How long the flusher gathers deferred writes before committing them (bolt: 10 ms).
 FLUSH_GATHER_S = 0.005
-# An allocation's members that are often one read-only object shared by many allocations:
-# the embedded Job of every allocation of a job version, and the resources and metric
-# the server's plan apply shares between a group's placements (its row encoder's list).
-SHARED_ALLOC_FIELDS = frozenset(
-    {"Job", "Resources", "SharedResources", "TaskResources", "AllocatedResources", "Metrics"}
-)
 # Shared values whose JSON is remembered (by identity): a few per job version.
 SHARED_JSON_CACHE_SIZE = 64
 
@@ -175,7 +174,7 @@ class ClientStateDB:
         self._flush_cond = threading.Condition(self._queue_lock)
         self._flush_pending = False  # a batch of deferred writes waits for the flusher
         self._flusher_alive = False
-        self._shared_json: dict[int, tuple[Any, str]] = {}  # id(value) -> (value, its JSON)
+        self._shared_json = SharedTexts(_dumps, SHARED_JSON_CACHE_SIZE)
         _fsync_dir(client_dir)  # the new db file's directory entry
         self._import_legacy(client_dir)
 
@@ -225,23 +224,10 @@ class ClientStateDB:
         return splice(alloc, self._shared_member, _dumps)
 
     def _shared_member(self, key: str, value: Any) -> str | None:
+        # A dict subclass is one of the server's read-only values; a plain dict may change.
         if key in SHARED_ALLOC_FIELDS and isinstance(value, dict) and type(value) is not dict:
-            return self._shared_text(value)
+            return self._shared_json.text(value)
         return None
-
-    def _shared_text(self, value: dict[str, Any]) -> str:
-        """The JSON of a read-only shared value, made once while it is remembered (any
-        thread may ask: entries are only ever added whole or dropped)."""
-        hit = self._shared_json.get(id(value))
-        if hit is not None and hit[0] is value:
-            return hit[1]
-        text = _dumps(value)
-        if len(self._shared_json) >= SHARED_JSON_CACHE_SIZE:
-            oldest = next(iter(self._shared_json), None)
-            if oldest is not None:
-                self._shared_json.pop(oldest, None)  # (another thread may have dropped it)
-        self._shared_json[id(value)] = (value, text)
-        return text
 
     def _write(self, statements: list[Statement], durable: bool = True) -> None:
         """Queue `statements`; return once the transaction holding them is durable

@@ -14,7 +14,15 @@ from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-__all__ = ["compact_encoder", "splice"]
+__all__ = ["SHARED_ALLOC_FIELDS", "SharedTexts", "compact_encoder", "splice"]
+
+# An allocation's members that are often one read-only object shared by many allocations:
+# the embedded Job of every allocation of a job version, and the resources and metric that
+# the server's plan apply shares between a group's placements (plan_apply.py,
+# freeze_shared). Both the server's rows and the client's state DB splice these.
+SHARED_ALLOC_FIELDS = frozenset(
+    {"Job", "Resources", "SharedResources", "TaskResources", "AllocatedResources", "Metrics"}
+)
 
 
 def _unserializable(o: object) -> Any:
@@ -38,6 +46,33 @@ def compact_encoder() -> Callable[[Any], str]:
         return "".join(encoder(o, 0))
 
     return encode
+
+
+class SharedTexts:
+    """The JSON text of read-only values, made once per value while remembered: keyed
+    by identity (an entry holds its value, so the id is not reused while it lives), the
+    oldest of `entries` dropped first. Any thread may ask: entries are only ever added
+    whole or dropped, so a race costs at most an encoding twice."""
+
+    def __init__(self, encode: Callable[[Any], str], entries: int) -> None:
+        self._encode = encode
+        self._entries = entries
+        self._texts: dict[int, tuple[Any, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def text(self, value: Any) -> str:
+        hit = self._texts.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        text = self._encode(value)
+        if len(self._texts) >= self._entries:
+            oldest = next(iter(self._texts), None)
+            if oldest is not None:
+                self._texts.pop(oldest, None)  # (another thread may have dropped it)
+        self._texts[id(value)] = (value, text)
+        return text
 
 
 def splice(

@@ -18,15 +18,16 @@ import json.encoder
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from nomadpaas.agent.helper.jsontext import compact_encoder, splice
+from nomadpaas.agent.helper.jsontext import (
+    SHARED_ALLOC_FIELDS,
+    SharedTexts,
+    compact_encoder,
+    splice,
+)
 from nomadpaas.agent.server.state.frozen import FrozenDict
 
-# Top-level row fields whose value is often one frozen object shared by many rows: the
-# embedded Job of every allocation of a job version, and the resources and metric that
-# plan apply shares between the placements of a group (plan_apply.py, freeze_shared).
-SHARED_FIELDS = frozenset(
-    {"Job", "Resources", "SharedResources", "TaskResources", "AllocatedResources", "Metrics"}
-)
+# Top-level row fields whose value is often one frozen object shared by many rows.
+SHARED_FIELDS = SHARED_ALLOC_FIELDS
 CACHE_ENTRIES = 64  # distinct shared values remembered (LRU by insertion)
 
 _SEPARATORS = (",", ":")
@@ -37,7 +38,7 @@ class RowEncoder:
 
     def __init__(self, cache_entries: int = CACHE_ENTRIES) -> None:
         self._encode = compact_encoder()
-        self._cache: dict[int, tuple[Any, str]] = {}
+        self._texts = SharedTexts(self._encode, cache_entries)
         self._cache_entries = cache_entries
         # Embedded Jobs met once (id → Job): a row is spliced only when its Job is met
         # again, so rows that share nothing (read back after a restart, each with its own
@@ -61,14 +62,7 @@ class RowEncoder:
 
     def shared(self, value: FrozenDict) -> str:
         """The cached text of one shared frozen value."""
-        hit = self._cache.get(id(value))
-        if hit is not None and hit[0] is value:
-            return hit[1]
-        text = self._encode(value)
-        if len(self._cache) >= self._cache_entries:
-            del self._cache[next(iter(self._cache))]  # oldest first
-        self._cache[id(value)] = (value, text)
-        return text
+        return self._texts.text(value)
 
     def _splice(self, row: FrozenDict) -> str:
         """The row's members in order: runs of plain ones encoded together, shared frozen
