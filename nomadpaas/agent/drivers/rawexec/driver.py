@@ -47,7 +47,7 @@ from nomadpaas.agent.drivers.rawexec.handle import (
 )
 from nomadpaas.agent.drivers.rawexec.lookup import lookup_bin as lookup_bin
 from nomadpaas.agent.drivers.rawexec.orphans import kill_orphaned_tasks as kill_orphaned_tasks
-from nomadpaas.agent.drivers.rawexec.orphans import kill_stale_task, process_argvs
+from nomadpaas.agent.drivers.rawexec.orphans import kill_stale_task, process_argvs, state_dir_of
 from nomadpaas.agent.drivers.rawexec.orphans import wrapper_state_dir as wrapper_state_dir
 from nomadpaas.agent.drivers.rawexec.spawner import TooLarge, spawner_for
 from nomadpaas.agent.drivers.rawexec.state import TaskStore
@@ -392,9 +392,8 @@ def _kill_executor(pid: int, state_dir: str) -> None:
     if fd is None:
         return
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if wrapper_state_dir(f.read().split(b"\0")) == state_dir:
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
+        if state_dir_of(pid) == state_dir:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
     except OSError:
         pass
     finally:

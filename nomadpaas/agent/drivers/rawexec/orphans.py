@@ -33,17 +33,27 @@ def wrapper_state_dir(argv: list[bytes]) -> str | None:
     return None
 
 
+def _argv(pid: int | str) -> list[bytes] | None:
+    """The argv of ``pid`` split at NULs, as /proc says now; None when unreadable."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return None
+
+
+def state_dir_of(pid: int) -> str | None:
+    """The state dir named by the argv of ``pid`` if it is a task's executor or sh
+    wrapper now (`wrapper_state_dir`); None otherwise, or when it is gone."""
+    argv = _argv(pid)
+    return None if argv is None else wrapper_state_dir(argv)
+
+
 def process_argvs() -> Iterator[tuple[int, list[bytes]]]:
     """(PID, argv split at NULs) of every process whose /proc cmdline is readable now."""
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        yield int(entry), argv
+        if entry.isdigit() and (argv := _argv(entry)) is not None:
+            yield int(entry), argv
 
 
 def parent_pid(pid: int) -> int | None:
@@ -109,12 +119,7 @@ def kill_stale_task(state_dir: str) -> bool:
     pid, executor = task
     if executor is None:
         return False
-    try:
-        with open(f"/proc/{executor}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    found = wrapper_state_dir(argv)
+    found = state_dir_of(executor)
     if found is None or os.path.realpath(found) != os.path.realpath(state_dir):
         return False
     _sigkill(os.killpg, pid)
