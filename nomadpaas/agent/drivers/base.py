@@ -56,6 +56,9 @@ class TaskConfig:
     work_dir: str = ""  # raw_exec config `work_dir`; "" means task_dir
     stdout_path: str = ""  # "" means /dev/null
     stderr_path: str = ""
+    # Nomad: Resources.LinuxResources.CPUShares, the MHz the task reserved; its CPU weight
+    # (rawexec/cpu_weight.py). 0: the default weight.
+    cpu_shares: int = 0
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ class Harness:
         *args: str,
         env: dict[str, str] | None = None,
         max_file_size_bytes: int = 1024 * 1024,
+        cpu_shares: int = 0,
     ) -> TaskHandle:
         td = self.alloc.build([task])[task]
         self.logmon.start(
@@ -94,6 +95,7 @@ class Harness:
                 task_dir=td.dir,
                 stdout_path=td.stdout_fifo,
                 stderr_path=td.stderr_fifo,
+                cpu_shares=cpu_shares,
             )
         )
         self.handles.append(handle)

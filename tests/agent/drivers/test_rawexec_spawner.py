@@ -128,7 +128,9 @@ def test_a_nul_in_an_argument_is_a_value_error_as_with_popen(harness: Harness) -
 
 def test_encode_request_fields() -> None:
     data = encode_request("/s", "/c", "/bin/x", ("a", ""), {"K": "v=w", "E": ""})
-    assert data == b"/s\0/c\0/bin/x\x002\0a\0\0K=v=w\0E="
+    assert data == b"/s\0/c\0/bin/x\0\x002\0a\0\0K=v=w\0E="
+    data = encode_request("/s", "/c", "/bin/x", (), {}, autogroup_nice=-3)
+    assert data == b"/s\0/c\0/bin/x\0-3\x000"
 
 
 def test_kill_orphaned_tasks_kills_spawned_tasks_but_never_the_spawner(

@@ -30,6 +30,7 @@ from nomadpaas.agent.drivers.base import (
     TaskNotFoundError,
     TaskStatus,
 )
+from nomadpaas.agent.drivers.rawexec.cpu_weight import autogroup_nice, set_autogroup_nice
 from nomadpaas.agent.drivers.rawexec.executor import MARK as EXECUTOR_MARK
 from nomadpaas.agent.drivers.rawexec.executor import executor_path
 from nomadpaas.agent.drivers.rawexec.handle import (
@@ -138,6 +139,10 @@ class RawExecDriver:
             os.close(announce_r)
         if wrapper is None:
             wrapper_pid = announced_wrapper  # a spawner's executor names itself
+        elif (nice := autogroup_nice(cfg.cpu_shares)) is not None:
+            # Started by Popen (sh wrapper, or a request too large for the spawner): no
+            # executor set the weight before the exec, so it is set now.
+            set_autogroup_nice(pid, nice)
         # The pidfds first: they pin the processes, so start times read next are theirs.
         # A forked executor waits for its release, so it is alive now unless killed. The
         # native executor announces both start times, read by the processes themselves
@@ -183,7 +188,13 @@ class RawExecDriver:
             if self._spawner is not None:
                 try:
                     spawner_pid = self._spawner.spawn(
-                        state_dir, cwd, binary, cfg.args, cfg.env, fds
+                        state_dir,
+                        cwd,
+                        binary,
+                        cfg.args,
+                        cfg.env,
+                        fds,
+                        autogroup_nice(cfg.cpu_shares),
                     )
                     return None, 0, spawner_pid
                 except TooLarge:

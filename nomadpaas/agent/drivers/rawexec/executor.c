@@ -13,7 +13,8 @@
  * dispositions and an empty mask (an agent started with SIGINT ignored must not pass that
  * on: a task must obey its KillSignal; the child restores them when we were started
  * directly, a spawner's executor has them already), writes <state>/task.pid, announces
- * its PID, swaps fd 0 for /dev/null and execs the command (a bare name is searched in
+ * its PID, swaps fd 0 for /dev/null, gives its session's autogroup the task's CPU weight
+ * (spawner mode; see cpu_weight.py) and execs the command (a bare name is searched in
  * our environment's $PATH: the task's). The parent waits for it, SIGKILLs what is left of
  * its process group at once (microseconds after reaping the leader, so the PGID cannot
  * have been reused), writes the status (code, or 128+n for signal n) to <state>/task.exit
@@ -27,7 +28,7 @@
  * every task) and an exec of a static binary (whose start-up costs more than the rest).
  * Each request is one message of NUL-separated fields
  *
- *   <state dir> <cwd> <command> <argc> <argv[1]>... <NAME=value>...
+ *   <state dir> <cwd> <command> <autogroup nice, or empty> <argc> <argv[1]>... <NAME=value>...
  *
  * with three fds (SCM_RIGHTS): the announce pipe, the task's stdout and stderr. The
  * spawner forks and does not reply: the announcement (which names the executor too) is
@@ -62,8 +63,8 @@
 /* Largest request (spawner.py REQUEST_MAX_BYTES); bss pages cost nothing until used. */
 #define REQUEST_MAX (1 << 20)
 #define REQUEST_FDS 3
-/* argv fields of a request before the task's arguments: state, cwd, command, argc. */
-#define REQUEST_HEAD 4
+/* argv fields of a request before the task's arguments: state, cwd, command, nice, argc. */
+#define REQUEST_HEAD 5
 
 extern char **environ;
 
@@ -132,13 +133,24 @@ struct task {
   pid_t executor_pid;
   int null_fd;       /* /dev/null, close-on-exec; -1 when it could not be opened */
   int reset_signals; /* whether our own dispositions and mask may not be the defaults */
+  const char *nice;  /* the autogroup nice value to set ("-20".."19"), or NULL */
 };
 
-/* The task, in the child of vfork(): own session, write task.pid, announce, exec. Until it
- * execs or exits it runs in our memory, on our stack below our frames, while we are
- * suspended, so it leaves nothing behind that we could trip over: it writes only its own
- * frames and errno, and allocates nothing (no malloc, no stdio FILE; snprintf fills its
- * buffer only); strerror, after a failed exec, takes gettext's lock, which we never take.
+/* Our session's autogroup gets the task's CPU weight; best effort (no autogroups, no
+ * privilege for a negative value, the kernel's rate limit for unprivileged callers). */
+static void set_autogroup_nice(const char *nice) {
+  int fd = open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)!write(fd, nice, strlen(nice));
+  close(fd);
+}
+
+/* The task, in the child of vfork(): own session, write task.pid, announce, CPU weight,
+ * exec. Until it execs or exits it runs in our memory, on our stack below our frames,
+ * while we are suspended, so it leaves nothing behind that we could trip over: it writes
+ * only its own frames and errno, and allocates nothing (no malloc, no stdio FILE;
+ * snprintf fills its buffer only); strerror, after a failed exec, takes gettext's lock,
+ * which we never take.
  * Its fd table and signal dispositions are its own (vfork shares neither), and there are
  * no signal handlers that could run in it.
  * The announcement is "<pid> <start time> <executor's start time> <executor's pid>\n":
@@ -156,6 +168,9 @@ static __attribute__((noreturn, noinline)) void run_task(const struct task *t) {
                    t->executor_start, (long)t->executor_pid);
   if (write(0, buf, (size_t)n) != n) _exit(127);
   if (t->null_fd >= 0) dup2(t->null_fd, 0); /* dup2 clears close-on-exec on fd 0 */
+  /* After the announcement: the agent's wait does not pay for it; before the exec: the
+   * task's start-up already runs at its weight. */
+  if (t->nice != NULL) set_autogroup_nice(t->nice);
   char **command = t->command;
   /* execvp searches the $PATH of our environment: the task's (executor() set it in
    * spawner mode, Popen gave it otherwise). */
@@ -185,8 +200,8 @@ static __attribute__((noinline)) pid_t start_task(const struct task *t) {
 /* Start the task, wait for it, record its status, wait to be released. reset_signals: our
  * signal dispositions and mask are whatever our starter left (main); the spawner's forked
  * executors have the defaults already. */
-static int supervise(const char *state, char **command, int reset_signals) {
-  struct task t = {state, command, self_start_time(), getpid(), -1, reset_signals};
+static int supervise(const char *state, char **command, int reset_signals, const char *nice) {
+  struct task t = {state, command, self_start_time(), getpid(), -1, reset_signals, nice};
   /* One /dev/null for both: the child's stdin, then ours. */
   t.null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   pid_t pid = start_task(&t);
@@ -266,12 +281,13 @@ static void executor(char *req, size_t len, const int fds[REQUEST_FDS]) {
     p += strlen(p) + 1;
   }
   char *end = NULL;
-  long argc = count >= REQUEST_HEAD ? strtol(fields[3], &end, 10) : -1;
+  long argc = count >= REQUEST_HEAD ? strtol(fields[4], &end, 10) : -1;
   if (argc < 0 || end == NULL || *end != '\0' || (size_t)argc > count - REQUEST_HEAD) {
     fail(EINVAL, "malformed spawner request");
   }
+  const char *nice = fields[3][0] != '\0' ? fields[3] : NULL;
   /* argv = command, args... NULL: the argc field's slot takes the command. */
-  char **argv = fields + 3;
+  char **argv = fields + 4;
   argv[0] = fields[2];
   char **envp = malloc((count - REQUEST_HEAD - (size_t)argc + 1) * sizeof *envp);
   if (envp == NULL) fail(ENOMEM, "request");
@@ -282,7 +298,7 @@ static void executor(char *req, size_t len, const int fds[REQUEST_FDS]) {
   set_title(fields[0], argv);
   if (chdir(fields[1]) < 0) fail(errno, fields[1]);
   environ = envp; /* ours, as Popen gives it in direct mode: the task inherits it */
-  _exit(supervise(fields[0], argv, 0));
+  _exit(supervise(fields[0], argv, 0, nice));
 }
 
 static int spawner(int argc, char **argv) {
@@ -366,5 +382,5 @@ int main(int argc, char **argv) {
     dprintf(2, "usage: %s " MARK " STATE_DIR COMMAND [ARGS...]\n", argv[0]);
     return 2;
   }
-  return supervise(argv[2], argv + 3, 1);
+  return supervise(argv[2], argv + 3, 1, NULL);
 }

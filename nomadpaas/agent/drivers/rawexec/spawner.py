@@ -50,13 +50,20 @@ class TooLarge(Exception):
 
 
 def encode_request(
-    state_dir: str, cwd: str, binary: str, args: Sequence[str], env: Mapping[str, str]
+    state_dir: str,
+    cwd: str,
+    binary: str,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    autogroup_nice: int | None = None,
 ) -> bytes:
-    """The request's fields, NUL-separated; ValueError as Popen raises for the same input."""
+    """The request's fields, NUL-separated; ValueError as Popen raises for the same input.
+    ``autogroup_nice``: the task's CPU weight (cpu_weight.py); None leaves the default."""
     # One scan of all names joined, not a loop per name (a NUL in one is caught below).
     if "=" in "\0".join(env):
         raise ValueError("illegal environment variable name")
-    fields = [state_dir, cwd, binary, str(len(args)), *args, *map("=".join, env.items())]
+    nice = "" if autogroup_nice is None else str(autogroup_nice)
+    fields = [state_dir, cwd, binary, nice, str(len(args)), *args, *map("=".join, env.items())]
     data = "\0".join(fields).encode(_FS_ENCODING, _FS_ERRORS)
     if data.count(b"\0") != len(fields) - 1:
         raise ValueError("embedded null byte")
@@ -85,6 +92,7 @@ class Spawner:
         args: Sequence[str],
         env: Mapping[str, str],
         fds: tuple[int, int, int],
+        autogroup_nice: int | None = None,
     ) -> int:
         """Have an executor forked for the task; returns the PID of the spawner that took
         the request (for `replace`). The caller keeps (and closes) ``fds`` (announce pipe
@@ -94,7 +102,7 @@ class Spawner:
 
         Raises OSError when the spawner cannot be started or takes no request, TooLarge
         when the request does not fit in a message, ValueError for a NUL or bad env name."""
-        data = encode_request(state_dir, cwd, binary, args, env)
+        data = encode_request(state_dir, cwd, binary, args, env, autogroup_nice)
         if len(data) > REQUEST_MAX_BYTES:
             raise TooLarge
         with self._lock:

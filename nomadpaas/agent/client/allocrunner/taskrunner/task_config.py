@@ -77,4 +77,13 @@ def driver_task_config(
         work_dir=str(config.get("work_dir") or ""),
         stdout_path=task_dir.stdout_fifo,
         stderr_path=task_dir.stderr_fifo,
+        cpu_shares=_cpu_shares(alloc, str(task["Name"])),
     )
+
+
+def _cpu_shares(alloc: Mapping[str, Any], task: str) -> int:
+    """The task's `AllocatedResources.Tasks[task].Cpu.CpuShares` (0 when absent), as Nomad's
+    task runner hands it to the driver."""
+    tasks = (alloc.get("AllocatedResources") or {}).get("Tasks") or {}
+    cpu = (tasks.get(task) or {}).get("Cpu") or {}
+    return int(cpu.get("CpuShares") or 0)
