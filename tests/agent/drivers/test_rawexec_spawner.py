@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -319,3 +320,37 @@ def test_spawner_module_constants_match_the_c_source() -> None:
     assert f'#define SPAWNER_MARK "{SPAWNER_MARK}"' in source
     assert "#define REQUEST_MAX (1 << 20)" in source
     assert spawner_module.REQUEST_MAX_BYTES == 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "expected"),
+    [
+        # The request format before the autogroup nice field: argc where nice is, no argc.
+        ([b"/", b"/", b"/bin/echo", b"1", b"hi"], b"!22 malformed spawner request\n"),
+        ([b"/", b"/", b"/bin/echo", b"", b"x"], b"!22 malformed spawner request\n"),
+        ([b"/", b"/"], b"!22 malformed spawner request\n"),
+    ],
+)
+def test_a_malformed_request_is_announced_as_such(
+    tmp_path: Path, request_fields: list[bytes], expected: bytes
+) -> None:
+    """The spawner's child checks the request's head (state, cwd, command, nice, argc)
+    before anything else and announces what is wrong instead of running a misparsed task."""
+    executor = RawExecDriver().executor
+    if executor is None:
+        pytest.skip("no C compiler")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([executor, SPAWNER_MARK, "x" * 16], stdin=theirs.fileno(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    theirs.close()
+    announce_r, announce_w = os.pipe()
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        socket.send_fds(ours, [b"\0".join(request_fields)], [announce_w, null, null])
+        os.close(announce_w)
+        with os.fdopen(announce_r, "rb") as pipe:
+            assert pipe.readline() == expected
+    finally:
+        os.close(null)
+        ours.close()  # EOF: the spawner exits
+        proc.wait(10)
