@@ -15,6 +15,7 @@ from agent.drivers.rawexec_support import PY, Harness, live_group_members, wait_
 from nomadpaas.agent.client.taskenv import build_task_env, interpolate_args, pick_dynamic_ports
 from nomadpaas.agent.drivers.base import DriverError, TaskNotFoundError
 from nomadpaas.agent.drivers.rawexec import driver as driver_module
+from nomadpaas.agent.drivers.rawexec import launch as launch_module
 from nomadpaas.agent.drivers.rawexec.driver import (
     RawExecDriver,
     kill_orphaned_tasks,
@@ -293,7 +294,7 @@ def test_unknown_task_operations_raise_not_found() -> None:
 def test_state_dir_gets_its_ack_fifo_and_loses_a_last_runs_files(tmp_path: Path) -> None:
     import stat
 
-    prepare = driver_module._prepare_state_dir
+    prepare = launch_module.prepare_state_dir
     fresh = tmp_path / "web" / "private"
     fresh.mkdir(parents=True)
     prepare(str(fresh))  # the task dir hook's dir, first run

@@ -34,21 +34,24 @@ from nomadpaas.agent.drivers.rawexec.cpu_weight import autogroup_nice, set_autog
 from nomadpaas.agent.drivers.rawexec.executor import MARK as EXECUTOR_MARK
 from nomadpaas.agent.drivers.rawexec.executor import executor_path
 from nomadpaas.agent.drivers.rawexec.handle import (
-    ACK_FIFO,
     EXIT_FILE,
     PID_FILE,
-    START_TIMEOUT_S,
     WRAPPER_NAME,
     WRAPPER_SCRIPT,
     ProcessState,
     TaskProcess,
     pidfd_or_none,
-    proc_start_time,
-    readable,
+)
+from nomadpaas.agent.drivers.rawexec.launch import (
+    NotAnnounced,
+    abort_start,
+    open_stream,
+    prepare_state_dir,
+    start_time_or_zero,
+    wait_announced,
 )
 from nomadpaas.agent.drivers.rawexec.lookup import lookup_bin as lookup_bin
 from nomadpaas.agent.drivers.rawexec.orphans import kill_orphaned_tasks as kill_orphaned_tasks
-from nomadpaas.agent.drivers.rawexec.orphans import kill_stale_task, process_argvs, state_dir_of
 from nomadpaas.agent.drivers.rawexec.orphans import wrapper_state_dir as wrapper_state_dir
 from nomadpaas.agent.drivers.rawexec.spawner import TooLarge, spawner_for
 from nomadpaas.agent.drivers.rawexec.state import TaskStore
@@ -113,7 +116,7 @@ class RawExecDriver:
             raise DriverError(f"task with ID {cfg.id!r} already started")
         binary = lookup_bin(cfg.task_dir, cfg.command)
         state_dir = os.path.join(cfg.task_dir, _STATE_SUBDIR)
-        _prepare_state_dir(state_dir)
+        prepare_state_dir(state_dir)
         # raw_exec's work_dir: absolute, or relative to the task dir.
         cwd = os.path.join(cfg.task_dir, cfg.work_dir) if cfg.work_dir else cfg.task_dir
         announce_r, announce_w = os.pipe2(os.O_CLOEXEC)
@@ -128,12 +131,12 @@ class RawExecDriver:
             os.close(announce_w)
         started_at = time.time_ns()
         try:
-            pid, pid_start, wrapper_start, announced_wrapper = _wait_pid(announce_r)
+            pid, pid_start, wrapper_start, announced_wrapper = wait_announced(announce_r)
         except BaseException as exc:
-            if isinstance(exc, _NotAnnounced) and self._spawner is not None and spawner_pid:
+            if isinstance(exc, NotAnnounced) and self._spawner is not None and spawner_pid:
                 # Died with the request, or stuck: the next start gets a new spawner.
                 self._spawner.replace(spawner_pid)
-            _abort_start(wrapper, wrapper_pid, state_dir)
+            abort_start(wrapper, wrapper_pid, state_dir)
             raise
         finally:
             os.close(announce_r)
@@ -152,9 +155,9 @@ class RawExecDriver:
         state = ProcessState(
             state_dir=state_dir,
             wrapper_pid=wrapper_pid,
-            wrapper_start_time=wrapper_start or _start_time_or_zero(wrapper_pid),
+            wrapper_start_time=wrapper_start or start_time_or_zero(wrapper_pid),
             pid=pid,
-            pid_start_time=pid_start or _start_time_or_zero(pid),
+            pid_start_time=pid_start or start_time_or_zero(pid),
             pgid=pid,
             started_at_ns=started_at,
         )
@@ -177,9 +180,9 @@ class RawExecDriver:
         too large for one message) with Popen. Returns its Popen and PID and 0; when the
         spawner forks it, (None, 0, the spawner's PID): the executor announces its own PID
         with the task's."""
-        out = _open_stream(cfg.stdout_path)
+        out = open_stream(cfg.stdout_path)
         try:
-            err = _open_stream(cfg.stderr_path)
+            err = open_stream(cfg.stderr_path)
         except BaseException:
             os.close(out)
             raise
@@ -336,110 +339,3 @@ class RawExecDriver:
 _SIGKILL = int(signal.SIGKILL)
 # One exit watcher (one thread, started on first use) for every driver in the process.
 _EXIT_WATCHER = ExitWatcher()
-
-
-def _wait_pid(announce: int) -> tuple[int, int, int, int]:
-    """Read what the wrapper announces: the task PID, then (native executor) the task's and
-    the executor's start times and the executor's PID, 0 when not announced. EOF first
-    means the task never started (or the spawner died with the request), and
-    "!<errno> <what>" what failed before it could (executor.c; the words of Popen's
-    OSError)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    data = b""
-    while not data.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not readable(announce, remaining):
-            break
-        chunk = os.read(announce, 4096)
-        if not chunk:
-            break
-        data += chunk
-    if data.endswith(b"\n"):
-        if not data.startswith(b"!"):
-            fields = [int(field) for field in data.split()]
-            pid, pid_start, wrapper_start, wrapper_pid = [*fields, 0, 0, 0][:4]
-            return pid, pid_start, wrapper_start, wrapper_pid
-        code, _, what = data[1:-1].partition(b" ")
-        exc = OSError(int(code), os.strerror(int(code)), os.fsdecode(what))
-        raise DriverError(f"failed to launch command with executor: {exc}")
-    raise _NotAnnounced("failed to launch command with executor: task process did not start")
-
-
-class _NotAnnounced(DriverError):
-    """Neither the task nor a failure was announced (EOF or START_TIMEOUT_S)."""
-
-
-def _start_time_or_zero(pid: int) -> int:
-    # A task that already exited and was reaped has no /proc entry; 0 never matches later.
-    return proc_start_time(pid) or 0
-
-
-def _abort_start(wrapper: subprocess.Popen[bytes] | None, wrapper_pid: int, state_dir: str) -> None:
-    """A start that failed half-way must not leave a task or wrapper behind."""
-    try:
-        with open(os.path.join(state_dir, PID_FILE)) as f:
-            pid = int(f.read())
-        os.killpg(pid, signal.SIGKILL)  # the task is its own group leader
-    except (OSError, ValueError):
-        pass
-    if wrapper is not None:
-        wrapper.kill()
-        wrapper.wait()
-        return
-    # Forked by the spawner, not ours to wait for: killed only while its argv still names
-    # this task's state dir (it may have exited by itself, and its PID been reused). Its
-    # PID is unknown when it never announced: any process whose argv names the dir.
-    if wrapper_pid:
-        _kill_executor(wrapper_pid, state_dir)
-        return
-    for pid, argv in process_argvs():
-        if wrapper_state_dir(argv) == state_dir:
-            _kill_executor(pid, state_dir)
-
-
-def _kill_executor(pid: int, state_dir: str) -> None:
-    """SIGKILL the executor ``pid`` if its argv still names ``state_dir``."""
-    fd = pidfd_or_none(pid)
-    if fd is None:
-        return
-    try:
-        if state_dir_of(pid) == state_dir:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _prepare_state_dir(state_dir: str) -> None:
-    """Give ``state_dir`` its ack FIFO and clear a last run's pid and exit files.
-
-    Every start makes the FIFO before its executor can write task.pid or task.exit, so
-    making the FIFO anew proves there is nothing to clear: one syscall for a task's first
-    run (the task dir hook made the dir), instead of five and three caught exceptions.
-    """
-    ack = os.path.join(state_dir, ACK_FIFO)
-    try:
-        os.mkfifo(ack, 0o600)
-    except FileExistsError:
-        # Not the first run here: end a task an agent that died mid-start left running
-        # unrecorded (else this start would run it twice), then clear what it left.
-        kill_stale_task(state_dir)
-    except FileNotFoundError:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)  # no task dir hook made it
-        os.mkfifo(ack, 0o600)
-        return
-    else:
-        return
-    for name in (PID_FILE, EXIT_FILE):
-        try:
-            os.unlink(os.path.join(state_dir, name))
-        except FileNotFoundError:
-            pass
-
-
-def _open_stream(path: str) -> int:
-    """The task side of a log FIFO, opened O_RDWR so writers never get SIGPIPE or block on open."""
-    if not path:
-        return os.open(os.devnull, os.O_WRONLY)
-    return os.open(path, os.O_RDWR | os.O_CLOEXEC)
