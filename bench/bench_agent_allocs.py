@@ -217,7 +217,7 @@ def run(n: int, rounds: int, tmp: Path, deadline: float) -> None:
         print(f"round {i + 1}: ratio {ratios[-1]:.2f}x")
     ratio = statistics.median(ratios)
     each = ", ".join(f"{r:.2f}" for r in ratios)
-    print(f"ratio:    {ratio:.1f}x median of {rounds} round(s) ({each}) (goal ≤ {RATIO_GOAL:.0f}x) "
+    print(f"ratio:    {ratio:.2f}x median of {rounds} round(s) ({each}) (goal ≤ {RATIO_GOAL:.0f}x) "
           f"{_verdict(ratio <= RATIO_GOAL)}")  # fmt: skip
 
 

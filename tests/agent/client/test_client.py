@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent.client.client_support import (
@@ -128,6 +129,42 @@ def test_updates_are_coalesced(rpc: FakeRPC, make_client: MakeClient) -> None:
     calls = rpc.update_calls - before
     assert 1 <= calls <= 4
     assert [u for u in rpc.updates if u["ID"] == "x"][-1]["N"] == 49
+
+
+class SlowRPC(FakeRPC):
+    """Each update_allocs takes WRITE_S and is timed: a slow server widens the client's
+    coalescing window (URGENT_COALESCE_COST_FACTOR times the last write)."""
+
+    WRITE_S = 0.25
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.call_times: list[float] = []
+
+    def update_allocs(self, updates: list[dict[str, Any]]) -> int:
+        time.sleep(self.WRITE_S)
+        self.call_times.append(time.monotonic())
+        return super().update_allocs(updates)
+
+
+def test_a_burst_is_sent_once_it_is_over_not_at_the_end_of_the_window(tmp_path: Path) -> None:
+    """After a slow write the window is 4 x 0.25 s; a burst of updates that ends well
+    before it goes 15 ms after its last update, in one call, instead of ~1 s later."""
+    rpc = SlowRPC()
+    client = Client(ClientConfig(data_dir=tmp_path, node=NODE, sync_interval_s=5.0), rpc)
+    client.start()
+    try:
+        client._queue_update({"ID": "a", "ClientStatus": "pending"}, True)
+        wait_for(lambda: rpc.update_calls == 1, what="the first (slow) write")
+        for i in range(10):
+            client._queue_update({"ID": f"b{i}", "ClientStatus": "running"}, True)
+            time.sleep(0.002)
+        burst_end = time.monotonic()
+        wait_for(lambda: rpc.update_calls == 2, what="the burst's write")
+        assert rpc.call_times[1] - SlowRPC.WRITE_S - burst_end < 0.5  # window: ~1 s
+        assert [u["ID"] for u in rpc.updates[1:]] == [f"b{i}" for i in range(10)]
+    finally:
+        client.shutdown()
 
 
 def test_shutdown_leaves_tasks_running_and_restart_reattaches(
