@@ -12,7 +12,8 @@ Threads:
   `SYNC_INTERVAL_S`, at once when a ClientStatus changes (Nomad's allocSync, 200 ms).
   "At once" waits a little to coalesce, longer when the last write was slow: every write
   makes the server refresh the job and wakes this node's watch loop, so a thousand
-  allocations starting together must share writes instead of paying for one each.
+  allocations starting together must share writes instead of paying for one each. A
+  burst that is over (no update for twice its mean gap) goes without waiting further.
 
 `start()` first restores every allocation saved in the client state (client/state.py):
 task runners with a saved driver handle re-attach (`recover_task`) instead of starting a
