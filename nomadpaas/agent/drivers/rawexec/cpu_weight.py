@@ -22,6 +22,7 @@ values; an unprivileged agent may set at most one autogroup per 100 ms (a kernel
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 #: CFS weight of nice 0 (and a default cgroup's `cpu.shares`).
@@ -42,11 +43,8 @@ def autogroup_nice(cpu_shares: int) -> int | None:
     return nice or None
 
 
-def set_autogroup_nice(pid: int, nice: int) -> bool:
-    """Give ``pid``'s autogroup ``nice``; False when the kernel or our privileges refuse."""
-    try:
-        with open(AUTOGROUP_PATH.format(pid=pid), "w") as f:
-            f.write(str(nice))
-    except OSError:
-        return False
-    return True
+def set_autogroup_nice(pid: int, nice: int) -> None:
+    """Give ``pid``'s autogroup ``nice``; best effort (the kernel or our privileges may
+    refuse, or the task is gone already), as the executor's write is."""
+    with contextlib.suppress(OSError), open(AUTOGROUP_PATH.format(pid=pid), "w") as f:
+        f.write(str(nice))

@@ -119,10 +119,11 @@ class RawExecDriver:
         prepare_state_dir(state_dir)
         # raw_exec's work_dir: absolute, or relative to the task dir.
         cwd = os.path.join(cfg.task_dir, cfg.work_dir) if cfg.work_dir else cfg.task_dir
+        nice = autogroup_nice(cfg.cpu_shares)
         announce_r, announce_w = os.pipe2(os.O_CLOEXEC)
         try:
             wrapper, wrapper_pid, spawner_pid = self._launch(
-                state_dir, cwd, binary, cfg, announce_w
+                state_dir, cwd, binary, cfg, announce_w, nice
             )
         except BaseException:
             os.close(announce_r)
@@ -142,7 +143,7 @@ class RawExecDriver:
             os.close(announce_r)
         if wrapper is None:
             wrapper_pid = announced_wrapper  # a spawner's executor names itself
-        elif (nice := autogroup_nice(cfg.cpu_shares)) is not None:
+        elif nice is not None:
             # Started by Popen (sh wrapper, or a request too large for the spawner): no
             # executor set the weight before the exec, so it is set now.
             set_autogroup_nice(pid, nice)
@@ -174,12 +175,18 @@ class RawExecDriver:
         )
 
     def _launch(
-        self, state_dir: str, cwd: str, binary: str, cfg: TaskConfig, announce_w: int
+        self,
+        state_dir: str,
+        cwd: str,
+        binary: str,
+        cfg: TaskConfig,
+        announce_w: int,
+        nice: int | None,
     ) -> tuple[subprocess.Popen[bytes] | None, int, int]:
         """Start the task's executor: forked by the spawner, else (no C compiler, or a request
         too large for one message) with Popen. Returns its Popen and PID and 0; when the
         spawner forks it, (None, 0, the spawner's PID): the executor announces its own PID
-        with the task's."""
+        with the task's, and sets the task's autogroup ``nice`` before the exec."""
         out = open_stream(cfg.stdout_path)
         try:
             err = open_stream(cfg.stderr_path)
@@ -191,13 +198,7 @@ class RawExecDriver:
             if self._spawner is not None:
                 try:
                     spawner_pid = self._spawner.spawn(
-                        state_dir,
-                        cwd,
-                        binary,
-                        cfg.args,
-                        cfg.env,
-                        fds,
-                        autogroup_nice(cfg.cpu_shares),
+                        state_dir, cwd, binary, cfg.args, cfg.env, fds, nice
                     )
                     return None, 0, spawner_pid
                 except TooLarge:
