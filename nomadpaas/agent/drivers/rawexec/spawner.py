@@ -6,16 +6,16 @@ few fds per running task (every fork copies the table and the child closes it al
 quadratic over a thousand starts), and execs a static binary whose start-up costs more
 than the rest of the executor. Instead the agent starts the executor binary once, in
 spawner mode (executor.c), on first use, and sends it one message per task over an
-AF_UNIX SOCK_SEQPACKET socket: NUL-separated fields (state dir, cwd, command, argc, args,
-``NAME=value`` env) plus three fds (the announce pipe, stdout, stderr). The spawner
-forks; the child is the task's executor (own session, the usual protocol). There is no
-reply: the task's announcement on the pipe names the executor's PID too, and what the
-spawner could not do is announced there as well, so a start waits once, on its own
-pipe (a reply first would cost every start a second sleep and wake-up, and serialize
-the starts on the reply). The executor is then not the agent's child: the driver
-watches it with a pidfd. A spawner that died (killed by someone) is restarted on the
-next start; its executors and tasks never depend on it, so tasks outlive it and the
-agent alike.
+AF_UNIX SOCK_SEQPACKET socket: NUL-separated fields (state dir, cwd, command, the task's
+autogroup nice or "", argc, args, ``NAME=value`` env) plus three fds (the announce pipe,
+stdout, stderr). The spawner forks; the child is the task's executor (own session, the
+usual protocol). There is no reply: the task's announcement on the pipe names the
+executor's PID too, and what the spawner could not do is announced there as well, so a
+start waits once, on its own pipe (a reply first would cost every start a second sleep
+and wake-up, and serialize the starts on the reply). The executor is then not the
+agent's child: the driver watches it with a pidfd. A spawner that died (killed by
+someone) is restarted on the next start; its executors and tasks never depend on it, so
+tasks outlive it and the agent alike.
 """
 
 from __future__ import annotations
