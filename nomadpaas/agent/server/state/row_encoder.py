@@ -26,8 +26,6 @@ from nomadpaas.agent.helper.jsontext import (
 )
 from nomadpaas.agent.server.state.frozen import FrozenDict
 
-# Top-level row fields whose value is often one frozen object shared by many rows.
-SHARED_FIELDS = SHARED_ALLOC_FIELDS
 CACHE_ENTRIES = 64  # distinct shared values remembered (LRU by insertion)
 
 _SEPARATORS = (",", ":")
@@ -70,7 +68,9 @@ class RowEncoder:
         return splice(row, self._shared_member, self._encode)
 
     def _shared_member(self, key: str, value: Any) -> str | None:
-        return self.shared(value) if key in SHARED_FIELDS and type(value) is FrozenDict else None
+        if key in SHARED_ALLOC_FIELDS and type(value) is FrozenDict:
+            return self.shared(value)
+        return None
 
 
 _KEY_ENCODER = json.JSONEncoder(separators=_SEPARATORS)
