@@ -209,10 +209,7 @@ def run(n: int, rounds: int, tmp: Path, deadline: float) -> None:
         # Each round's data dir is kept until the end: deleting a thousand trees just before
         # the next round would slow its mkdirs on ext4 (see alloc_dirs_alone).
         data_dir = tmp / f"data-{i}"
-        try:
-            agent_s = run_agent(n, data_dir, tmp / "agent.log", deadline, last=i == rounds - 1)
-        finally:
-            kill_orphaned_tasks(str(data_dir))
+        agent_s = run_agent(n, data_dir, tmp / "agent.log", deadline, last=i == rounds - 1)
         ratios.append(agent_s / popen_s)
         print(f"round {i + 1}: ratio {ratios[-1]:.2f}x")
     ratio = statistics.median(ratios)
