@@ -178,20 +178,20 @@ def test_closed_logmon_refuses_work(tmp_path: Path) -> None:
 def test_a_request_posted_while_the_loop_drains_its_wakeups_is_not_lost(
     logmon: LogMon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # start() does not wait for the loop and wakeups are coalesced (one byte in the wake
-    # pipe while one is pending). Post a start exactly while the loop empties that pipe:
-    # every later request must still be served (a lost wakeup hangs them for 10 s).
+    # Wakeups are coalesced (one byte in the wake pipe while one is pending). Post a
+    # request exactly while the loop empties that pipe: it must still be served, and so
+    # must every later one (a lost wakeup hangs them for 10 s).
     real_read = os.read
     armed = True
     raced = threading.Event()
+    served = threading.Event()
 
     def read(fd: int, n: int) -> bytes:
         nonlocal armed
         if armed and fd == logmon._wake_r and threading.current_thread().name == "logmon":
             armed = False
-            d = tmp_path / "racer"
-            d.mkdir()
-            racer = threading.Thread(target=logmon.start, args=("racer", _config(d, "racer")))
+            # Not waited for (as the loop is busy right here): only queued, with a wakeup.
+            racer = threading.Thread(target=logmon._post, args=(served.set,))
             racer.start()
             racer.join(WAIT_S)
             raced.set()
@@ -201,8 +201,48 @@ def test_a_request_posted_while_the_loop_drains_its_wakeups_is_not_lost(
     d = tmp_path / "first"
     d.mkdir()
     logmon.start("first", _config(d, "first"))
+    assert logmon.running() == ["first"]  # a request: the loop drains its wake pipe
     assert raced.wait(WAIT_S), "the loop never drained its wake pipe"
     monkeypatch.setattr(logmon_module.os, "read", real_read)
     began = time.monotonic()
-    assert sorted(logmon.running()) == ["first", "racer"]
+    assert served.wait(2.0), "the request posted during the drain was lost"
+    assert logmon.running() == ["first"]
     assert time.monotonic() - began < 2.0
+
+
+def test_starts_from_many_threads_are_all_watched_without_waking_the_loop(
+    tmp_path: Path, logmon: LogMon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A start registers its FIFOs itself: it posts nothing to the loop (a start storm must
+    # not wake it once per task), and racing starts lose none of each other's streams.
+    posted: list[object] = []
+    real_post = logmon._post
+    monkeypatch.setattr(logmon, "_post", lambda fn: (posted.append(fn), real_post(fn)))
+    tasks = [f"t{i}" for i in range(40)]
+    for task in tasks:
+        (tmp_path / task).mkdir()
+
+    def start(names: list[str]) -> None:
+        for name in names:
+            logmon.start(name, _config(tmp_path / name, name))
+
+    threads = [threading.Thread(target=start, args=(tasks[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_S)
+    assert posted == []
+    assert sorted(logmon.running()) == sorted(tasks)
+    # Every one is copied, though the loop was never told about them.
+    fds = [_writer(_config(tmp_path / name, name).stdout_fifo) for name in tasks]
+    try:
+        for fd, name in zip(fds, tasks, strict=True):
+            os.write(fd, f"{name}\n".encode())
+        for name in tasks:
+            _wait(
+                lambda n=name: _all(tmp_path / n, f"{n}.stdout") == f"{n}\n".encode(),  # type: ignore[misc]
+                f"{name}'s line",
+            )
+    finally:
+        for fd in fds:
+            os.close(fd)

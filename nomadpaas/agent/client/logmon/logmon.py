@@ -1,8 +1,10 @@
 """Copies every task's stdout/stderr FIFOs into rotated log files; mirrors client/logmon/logmon.go.
 
 Nomad runs one logmon process per task. Here one ``LogMon`` per agent serves all tasks from a single
-thread: an epoll selector over every FIFO, a wakeup pipe for start/stop requests, and a 100 ms tick
-that flushes partial lines so ``logs -f`` sees output promptly. No thread or process per task.
+thread: an epoll selector over every FIFO, a wakeup pipe for stop requests, and a 100 ms tick that
+flushes partial lines so ``logs -f`` sees output promptly. No thread or process per task. A start
+adds its FIFOs to the selector from the caller's thread (epoll takes them while the loop waits):
+a start storm does not wake the loop once per task.
 
 FIFOs are opened ``O_RDWR | O_NONBLOCK``: reads never see EOF when a task restarts, and the pipe
 (with its buffered bytes) lives as long as anyone holds it. While the agent is down the task side
@@ -95,7 +97,10 @@ class LogMon:
     def __init__(self, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
         self._flush_interval_s = flush_interval_s
         self._selector = selectors.DefaultSelector()
-        self._streams: dict[str, list[_Stream]] = {}  # owned by the loop thread
+        # Which tasks are watched: added by start() (any thread), removed by the loop thread;
+        # `_lock` makes each change and its selector (un)registration one step.
+        self._streams: dict[str, list[_Stream]] = {}
+        self._lock = threading.Lock()
         # Streams holding a partial line: only these are visited by the 100 ms flush, so an idle
         # or line-oriented majority of a thousand tasks costs nothing per loop turn.
         self._partial: set[_Stream] = set()
@@ -123,7 +128,13 @@ class LogMon:
             os.close(streams[0].fd)
             raise
 
-        def add() -> None:
+        # Registered here, not by the loop: the selector's epoll reports the FIFOs from its
+        # next wait on (what the task wrote meanwhile waits in them), and a later stop() or
+        # running(), served by the loop, sees them.
+        with self._lock:
+            if self._closing:
+                self._discard(streams)
+                raise LogMonError("logmon is closed")
             if key in self._streams:
                 self._discard(streams)
                 return
@@ -138,10 +149,6 @@ class LogMon:
                 self._discard(streams)
                 return
             self._streams[key] = streams
-
-        # Not waited for: the FIFOs hold what the task writes until the loop picks them
-        # up, and requests run in order, so a later stop() or running() sees this one.
-        self._post(add)
 
     @staticmethod
     def _discard(streams: list[_Stream]) -> None:
@@ -164,9 +171,10 @@ class LogMon:
             return
 
         def shutdown() -> None:
+            with self._lock:
+                self._closing = True  # no start() registers after this
             for key in list(self._streams):
                 self._remove(key, drain=False)
-            self._closing = True
 
         self._call(shutdown)
         self._thread.join(STOP_TIMEOUT_S)
@@ -327,9 +335,11 @@ class LogMon:
                     log.error("logmon: flushing %s logs failed: %s", s.key, exc)
 
     def _remove(self, key: str, *, drain: bool) -> None:
-        streams = self._streams.pop(key, None)
+        with self._lock:
+            streams = self._streams.pop(key, None)
+            for s in streams or []:
+                self._selector.unregister(s.fd)
         for s in streams or []:
-            self._selector.unregister(s.fd)
             self._partial.discard(s)
             if drain:
                 self._copy(s, MAX_DRAIN_BYTES)
