@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.concurrency import run_in_threadpool
 
 from nomadpaas.agent.acl import load_or_create_management_token
 from nomadpaas.agent.client.allocrunner.alloc_runner import AllocRunner
@@ -337,6 +338,9 @@ class Agent:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop, sig.name)
+        # Before the first request, not in it: the thread pool that serves blocking
+        # endpoints starts (and anyio imports its backend) on first use, some 25 ms.
+        await run_in_threadpool(lambda: None)
         serving = asyncio.create_task(server.serve())
         consul_serving = asyncio.create_task(consul.serve())  # services (issue 4)
         # The client starts once HTTP is up (its restore may take a moment per task).
