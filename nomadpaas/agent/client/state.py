@@ -50,12 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nomadpaas.agent.helper.jsontext import (
-    SHARED_ALLOC_FIELDS,
-    SharedTexts,
-    compact_encoder,
-    splice,
-)
+from nomadpaas.agent.helper.jsontext import SharedTexts, compact_encoder, splice
 
 DB_FILE = "state.db"  # under <data_dir>/client/, as in Nomad
 BUSY_TIMEOUT_S = 30.0  # another connection to the same file (an in-process restart) holds it
@@ -224,8 +219,9 @@ class ClientStateDB:
         return splice(alloc, self._shared_member, _dumps)
 
     def _shared_member(self, key: str, value: Any) -> str | None:
-        # A dict subclass is one of the server's read-only values; a plain dict may change.
-        if key in SHARED_ALLOC_FIELDS and isinstance(value, dict) and type(value) is not dict:
+        # Asked only for SHARED_ALLOC_FIELDS members (splice). A dict subclass is one of
+        # the server's read-only values; a plain dict may change.
+        if isinstance(value, dict) and type(value) is not dict:
             return self._shared_json.text(value)
         return None
 

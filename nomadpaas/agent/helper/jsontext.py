@@ -79,13 +79,16 @@ def splice(
     row: Mapping[str, Any],
     shared_text: Callable[[str, Any], str | None],
     encode: Callable[[Any], str],
+    shared_keys: frozenset[str] = SHARED_ALLOC_FIELDS,
 ) -> str:
-    """The row's JSON: runs of members encoded together by `encode`, and a member whose
-    text `shared_text(key, value)` gives (None: not a shared one) spliced in as is."""
+    """The row's JSON: runs of members encoded together by `encode`, and a member of
+    `shared_keys` whose text `shared_text(key, value)` gives (None: not a shared value)
+    spliced in as is. Only those few members are offered to `shared_text`: a call per
+    member of a forty-member row would cost more than the encoding it saves."""
     parts: list[str] = []
     run: dict[str, Any] = {}
     for key, value in row.items():
-        text = shared_text(key, value)
+        text = shared_text(key, value) if key in shared_keys else None
         if text is None:
             run[key] = value
             continue

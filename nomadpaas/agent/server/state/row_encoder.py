@@ -18,12 +18,7 @@ import json.encoder
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from nomadpaas.agent.helper.jsontext import (
-    SHARED_ALLOC_FIELDS,
-    SharedTexts,
-    compact_encoder,
-    splice,
-)
+from nomadpaas.agent.helper.jsontext import SharedTexts, compact_encoder, splice
 from nomadpaas.agent.server.state.frozen import FrozenDict
 
 CACHE_ENTRIES = 64  # distinct shared values remembered (LRU by insertion)
@@ -58,19 +53,14 @@ class RowEncoder:
         self._seen[id(job)] = job
         return False
 
-    def shared(self, value: FrozenDict) -> str:
-        """The cached text of one shared frozen value."""
-        return self._texts.text(value)
-
     def _splice(self, row: FrozenDict) -> str:
         """The row's members in order: runs of plain ones encoded together, shared frozen
         values from the cache."""
         return splice(row, self._shared_member, self._encode)
 
     def _shared_member(self, key: str, value: Any) -> str | None:
-        if key in SHARED_ALLOC_FIELDS and type(value) is FrozenDict:
-            return self.shared(value)
-        return None
+        # Asked only for SHARED_ALLOC_FIELDS members (splice).
+        return self._texts.text(value) if type(value) is FrozenDict else None
 
 
 _KEY_ENCODER = json.JSONEncoder(separators=_SEPARATORS)
