@@ -186,11 +186,18 @@ def test_a_task_started_but_never_recorded_is_not_run_twice(
     # running is ended first, so the task does not run twice.
     first = harness.start("t", "/bin/sleep", "300")
     first_pid = int(first.driver_state["PID"])
+    first_executor = int(first.driver_state["WrapperPID"])
+    executor_started = proc_start_time(first_executor)
     next_agent = RawExecDriver(native_executor=driver.executor is not None)
     config = next_agent_config(harness, "t")
     second = next_agent.start_task(config)
     try:
         wait_for(lambda: not live_group_members(first_pid), what="the unrecorded task ended")
+        # ... and its executor with it (not merely left waiting to be released).
+        wait_for(
+            lambda: proc_start_time(first_executor) != executor_started,
+            what="the unrecorded task's executor ended",
+        )
         assert live_group_members(int(second.driver_state["PID"]))
     finally:
         next_agent.destroy_task("t", force=True)

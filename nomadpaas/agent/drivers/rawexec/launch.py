@@ -15,14 +15,13 @@ from nomadpaas.agent.drivers.rawexec.handle import (
     EXIT_FILE,
     PID_FILE,
     START_TIMEOUT_S,
-    pidfd_or_none,
     proc_start_time,
     readable,
 )
 from nomadpaas.agent.drivers.rawexec.orphans import (
+    kill_executor,
     kill_stale_task,
     process_argvs,
-    state_dir_of,
     wrapper_state_dir,
 )
 
@@ -79,25 +78,11 @@ def abort_start(wrapper: subprocess.Popen[bytes] | None, wrapper_pid: int, state
     # this task's state dir (it may have exited by itself, and its PID been reused). Its
     # PID is unknown when it never announced: any process whose argv names the dir.
     if wrapper_pid:
-        _kill_executor(wrapper_pid, state_dir)
+        kill_executor(wrapper_pid, state_dir)
         return
     for pid, argv in process_argvs():
         if wrapper_state_dir(argv) == state_dir:
-            _kill_executor(pid, state_dir)
-
-
-def _kill_executor(pid: int, state_dir: str) -> None:
-    """SIGKILL the executor ``pid`` if its argv still names ``state_dir``."""
-    fd = pidfd_or_none(pid)
-    if fd is None:
-        return
-    try:
-        if state_dir_of(pid) == state_dir:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+            kill_executor(pid, state_dir)
 
 
 def prepare_state_dir(state_dir: str) -> None:

@@ -10,13 +10,19 @@ argv[1] is another word, so it is never taken for an executor.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterator
 
 from nomadpaas.agent.drivers.rawexec.executor import MARK as EXECUTOR_MARK
 from nomadpaas.agent.drivers.rawexec.executor import NAME_PREFIX as EXECUTOR_PREFIX
-from nomadpaas.agent.drivers.rawexec.handle import PID_FILE, WRAPPER_NAME, WRAPPER_SCRIPT
+from nomadpaas.agent.drivers.rawexec.handle import (
+    PID_FILE,
+    WRAPPER_NAME,
+    WRAPPER_SCRIPT,
+    pidfd_or_none,
+)
 
 
 def wrapper_state_dir(argv: list[bytes]) -> str | None:
@@ -107,6 +113,32 @@ def kill_orphaned_tasks(data_dir: str) -> int:
     return killed
 
 
+def _names(pid: int, state_dir: str) -> bool:
+    """Whether the argv of ``pid`` says it is the executor (or sh wrapper) of ``state_dir``."""
+    found = state_dir_of(pid)
+    return found is not None and (
+        found == state_dir or os.path.realpath(found) == os.path.realpath(state_dir)
+    )
+
+
+def kill_executor(pid: int, state_dir: str) -> bool:
+    """SIGKILL the executor (or sh wrapper) ``pid`` if its argv names ``state_dir``; whether
+    it was. Through a pidfd opened before the argv is read: should the executor exit and
+    its PID be reused meanwhile, the signal goes nowhere instead of to a stranger."""
+    fd = pidfd_or_none(pid)
+    if fd is None:
+        return False
+    try:
+        if not _names(pid, state_dir):
+            return False
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def kill_stale_task(state_dir: str) -> bool:
     """SIGKILL the task, and its executor, that an earlier start left running from
     ``state_dir`` unknown to this agent: one whose agent died before the start was
@@ -119,9 +151,18 @@ def kill_stale_task(state_dir: str) -> bool:
     pid, executor = task
     if executor is None:
         return False
-    found = state_dir_of(executor)
-    if found is None or os.path.realpath(found) != os.path.realpath(state_dir):
+    fd = pidfd_or_none(executor)
+    if fd is None:
         return False
-    _sigkill(os.killpg, pid)
-    _sigkill(os.kill, executor)
-    return True
+    try:
+        # Checked with the executor pinned by the pidfd. The task goes first: while the
+        # executor lives it has not reaped the task (it is still the task's parent), so
+        # the task's PID cannot have been reused.
+        if not _names(executor, state_dir) or parent_pid(pid) != executor:
+            return False
+        _sigkill(os.killpg, pid)
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return True
+    finally:
+        os.close(fd)
