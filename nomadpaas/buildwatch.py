@@ -119,10 +119,14 @@ class LineSplitter:
         #: Takes the lines meant for the platform, not the user: True when it took one
         #: (the line is then neither passed on nor kept in `tail`).
         self._hide = hide
-        #: A line equal to one of `markers` went by since the last reset.
-        self.marker_seen = False
-        #: The last such line (None: none yet); never reset.
+        #: The last line equal to one of `markers` (None: none yet); never reset.
         self.last_marker: str | None = None
+        self._new_marker: str | None = None  # one went by since the last take_marker()
+
+    def take_marker(self) -> str | None:
+        """The marker line that went by since the last call, if one did (the latest)."""
+        marker, self._new_marker = self._new_marker, None
+        return marker
 
     def feed(self, data: bytes) -> None:
         text = self._partial + self._decoder.decode(data)
@@ -141,8 +145,7 @@ class LineSplitter:
             return
         self.tail = [*self.tail[-(self._keep - 1) :], line]
         if line in self._markers:
-            self.marker_seen = True
-            self.last_marker = line
+            self.last_marker = self._new_marker = line
         self._emit(line)
 
 
@@ -293,11 +296,10 @@ class BuildWatcher:
                     if frame.data:
                         offset += len(frame.data)
                         lines.feed(frame.data)
-                        marker = lines.last_marker
-                        if lines.marker_seen and finished is not None and marker is not None:
-                            if finished(marker):
-                                return True, alloc, offset
-                            lines.marker_seen = False  # not the task's own marker: go on
+                        marker = lines.take_marker()
+                        # Not the task's own marker (finished says no): go on.
+                        if marker is not None and finished is not None and finished(marker):
+                            return True, alloc, offset
                     elif frame.is_heartbeat:
                         # Quiet for a second: did the task die without its last line?
                         alloc = self.allocations.get(alloc_id)
