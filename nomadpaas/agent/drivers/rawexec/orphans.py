@@ -72,14 +72,13 @@ def parent_pid(pid: int) -> int | None:
         return None
 
 
-def _task_of(state_dir: str) -> tuple[int, int | None] | None:
-    """The task PID an executor wrote in ``state_dir`` and that process's parent now."""
+def _task_pid(state_dir: str) -> int | None:
+    """The task PID an executor wrote in ``state_dir``; None when there is none."""
     try:
         with open(os.path.join(state_dir, PID_FILE)) as f:
-            pid = int(f.read())
+            return int(f.read())
     except (OSError, ValueError):
         return None
-    return pid, parent_pid(pid)
 
 
 def _sigkill(kill: Callable[[int, int], None], target: int) -> bool:
@@ -105,11 +104,8 @@ def kill_orphaned_tasks(data_dir: str) -> int:
         state_dir = wrapper_state_dir(argv)
         if state_dir is None or not os.path.realpath(state_dir).startswith(root):
             continue
-        task = _task_of(state_dir)
-        # ppid: ours, not a reused PID
-        if task is not None and task[1] == wrapper and _sigkill(os.killpg, task[0]):
+        if kill_executor(wrapper, state_dir, task=_task_pid(state_dir)):
             killed += 1
-        _sigkill(os.kill, wrapper)
     return killed
 
 
@@ -121,20 +117,23 @@ def _names(pid: int, state_dir: str) -> bool:
     )
 
 
-def kill_executor(pid: int, state_dir: str) -> bool:
-    """SIGKILL the executor (or sh wrapper) ``pid`` if its argv names ``state_dir``; whether
-    it was. Through a pidfd opened before the argv is read: should the executor exit and
-    its PID be reused meanwhile, the signal goes nowhere instead of to a stranger."""
-    fd = pidfd_or_none(pid)
+def kill_executor(executor: int, state_dir: str, *, task: int | None = None) -> bool:
+    """SIGKILL the executor (or sh wrapper) ``executor`` if its argv names ``state_dir``,
+    and before it its ``task``'s process group if the task is still its child. Through a
+    pidfd opened before the checks: should the executor exit and its PID be reused
+    meanwhile, the signal goes nowhere instead of to a stranger; and while the executor
+    lives it has not reaped the task, so the task's PID cannot have been reused either.
+    Returns whether the task was signalled."""
+    fd = pidfd_or_none(executor)
     if fd is None:
         return False
     try:
-        if not _names(pid, state_dir):
+        if not _names(executor, state_dir):
             return False
-        signal.pidfd_send_signal(fd, signal.SIGKILL)
-        return True
-    except OSError:
-        return False
+        killed = task is not None and parent_pid(task) == executor and _sigkill(os.killpg, task)
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return killed
     finally:
         os.close(fd)
 
@@ -145,24 +144,8 @@ def kill_stale_task(state_dir: str) -> bool:
     recorded (the executor forks on, by design). A new start in that dir would otherwise
     run the task twice. True if there was one. Only the executor of ``state_dir`` (its
     argv says so) and its own child are touched: a reused PID is left alone."""
-    task = _task_of(state_dir)
-    if task is None:
-        return False
-    pid, executor = task
+    task = _task_pid(state_dir)
+    executor = None if task is None else parent_pid(task)
     if executor is None:
         return False
-    fd = pidfd_or_none(executor)
-    if fd is None:
-        return False
-    try:
-        # Checked with the executor pinned by the pidfd. The task goes first: while the
-        # executor lives it has not reaped the task (it is still the task's parent), so
-        # the task's PID cannot have been reused.
-        if not _names(executor, state_dir) or parent_pid(pid) != executor:
-            return False
-        _sigkill(os.killpg, pid)
-        with contextlib.suppress(OSError):
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-        return True
-    finally:
-        os.close(fd)
+    return kill_executor(executor, state_dir, task=task)
