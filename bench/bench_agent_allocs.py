@@ -16,6 +16,11 @@ agent; orphans are killed as a last resort.
 
 Each allocation's directory tree (16 inodes: 10 dirs, 3 FIFOs, 3 files; see alloc_dirs_alone)
 is most of the cost on a slow disk: the run prints how long the trees alone take there.
+
+Each round also says how busy the machine was between register and running, and how its
+CPU time split between the agent and the task side (the spawner, every executor and every
+task; a task's own start-up, its exec, is most of that and the baseline pays it too). When
+the machine is close to fully busy, only less work, not better scheduling, shortens the run.
 """
 
 from __future__ import annotations
@@ -98,6 +103,35 @@ def cpu_s(pid: int) -> tuple[float, float]:
     fields = raw[raw.rindex(b")") + 2 :].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs so far, from /proc/stat (idle and iowait are
+    not busy)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+def on_cpu_s(pids: list[int]) -> float:
+    """Seconds on a CPU so far of every process in `pids` (schedstat: nanoseconds, exact
+    for short-lived work that tick-based /proc/<pid>/stat rounds to nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # gone meanwhile
+    return total / 1e9
+
+
+def task_side(agent_pid: int, data_dir: Path) -> list[int]:
+    """The processes that start and hold the tasks: the agent's spawner (its child), every
+    executor and every task."""
+    overhead, tasks = task_trees(data_dir)
+    spawners = [pid for pid, (ppid, _) in processes().items() if ppid == agent_pid]
+    return overhead + tasks + spawners
 
 
 def wait(pred: Any, what: str, deadline: float) -> float:
@@ -230,6 +264,8 @@ def run_agent(n: int, data_dir: Path, log: Path, deadline: float, *, last: bool)
         wait(lambda: _answers(http, agent), "agent up", deadline)
         rss_idle = status_kib(agent.pid, "VmRSS") / KIB_PER_MIB
         cpu0 = cpu_s(agent.pid)
+        side0 = on_cpu_s(task_side(agent.pid, data_dir))  # the spawner, if up already
+        machine0 = machine_jiffies()
         wall0 = time.time_ns()
         t0 = time.monotonic()
         reply = http.post("/v1/jobs", json={"Job": job(n)})
@@ -238,11 +274,17 @@ def run_agent(n: int, data_dir: Path, log: Path, deadline: float, *, last: bool)
         wait_summary(http, "Running", n, deadline)
         agent_s = time.monotonic() - t0
         cpu1 = cpu_s(agent.pid)
+        machine1 = machine_jiffies()
         print(f"agent:    {n} allocations register → running in {agent_s:.2f}s "
               f"({agent_s / n * 1000:.1f} ms/alloc)")  # fmt: skip
         user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
         print(f"agent CPU meanwhile: user {user:.2f}s, system {system:.2f}s "
               f"(load average {os.getloadavg()[0]:.2f})")  # fmt: skip
+        busy = (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1])
+        side = on_cpu_s(task_side(agent.pid, data_dir)) - side0
+        print(f"machine:  {busy:.0%} of {os.cpu_count()} CPUs busy meanwhile: the agent "
+              f"{user + system:.2f} CPU-s, the task side (spawner, executors, tasks) "
+              f"{side:.2f} ({side / n * 1000:.2f} ms per task)")  # fmt: skip
         print(f"stages:   {stages(http.get(f'/v1/job/{JOB_ID}/allocations').json(), wall0)}")
         if last:
             footprint(n, agent, rss_idle, data_dir)
