@@ -70,10 +70,13 @@ def processes() -> dict[int, tuple[int, list[bytes]]]:
     return out
 
 
-def task_trees(data_dir: Path) -> tuple[list[int], list[int]]:
+def task_trees(
+    data_dir: Path, procs: dict[int, tuple[int, list[bytes]]] | None = None
+) -> tuple[list[int], list[int]]:
     """(overhead pids, task pids): each raw_exec wrapper of this data dir and its descendants,
-    split into the `sleep` tasks themselves and everything else (the per-task overhead)."""
-    procs = processes()
+    split into the `sleep` tasks themselves and everything else (the per-task overhead).
+    `procs`: a `processes()` the caller read already."""
+    procs = processes() if procs is None else procs
     root = str(data_dir.resolve()) + os.sep
     tops = [
         pid
@@ -129,8 +132,9 @@ def on_cpu_s(pids: list[int]) -> float:
 def task_side(agent_pid: int, data_dir: Path) -> list[int]:
     """The processes that start and hold the tasks: the agent's spawner (its child), every
     executor and every task."""
-    overhead, tasks = task_trees(data_dir)
-    spawners = [pid for pid, (ppid, _) in processes().items() if ppid == agent_pid]
+    procs = processes()
+    overhead, tasks = task_trees(data_dir, procs)
+    spawners = [pid for pid, (ppid, _) in procs.items() if ppid == agent_pid]
     return overhead + tasks + spawners
 
 
