@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from nomadpaas.agent.drivers.rawexec.executor import MARK as EXECUTOR_MARK
 from nomadpaas.agent.drivers.rawexec.executor import NAME_PREFIX as EXECUTOR_PREFIX
@@ -81,10 +81,10 @@ def _task_pid(state_dir: str) -> int | None:
         return None
 
 
-def _sigkill(kill: Callable[[int, int], None], target: int) -> bool:
-    """SIGKILL ``target`` with ``kill`` (os.kill or os.killpg); whether it was sent."""
+def _killpg(pgid: int) -> bool:
+    """SIGKILL the process group ``pgid``; whether it was sent."""
     try:
-        kill(target, signal.SIGKILL)
+        os.killpg(pgid, signal.SIGKILL)
     except OSError:
         return False
     return True
@@ -130,7 +130,7 @@ def kill_executor(executor: int, state_dir: str, *, task: int | None = None) -> 
     try:
         if not _names(executor, state_dir):
             return False
-        killed = task is not None and parent_pid(task) == executor and _sigkill(os.killpg, task)
+        killed = task is not None and parent_pid(task) == executor and _killpg(task)
         with contextlib.suppress(OSError):
             signal.pidfd_send_signal(fd, signal.SIGKILL)
         return killed
